@@ -1,0 +1,80 @@
+"""One base exception for everything a user can get wrong, with an HTTP status and a JSON form.
+
+Faces map it once: magics turn it into IPython's ``UsageError`` (a clear paragraph, no traceback), the
+jupyter_server handlers into a JSON error with its status, the CLI into a message and exit code 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "PymlError",
+    "CaptureError",
+    "CheckFailed",
+    "NotFound",
+    "InvalidName",
+    "BuildError",
+    "DeployError",
+    "BatchError",
+]
+
+
+class PymlError(Exception):
+    """Base error: ``message`` says what is wrong and how to fix it."""
+
+    status: int = 400
+    code: str = "pyml_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+class CaptureError(PymlError):
+    """The model class cannot be captured into a self-contained package."""
+
+    code = "capture_error"
+
+
+class CheckFailed(PymlError):
+    """The contract check failed; ``report`` holds the full :class:`ContractReport`."""
+
+    status = 422
+    code = "check_failed"
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class NotFound(PymlError):
+    status = 404
+    code = "not_found"
+
+
+class InvalidName(PymlError):
+    """A user-supplied name that would be unsafe in a Docker tag, a path or SQL."""
+
+    code = "invalid_name"
+
+
+class BuildError(PymlError):
+    status = 500
+    code = "build_error"
+
+
+class DeployError(PymlError):
+    status = 500
+    code = "deploy_error"
+
+
+class BatchError(PymlError):
+    code = "batch_error"

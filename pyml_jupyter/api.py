@@ -1,0 +1,228 @@
+"""The core API: every face (magics, jupyter_server handlers, widgets, CLI) calls these functions.
+
+A model reference (``ref``) is ``"NAME"`` (the latest version) or ``"NAME/VERSION"``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import tracking
+from .checks import ContractReport, run_check
+from .errors import CheckFailed, NotFound, PymlError
+from .progress import Progress
+from .serving.loader import LoadedModel, load_package
+from .tracking import RegisteredModel, parse_ref
+
+__all__ = [
+    "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
+    "stop", "test", "predict_offline", "parse_ref",
+]
+
+
+# ----------------------------------------------------------------------------------------------- check, register
+
+
+def check(model_class: type, sample: Any, artifacts: Mapping[str, Any] | None = None, *,
+          namespace: Mapping[str, Any] | None = None) -> ContractReport:
+    """Check ``model_class`` against the contract on ``sample`` (see :mod:`pyml_jupyter.checks`)."""
+    return run_check(model_class, sample, artifacts, namespace=namespace)
+
+
+def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, Any] | None = None, *,
+             namespace: Mapping[str, Any] | None = None, experiment: str | None = None) -> RegisteredModel:
+    """Check, capture and log ``model_class`` to MLflow as a pyfunc model, registered as a new version of ``name``.
+
+    Raises :class:`~pyml_jupyter.errors.CheckFailed` (with the report) and logs nothing when the check fails.
+    """
+    tracking.validate_name(name)
+    report = run_check(model_class, sample, artifacts, namespace=namespace)
+    if not report.ok:
+        raise CheckFailed(report.summary() + f"\nNothing was registered under {name!r}.", report)
+    registered = tracking.log_and_register(name, report.package_dir, report, report.sample, report.output,
+                                           experiment=experiment)
+    registered.report = report  # type: ignore[attr-defined]
+    return registered
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+@dataclass
+class ModelInfo:
+    """A registered model, its versions and their state (contract, image, deployment), newest first."""
+
+    name: str
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def latest_version(self) -> int | None:
+        return self.versions[0]["version"] if self.versions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "latest_version": self.latest_version, "description": self.description,
+                "versions": self.versions, "mlflow_ui_url": tracking.ui_url(f"#/models/{self.name}")}
+
+    def __repr__(self) -> str:
+        lines = [f"{self.name}"]
+        for v in self.versions:
+            image = v["image"]["tag"] if v.get("image") else "no image"
+            dep = f"running at {v['deployment']['url']}" if v.get("deployment") else "not deployed"
+            lines.append(f"  v{v['version']}: contract {v['contract_status'] or 'unknown'}, {image}, {dep}")
+        return "\n".join(lines)
+
+
+def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
+    """Images and running deployments by (name, version), asked from the Docker engine; empty without one."""
+    try:
+        from .deployments import list_deployments
+        from .images.builder import list_images
+    except ImportError:
+        return {}, {}
+    try:
+        images = {(i.labels.get("pyml.model"), i.labels.get("pyml.version")): i for i in list_images()}
+        deps = {(d.name, str(d.version)): d for d in list_deployments()}
+    except PymlError:
+        return {}, {}
+    return images, deps
+
+
+def list_models() -> list[ModelInfo]:
+    """Every registered model with its versions and their contract, image and deployment state."""
+    images, deps = _engine_state()
+    out = []
+    for rm, versions in tracking.list_registered():
+        info = ModelInfo(name=rm.name, description=rm.description or "")
+        for mv in versions:
+            image = images.get((rm.name, str(mv.version)))
+            dep = deps.get((rm.name, str(mv.version)))
+            info.versions.append({
+                "version": int(mv.version),
+                "run_id": mv.run_id,
+                "created": mv.creation_timestamp,
+                "contract_status": mv.tags.get(tracking.TAG_STATUS),
+                "kind": mv.tags.get(tracking.TAG_KIND),
+                "model_uri": f"models:/{rm.name}/{mv.version}",
+                "image": {"tag": image.tag, "id": image.image_id, "size_bytes": image.size_bytes} if image else None,
+                "deployment": {"url": dep.url, "status": dep.status, "container_id": dep.container_id} if dep else None,
+            })
+        out.append(info)
+    return out
+
+
+def package_path(ref: str) -> Path:
+    """The local folder of a registered version's package (downloaded from MLflow once)."""
+    name, version = parse_ref(ref)
+    mv = tracking.resolve_version(name, version)
+    return tracking.download_package(name, int(mv.version))
+
+
+def load(ref: str) -> LoadedModel:
+    """Load a registered version in this process, exactly as the container and Spark load it."""
+    return load_package(package_path(ref))
+
+
+# ------------------------------------------------------------------------------------------- images, deployments
+
+
+def _resolve(ref: str) -> tuple[str, int, Any]:
+    name, version = parse_ref(ref)
+    mv = tracking.resolve_version(name, version)
+    return name, int(mv.version), mv
+
+
+def build(ref: str, *, base_image: str | None = None, progress: Progress | None = None):
+    """Build the Docker image of a registered version; tags the MLflow version with the image id."""
+    from .images.builder import build_image
+
+    name, version, mv = _resolve(ref)
+    progress = progress or Progress(f"build {name}/{version}")
+    package = tracking.download_package(name, version)
+    image = build_image(package, name=name, version=str(version), run_id=mv.run_id, base_image=base_image,
+                        progress=progress)
+    tracking.set_version_tags(name, version, {tracking.TAG_IMAGE_ID: image.image_id, tracking.TAG_IMAGE_TAG: image.tag})
+    return image
+
+
+def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, progress: Progress | None = None):
+    """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed)."""
+    from .deployments import run_deployment
+    from .images.builder import find_image
+
+    name, version, mv = _resolve(ref)
+    progress = progress or Progress(f"deploy {name}/{version}")
+    image = find_image(name, str(version))
+    if image is None:
+        image = build(f"{name}/{version}", base_image=base_image, progress=progress)
+    return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port, progress=progress)
+
+
+def deployments() -> list:
+    """Running deployments, as the Docker engine knows them (state survives kernel and server restarts)."""
+    from .deployments import list_deployments
+
+    return list_deployments()
+
+
+def stop(ref: str) -> list:
+    """Stop and remove the deployment(s) of NAME (every version) or NAME/VERSION."""
+    from .deployments import stop_deployment
+
+    name, version = parse_ref(ref)
+    stopped = stop_deployment(name, None if version is None else str(version))
+    if not stopped:
+        raise NotFound(f"no deployment of {ref!r} is running: see %pyml_deployments.")
+    return stopped
+
+
+def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any = None,
+         progress: Progress | None = None):
+    """Predict ``sample`` (default: the version's stored sample) in this process and on ``target``, and compare.
+
+    ``target="container"`` sends it to the running deployment (deploying it first if needed);
+    ``target="batch"`` scores it through Spark. Returns a :class:`~pyml_jupyter.parity.ParityReport`.
+    """
+    from .parity import compare
+
+    if target not in ("container", "batch"):
+        raise PymlError(f"target must be 'container' or 'batch', not {target!r}.")
+    name, version, _ = _resolve(ref)
+    package = tracking.download_package(name, version)
+    loaded = load_package(package)
+    sample = loaded.info.read_sample() if sample is None else sample
+    t0 = time.perf_counter()
+    expected = loaded.predict(sample)
+    notebook_ms = (time.perf_counter() - t0) * 1e3
+    if target == "container":
+        from .deployments import find_deployment
+
+        dep = find_deployment(name, str(version)) or deploy(f"{name}/{version}", progress=progress)
+        t0 = time.perf_counter()
+        actual = dep.predict(sample)
+    else:
+        from .batch import predict_frame
+
+        t0 = time.perf_counter()
+        actual = predict_frame(package, sample, spark=spark)
+    target_ms = (time.perf_counter() - t0) * 1e3
+    report = compare(expected, actual, sample=loaded.enforce(sample), target=target)
+    report.latency.update({"notebook_ms": notebook_ms, f"{target}_ms": target_ms})
+    report.ref = f"{name}/{version}"
+    return report
+
+
+def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None, keep: list[str] | None = None,
+                    mode: str = "error", progress: Progress | None = None):
+    """Score the rows of a SQL ``query`` with a registered version on Spark, into ``output_table``."""
+    from .batch import predict_offline as run_batch
+
+    name, version, _ = _resolve(ref)
+    package = tracking.download_package(name, version)
+    result = run_batch(package, query, output_table, spark=spark, keep=keep, mode=mode, progress=progress)
+    result.ref = f"{name}/{version}"
+    return result
+

@@ -1,0 +1,117 @@
+"""The ``pyml`` command line: a thin face over :mod:`pyml_jupyter.api` (after mlflow's ``models/cli.py``).
+
+    pyml models                          list registered models and their state
+    pyml serve NAME[/VERSION]|PACKAGE    serve a model locally with the serving runtime, without Docker
+    pyml build NAME[/VERSION]            build its Docker image
+    pyml deploy NAME[/VERSION]           run it as a container on 127.0.0.1
+    pyml deployments                     list running deployments
+    pyml stop NAME[/VERSION]             stop a deployment
+    pyml test NAME[/VERSION]             compare the container's predictions with in-process ones
+    pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import api
+from .errors import PymlError
+from .progress import Progress
+from .widgets import show_progress
+
+
+def _serve(args: argparse.Namespace) -> int:
+    target = args.model
+    if (Path(target) / "pyml.json").is_file():
+        package = Path(target)
+    else:
+        package = api.package_path(target.removeprefix("models:/"))
+    argv = [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--host", args.host, "--port", str(args.port),
+            "--workers", str(args.workers)]
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover - execv does not return
+
+
+def _progress(title: str) -> Progress:
+    return show_progress(Progress(title))
+
+
+def _run(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "serve":
+        return _serve(args)
+    if cmd == "models":
+        from .displays import ModelTable
+
+        print(ModelTable(api.list_models()))
+    elif cmd == "build":
+        with _progress(f"build {args.ref}") as p:
+            image = api.build(args.ref, base_image=args.base_image, progress=p)
+        print(image)
+    elif cmd == "deploy":
+        with _progress(f"deploy {args.ref}") as p:
+            print(api.deploy(args.ref, port=args.port, base_image=args.base_image, progress=p))
+    elif cmd == "deployments":
+        from .displays import DeploymentTable
+
+        print(DeploymentTable(api.deployments()))
+    elif cmd == "stop":
+        from .displays import DeploymentTable
+
+        print(DeploymentTable(api.stop(args.ref), title="Stopped"))
+    elif cmd == "test":
+        report = api.test(args.ref, target=args.target)
+        print(report)
+        return 0 if report.ok else 1
+    elif cmd == "batch":
+        keep = [c for c in (args.keep or "").split(",") if c] or None
+        with _progress(f"batch {args.ref}") as p:
+            print(api.predict_offline(args.ref, args.query, args.output, keep=keep, mode=args.mode, progress=p))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyml", description="pyml_jupyter: check, register, build, serve models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve a model locally with the serving runtime (no Docker)")
+    serve.add_argument("model", help="NAME[/VERSION], models:/NAME/VERSION, or a package folder")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    sub.add_parser("models", help="list registered models")
+    build = sub.add_parser("build", help="build a model version's Docker image")
+    build.add_argument("ref")
+    build.add_argument("--base-image")
+    deploy = sub.add_parser("deploy", help="run a model version as a container")
+    deploy.add_argument("ref")
+    deploy.add_argument("--port", type=int)
+    deploy.add_argument("--base-image")
+    sub.add_parser("deployments", help="list running deployments")
+    stop = sub.add_parser("stop", help="stop a deployment")
+    stop.add_argument("ref")
+    test = sub.add_parser("test", help="compare a target's predictions with in-process ones on the stored sample")
+    test.add_argument("ref")
+    test.add_argument("--target", choices=["container", "batch"], default="container")
+    batch = sub.add_parser("batch", help="score a SQL query on Spark into a table")
+    batch.add_argument("ref")
+    batch.add_argument("--query", required=True)
+    batch.add_argument("--output", required=True)
+    batch.add_argument("--keep")
+    batch.add_argument("--mode", choices=["error", "overwrite", "append"], default="error")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except PymlError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

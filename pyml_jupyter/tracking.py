@@ -1,0 +1,262 @@
+"""MLflow: log a model package as a standard pyfunc model, register versions, find them again.
+
+MLflow is the source of truth for models: names, versions, contract status and image ids live in the registry
+(model versions and their tags). With nothing configured, MLflow's own embedded default is used: a local
+SQLite store (``mlflow.db``, which supports the registry) and ``./mlruns`` artifacts in the working directory;
+``MLFLOW_TRACKING_URI`` (a remote ``mlflow server``) is honoured as MLflow always does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidName, NotFound, PymlError
+
+__all__ = [
+    "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
+    "RegisteredModel", "validate_name", "parse_ref", "log_and_register", "resolve_version",
+    "download_package", "set_version_tags", "list_registered", "tracking_uri", "ui_url",
+]
+
+TAG_STATUS = "pyml.contract_status"
+TAG_KIND = "pyml.kind"
+TAG_DIGEST = "pyml.digest"
+TAG_IMAGE_ID = "pyml.image_id"
+TAG_IMAGE_TAG = "pyml.image_tag"
+PACKAGE_DIR_NAME = "package"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def validate_name(name: str) -> str:
+    """A model name safe for the registry, Docker tags, paths and SQL: letters, digits, ``_ . -``; ≤ 63 chars."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise InvalidName(
+            f"{name!r} is not a valid model name: use 1 to 63 letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit (e.g. 'churn_model')."
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``"NAME"`` or ``"NAME/VERSION"`` (``"NAME@latest"`` too) -> (name, version or None)."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidName("a model reference is NAME or NAME/VERSION, e.g. 'churn_model/3'.")
+    name, _, version = ref.strip().replace("@latest", "").partition("/")
+    validate_name(name)
+    if not version:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidName(f"{version!r} is not a model version: versions are positive integers, e.g. '{name}/3'.")
+    return name, int(version)
+
+
+@dataclass
+class RegisteredModel:
+    """A registered model version: ``models:/NAME/VERSION``."""
+
+    name: str
+    version: int
+    run_id: str
+    status: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "run_id": self.run_id, "uri": self.uri,
+                "status": self.status, "tags": self.tags}
+
+    def __repr__(self) -> str:
+        return f"RegisteredModel({self.uri}, run_id={self.run_id}, contract={self.status or 'unknown'})"
+
+    def _repr_html_(self) -> str:
+        link = ui_url(f"#/models/{self.name}/versions/{self.version}")
+        where = f" (<a href='{link}' target='_blank'>MLflow UI</a>)" if link else ""
+        return (f"<div class='pyml-registered'>Registered <code>{self.uri}</code>{where}<br>"
+                f"run <code>{self.run_id}</code>, contract check: <b>{self.status or 'unknown'}</b></div>")
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def ui_url(path: str = "") -> str | None:
+    """A browser link into the MLflow UI, when the tracking store is a server (or ``PYML_MLFLOW_UI`` is set)."""
+    base = os.environ.get("PYML_MLFLOW_UI")
+    if not base:
+        uri = tracking_uri()
+        base = uri if uri.startswith(("http://", "https://")) else None
+    return f"{base.rstrip('/')}/{path.lstrip('/')}" if base else None
+
+
+def _serving_code_dir(tmp: Path) -> Path:
+    """A folder holding only the serving runtime, as ``pyml_jupyter/serving`` (a namespace package)."""
+    src = Path(__file__).parent / "serving"
+    dst = tmp / "code" / "pyml_jupyter"
+    shutil.copytree(src, dst / "serving", ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def log_and_register(name: str, package_dir: Path, report: Any, sample: Any, prediction: Any,
+                     *, experiment: str | None = None) -> RegisteredModel:
+    """Log the package as a pyfunc model in a new run and register it as a new version of ``name``.
+
+    Nothing half-written survives a failure: the run is deleted and any version created is removed.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    validate_name(name)
+    client = _client()
+    if experiment:
+        mlflow.set_experiment(experiment)
+    info = json.loads((package_dir / "pyml.json").read_text())
+    from .serving.loader import package_digest
+
+    digest = package_digest(package_dir)
+    run = None
+    version = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="pyml-log-") as tmp:
+            staged = Path(tmp) / PACKAGE_DIR_NAME
+            shutil.copytree(package_dir, staged, ignore=shutil.ignore_patterns("__pycache__"))
+            code_dir = _serving_code_dir(Path(tmp))
+            with mlflow.start_run(run_name=f"pyml-{name}") as run:
+                mlflow.set_tags({TAG_STATUS: report.status, TAG_KIND: info["kind"], "pyml.class": info["class_name"],
+                                 TAG_DIGEST: digest})
+                mlflow.log_params({"pyml.class": info["class_name"], "pyml.kind": info["kind"],
+                                   "pyml.python_version": info["python_version"]})
+                for key, value in report.latency.items():
+                    mlflow.log_metric(f"pyml.latency.{key}", float(value))
+                mlflow.log_text(report.to_json(), "contract/report.json")
+                mlflow.log_text(report._repr_html_(), "contract/report.html")
+                signature = infer_signature(sample, prediction)
+                model_info = mlflow.pyfunc.log_model(
+                    name="model",
+                    loader_module="pyml_jupyter.serving.pyfunc",
+                    data_path=str(staged),
+                    code_paths=[str(code_dir)],
+                    pip_requirements=list(info.get("requirements", [])),
+                    signature=signature,
+                    input_example=sample,
+                    metadata={"pyml": {"kind": info["kind"], "class_name": info["class_name"], "digest": digest}},
+                )
+            mv = mlflow.register_model(
+                model_info.model_uri, name,
+                tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest},
+            )
+            version = int(mv.version)
+            return RegisteredModel(name=name, version=version, run_id=run.info.run_id, status=report.status,
+                                   tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest})
+    except Exception as e:
+        _rollback(client, name, version, run)
+        if isinstance(e, PymlError):
+            raise
+        raise PymlError(f"registering {name!r} in MLflow ({tracking_uri()}) failed, and nothing was kept: "
+                        f"{type(e).__name__}: {e}") from e
+
+
+def _rollback(client, name: str, version: int | None, run) -> None:
+    try:
+        if version is not None:
+            client.delete_model_version(name, str(version))
+            if not client.search_model_versions(f"name='{name}'"):
+                client.delete_registered_model(name)
+    except Exception:  # noqa: BLE001 - best effort, the original error matters more
+        pass
+    try:
+        if run is not None:
+            client.delete_run(run.info.run_id)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def resolve_version(name: str, version: int | None = None):
+    """The MLflow ``ModelVersion`` for NAME/VERSION (latest when version is None), or :class:`NotFound`."""
+    from mlflow.exceptions import MlflowException
+
+    validate_name(name)
+    client = _client()
+    try:
+        if version is not None:
+            return client.get_model_version(name, str(version))
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException as e:
+        raise NotFound(f"model {name!r}{'/' + str(version) if version else ''} is not registered in "
+                       f"{tracking_uri()}: register it with %pyml_register or pyml_jupyter.register().") from e
+    if not versions:
+        raise NotFound(f"model {name!r} is not registered in {tracking_uri()}: register it with %pyml_register "
+                       "or pyml_jupyter.register().")
+    return max(versions, key=lambda v: int(v.version))
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("PYML_CACHE_DIR", Path.home() / ".cache" / "pyml_jupyter"))
+
+
+def download_package(name: str, version: int) -> Path:
+    """The package of a registered version, downloaded once into the local cache."""
+    import mlflow
+
+    mv = resolve_version(name, version)
+    store = re.sub(r"[^A-Za-z0-9]+", "_", tracking_uri())[-80:]
+    target = _cache_root() / "packages" / store / name / str(mv.version)
+    package = target / "data" / PACKAGE_DIR_NAME
+    if (package / "pyml.json").is_file():
+        return package
+    tmp = Path(tempfile.mkdtemp(prefix="download-", dir=_ensure(target.parent)))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
+        if not (tmp / "data" / PACKAGE_DIR_NAME / "pyml.json").is_file():
+            raise NotFound(f"models:/{name}/{mv.version} is not a pyml_jupyter model (no package in its data).")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return package
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def set_version_tags(name: str, version: int, tags: dict[str, str]) -> None:
+    client = _client()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+
+
+def list_registered() -> list[tuple[Any, list[Any]]]:
+    """Every registered model with its versions (newest first), models newest first."""
+    client = _client()
+    out = []
+    for rm in client.search_registered_models(max_results=1000):
+        versions = sorted(client.search_model_versions(f"name='{rm.name}'"), key=lambda v: -int(v.version))
+        out.append((rm, versions))
+    out.sort(key=lambda item: -(item[0].last_updated_timestamp or 0))
+    return out

@@ -380,6 +380,12 @@ def _check(report, model_class, sample, artifacts, namespace, package_dir, timeo
     except Exception as e:  # noqa: BLE001 - any serialization failure is the user's to fix
         report.add("capture", FAIL, f"an artifact cannot be saved and loaded back: {e}")
         raise _Stop
+    notebook_classes = [n for n, spec in saved.specs.items() if "__main__" in spec.get("modules", ())]
+    if notebook_classes:
+        report.add("capture", FAIL, f"artifact(s) {', '.join(notebook_classes)} contain objects of a class defined in the "
+                   "notebook, which a pickle can only find in the notebook itself. Move that class into an importable "
+                   "module (a package installed with pip), or create the object in the model's constructor.")
+        raise _Stop
     helpers = f"; helpers: {', '.join(captured.helpers)}" if captured.helpers else ""
     report.add("capture", PASS, f"{len(captured.source.splitlines())} lines of source{helpers}; "
                f"{len(saved.specs)} artifact(s)")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import InvalidName, NotFound, PymlError
 
 __all__ = [
@@ -90,6 +92,41 @@ class RegisteredModel:
                 f"run <code>{self.run_id}</code>, contract check: <b>{self.status or 'unknown'}</b></div>")
 
 
+_MLFLOW_TYPES = {
+    "bool": "boolean", "int8": "integer", "int16": "integer", "int32": "integer", "int64": "long",
+    "uint8": "integer", "uint16": "integer", "uint32": "long", "uint64": "long", "float32": "float",
+    "float64": "double", "string": "string", "datetime": "datetime", "binary": "binary",
+}
+
+
+def mlflow_signature(input_schema: Any, output_schema: Any):
+    """The MLflow signature of a package, derived from its schemas (not re-inferred by MLflow).
+
+    Nullable integer and boolean columns are declared as MLflow's optional ``any``: MLflow's own enforcement
+    rejects pandas' nullable ``Int64``/``boolean`` under every concrete type (ints with missing values cannot
+    be ``long``, and are not safely ``double``). The package's schema, which runs next, enforces them exactly.
+    """
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
+
+    def convert(schema: Any) -> Schema:
+        if schema.kind == "tensor":
+            return Schema([TensorSpec(np.dtype(t.dtype), tuple(-1 if d is None else d for d in t.shape), t.name)
+                           for t in schema.tensors])
+        cols = []
+        for c in schema.columns:
+            mtype = _MLFLOW_TYPES.get(c.dtype)
+            if mtype is None:
+                return None  # a dtype MLflow cannot express: leave the signature out rather than lie
+            if c.nullable and mtype in ("integer", "long", "boolean"):
+                mtype = AnyType()
+            cols.append(ColSpec(mtype, c.name, required=not c.nullable))
+        return Schema(cols)
+
+    inputs, outputs = convert(input_schema), convert(output_schema)
+    return ModelSignature(inputs=inputs, outputs=outputs) if inputs is not None else None
+
+
 def _client():
     from mlflow import MlflowClient
 
@@ -126,7 +163,6 @@ def log_and_register(name: str, package_dir: Path, report: Any, sample: Any, pre
     Nothing half-written survives a failure: the run is deleted and any version created is removed.
     """
     import mlflow
-    from mlflow.models import infer_signature
 
     validate_name(name)
     client = _client()
@@ -152,7 +188,7 @@ def log_and_register(name: str, package_dir: Path, report: Any, sample: Any, pre
                     mlflow.log_metric(f"pyml.latency.{key}", float(value))
                 mlflow.log_text(report.to_json(), "contract/report.json")
                 mlflow.log_text(report._repr_html_(), "contract/report.html")
-                signature = infer_signature(sample, prediction)
+                signature = mlflow_signature(report.input_schema, report.output_schema)
                 model_info = mlflow.pyfunc.log_model(
                     name="model",
                     loader_module="pyml_jupyter.serving.pyfunc",

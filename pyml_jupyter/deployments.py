@@ -1,0 +1,418 @@
+"""Deployments: model images running as containers on this machine's Docker engine, and a client for them.
+
+The engine is the source of truth. A deployment is a container named ``pyml-<name>-<version>``, bound to
+``127.0.0.1`` and labelled ``pyml.model``, ``pyml.version``, ``pyml.run_id``, ``pyml.digest`` and
+``pyml.managed=true``; :func:`list_deployments` and :func:`find_deployment` ask the engine for those labels, so
+deployments are found again after a kernel or server restart with no state kept here.
+
+:class:`Deployment` is also a Python client of the served model: :meth:`Deployment.predict` sends a DataFrame or
+named arrays to ``POST /invocations`` (MLflow's scoring protocol) and returns the predictions with the model's
+output dtypes, decoded by the same schema module the server encodes them with.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import DeployError, NotFound
+from .images.builder import MANAGED_LABEL, ImageInfo, docker_client
+from .images.context import CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
+from .progress import Progress
+
+__all__ = ["Deployment", "container_name", "find_deployment", "list_deployments", "run_deployment",
+           "stop_deployment"]
+
+_PORT_KEY = f"{CONTAINER_PORT}/tcp"
+# Settings of the numeric libraries that change which kernels run, and so the last bits of float results
+# (OpenBLAS picks its kernels by CPU unless OPENBLAS_CORETYPE says otherwise; MKL_CBWR pins MKL's code path;
+# thread counts change how reductions are split). The container gets the notebook's, for parity.
+_NUMERIC_ENV = re.compile(r"^(OPENBLAS_|GOTO_|MKL_|OMP_|BLIS_|VECLIB_|NUMEXPR_)[A-Z0-9_]*$")
+_LABELS = ("pyml.model", "pyml.version", "pyml.run_id", "pyml.digest")
+
+
+def container_name(name: str, version: str | int) -> str:
+    """``pyml-<name>-<version>``: one container per model version."""
+    return f"pyml-{sanitize_name(name)}-{sanitize_version(version)}"
+
+
+# --------------------------------------------------------------------------------------------- the client
+
+
+def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
+    """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too."""
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+_PHASE_RE = re.compile(r'^pyml_phase_seconds_sum\{route="/invocations",phase="(\w+)"\} (\S+)$', re.M)
+
+
+def _phase_sums(text: str) -> dict[str, float]:
+    return {phase: float(value) for phase, value in _PHASE_RE.findall(text)}
+
+
+@dataclass
+class Deployment:
+    """A model version running in a container, and a client to it."""
+
+    name: str
+    version: str
+    run_id: str
+    container_id: str
+    url: str
+    status: str
+    image: str
+    image_id: str = ""
+    digest: str = ""
+    container_name: str = ""
+    _client: Any = field(default=None, repr=False, compare=False)
+    _metadata: dict | None = field(default=None, repr=False, compare=False)
+    last_timing: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_container(cls, container, client=None) -> "Deployment":
+        attrs = container.attrs
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(_PORT_KEY) or []
+        binding = next((p for p in ports if p.get("HostIp") in ("127.0.0.1", "0.0.0.0", "")),
+                       ports[0] if ports else None)
+        url = f"http://127.0.0.1:{binding['HostPort']}" if binding and binding.get("HostPort") else ""
+        image = labels.get("pyml.image") or (attrs.get("Config") or {}).get("Image", "")
+        return cls(name=labels.get("pyml.model", ""), version=labels.get("pyml.version", ""),
+                   run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
+                   status=container.status, image=image, image_id=attrs.get("Image", ""),
+                   digest=labels.get("pyml.digest", ""), container_name=container.name, _client=client)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready form (for the panel and the CLI)."""
+        return {"name": self.name, "version": self.version, "run_id": self.run_id, "container_id": self.container_id,
+                "container_name": self.container_name, "url": self.url, "status": self.status, "image": self.image,
+                "image_id": self.image_id, "digest": self.digest}
+
+    # ----------------------------------------------------------------------------------- engine side
+    def _engine(self):
+        if self._client is None:
+            self._client = docker_client(error=DeployError)
+        return self._client
+
+    def _container(self):
+        import docker
+
+        try:
+            return self._engine().containers.get(self.container_id)
+        except docker.errors.NotFound:
+            raise NotFound(f"The container of {self.name}/{self.version} ({self.container_id[:12]}) no longer "
+                           "exists: deploy it again.") from None
+
+    def refresh(self) -> "Deployment":
+        """Update :attr:`status` (and the URL) from the engine."""
+        container = self._container()
+        container.reload()
+        fresh = Deployment.from_container(container, self._client)
+        self.status, self.url = fresh.status, fresh.url or self.url
+        return self
+
+    def logs(self, tail: int = 100) -> str:
+        """The last ``tail`` lines the server wrote (stdout and stderr)."""
+        return self._container().logs(tail=tail).decode("utf-8", "replace")
+
+    def stop(self) -> list["Deployment"]:
+        """Stop and remove this deployment's container."""
+        return stop_deployment(self.name, self.version, client=self._client)
+
+    # ----------------------------------------------------------------------------------- HTTP side
+    def ping(self, timeout: float = 2.0) -> bool:
+        """True if ``GET /ping`` answers 200."""
+        if not self.url:
+            return False
+        try:
+            return _request(self.url + "/ping", timeout=timeout)[0] == 200
+        except OSError:
+            return False
+
+    def metadata(self) -> dict:
+        """``GET /metadata``: name, version, run id, kind and the input and output schemas."""
+        if self._metadata is None:
+            status, body = self._call("/metadata")
+            self._metadata = json.loads(body)
+        return self._metadata
+
+    def _call(self, path: str, data: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
+        if not self.url:
+            raise DeployError(f"Deployment {self.name}/{self.version} has no published port (status "
+                              f"{self.status}).")
+        try:
+            status, body = _request(self.url + path, data=data, timeout=timeout)
+        except OSError as exc:
+            raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}); "
+                              "see .logs() or %pyml_deployments.") from exc
+        if status >= 400:
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                answer = {"message": body.decode("utf-8", "replace")[:2000]}
+            code = answer.get("error_code") or answer.get("error") or "error"
+            raise DeployError(f"{self.name}/{self.version} answered {status} {code}: "
+                              f"{answer.get('message', answer)}", details={"status": status, "response": answer})
+        return status, body
+
+    def predict(self, data: Any, *, timing: bool = False, timeout: float = 60.0) -> Any:
+        """Predict with the served model, like ``LoadedModel.predict`` does in the notebook.
+
+        ``data`` is a DataFrame (sent as ``dataframe_split``; the result is a DataFrame with the output columns
+        and dtypes and the input's index) or a mapping of arrays (sent as ``inputs``; the result is a dict of
+        arrays). A 4xx/5xx answer raises :class:`~pyml_jupyter.errors.DeployError` with the server's message.
+        With ``timing=True`` the server's own phase times (parse, validate, predict, serialize, from its
+        ``/metrics``) are recorded with the round trip in ``result.attrs["pyml_timing"]`` (DataFrames) and in
+        :attr:`last_timing`; it assumes no other client is calling the server at the same time.
+        """
+        import pandas as pd
+
+        from .serving.schema import (
+            dataframe_from_json,
+            dataframe_to_json,
+            schema_from_dict,
+            tensors_from_json,
+            tensors_to_json,
+        )
+
+        frame = data if isinstance(data, pd.DataFrame) else None
+        if frame is not None:
+            payload = {"dataframe_split": dataframe_to_json(frame)}
+        elif isinstance(data, Mapping):
+            payload = {"inputs": tensors_to_json(data)}
+        else:
+            raise DeployError(f"predict() takes a pandas DataFrame or a dict of numpy arrays, not "
+                              f"{type(data).__name__}.")
+        body = json.dumps(payload, allow_nan=False).encode()
+        try:
+            output_schema = schema_from_dict(self.metadata()["output_schema"])
+        except (DeployError, KeyError, ValueError, TypeError):
+            output_schema = None
+        before = _phase_sums(self._call("/metrics")[1].decode()) if timing else {}
+        started = time.perf_counter()
+        _, answer = self._call("/invocations", body, timeout=timeout)
+        round_trip = (time.perf_counter() - started) * 1e3
+        predictions = json.loads(answer)["predictions"]
+        self.last_timing = {"round_trip_ms": round_trip}
+        if timing:
+            after = _phase_sums(self._call("/metrics")[1].decode())
+            self.last_timing.update({f"{phase}_ms": (after[phase] - before.get(phase, 0.0)) * 1e3
+                                     for phase in after})
+        if frame is not None:
+            if output_schema is not None and output_schema.kind == "dataframe":
+                result = dataframe_from_json(predictions, output_schema)
+            else:
+                result = pd.DataFrame.from_records(predictions)
+            if len(result) == len(frame):
+                result.index = frame.index
+            result.attrs["pyml_timing"] = dict(self.last_timing)
+            return result
+        schema = output_schema if output_schema is not None and output_schema.kind == "tensor" else None
+        return tensors_from_json(predictions, schema)
+
+    # ----------------------------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        return (f"<Deployment {self.name}/{self.version} {self.status} at {self.url or '-'} "
+                f"(container {self.container_id[:12]}, image {self.image})>")
+
+    def _repr_html_(self) -> str:
+        colour = {"running": "#1a7f37", "exited": "#cf222e", "dead": "#cf222e"}.get(self.status, "#9a6700")
+        rows = [("model", f"{self.name}/{self.version}"), ("url", self.url or "-"), ("container",
+                f"{self.container_name or ''} {self.container_id[:12]}"), ("image", self.image),
+                ("run id", self.run_id or "-"), ("digest", self.digest[:19] + "…" if self.digest else "-")]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td>"
+                       "</tr>" for k, v in rows)
+        return (f"<div class='pyml-deployment'><b>Deployment</b> <span style='color:{colour}'>● "
+                f"{html.escape(self.status)}</span><table>{body}</table></div>")
+
+
+# --------------------------------------------------------------------------------------------- engine calls
+
+
+def _containers(client, *, name: str | None = None, version: str | None = None, all: bool = False) -> list:
+    filters = [f"{MANAGED_LABEL}=true"]
+    if name is not None:
+        filters.append(f"pyml.model={sanitize_name(name)}")
+    if version is not None:
+        filters.append(f"pyml.version={sanitize_version(version)}")
+    return client.containers.list(all=all, filters={"label": filters})
+
+
+def list_deployments(client=None, *, all: bool = False) -> list[Deployment]:
+    """The deployments the engine runs (``all=True``: stopped ones too), by model name and version."""
+    client = docker_client(client, error=DeployError)
+    found = [Deployment.from_container(c, client) for c in _containers(client, all=all)]
+    return sorted(found, key=lambda d: (d.name, _version_key(d.version)))
+
+
+def _version_key(version: str):
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+def find_deployment(name: str, version: str | int, client=None, *, all: bool = False) -> Deployment | None:
+    """The running deployment of a model version (``all=True``: in any state), or ``None``."""
+    client = docker_client(client, error=DeployError)
+    found = _containers(client, name=name, version=str(version), all=all)
+    return Deployment.from_container(found[0], client) if found else None
+
+
+def stop_deployment(name: str, version: str | int | None = None, client=None) -> list[Deployment]:
+    """Stop and remove the deployments of a model (every version, or one); returns what was removed."""
+    client = docker_client(client, error=DeployError)
+    removed = []
+    for container in _containers(client, name=name, version=None if version is None else str(version), all=True):
+        deployment = Deployment.from_container(container, client)
+        try:
+            if container.status in ("running", "restarting", "paused"):
+                container.stop(timeout=10)
+            container.remove(force=True)
+        except Exception as exc:  # noqa: BLE001 - a container removed meanwhile is what we wanted
+            if "No such container" not in str(exc):
+                raise DeployError(f"Could not remove {container.name}: {exc}") from exc
+        deployment.status = "removed"
+        removed.append(deployment)
+    return removed
+
+
+def _resolve_image(client, image: ImageInfo | str):
+    import docker
+
+    ref = image.image_id if isinstance(image, ImageInfo) else str(image)
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        tag = image.tag if isinstance(image, ImageInfo) else ref
+        raise NotFound(f"Image {tag} is not on this Docker engine: build it first (%pyml_build).") from None
+
+
+def _tail(container, lines: int = 40) -> str:
+    try:
+        return container.logs(tail=lines).decode("utf-8", "replace").rstrip()
+    except Exception:  # noqa: BLE001 - the container may be gone already
+        return "(no log: the container is gone)"
+
+
+def run_deployment(
+    image: ImageInfo | str,
+    *,
+    name: str,
+    version: str | int,
+    run_id: str = "",
+    port: int | None = None,
+    timeout: float = 60,
+    progress: Progress | None = None,
+    client=None,
+) -> Deployment:
+    """Run a model image as a detached container on ``127.0.0.1`` and wait until ``/ping`` answers.
+
+    ``port=None`` lets the engine pick a free port. The container gets this process's numeric-library settings
+    (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. If the
+    container of this version already runs from the same
+    image it is returned as is; one from another image (a rebuild) or a stopped one is replaced. On failure the
+    container is removed and :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
+    """
+    import docker
+
+    client = docker_client(client, error=DeployError)
+    tag = sanitize_tag(name, version)
+    cname = container_name(name, version)
+    img = _resolve_image(client, image)
+    image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
+    if progress:
+        progress.set_stage("starting container")
+
+    try:
+        existing = client.containers.get(cname)
+    except docker.errors.NotFound:
+        existing = None
+    if existing is not None:
+        if existing.status == "running" and existing.image.id == img.id:
+            deployment = Deployment.from_container(existing, client)
+            if progress:
+                progress.log(f"{cname} already runs {tag} at {deployment.url}")
+            _wait_ready(existing, client, deployment, timeout, progress)
+            if progress:
+                progress.set_stage("running", 1.0)
+            return deployment
+        if progress:
+            progress.log(f"Replacing {cname} ({existing.status}, image {existing.image.short_id})")
+        existing.remove(force=True)
+
+    labels = {
+        "pyml.model": sanitize_name(name),
+        "pyml.version": sanitize_version(version),
+        "pyml.run_id": run_id or image_labels.get("pyml.run_id", ""),
+        "pyml.digest": image_labels.get("pyml.digest", ""),
+        "pyml.image": (image.tag or tag) if isinstance(image, ImageInfo) else str(image),
+        MANAGED_LABEL: "true",
+    }
+    environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
+    environment.update({"PYML_MODEL_NAME": labels["pyml.model"], "PYML_MODEL_VERSION": labels["pyml.version"],
+                        "PYML_RUN_ID": labels["pyml.run_id"]})
+    try:
+        container = client.containers.run(img.id, detach=True, name=cname, labels=labels, environment=environment,
+                                          ports={_PORT_KEY: ("127.0.0.1", port)})
+    except docker.errors.APIError as exc:
+        try:
+            client.containers.get(cname).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        hint = " (is the port already in use?)" if port and "port" in str(exc).lower() else ""
+        raise DeployError(f"Could not start {cname} from {tag}: {exc.explanation or exc}{hint}") from exc
+    container.reload()
+    deployment = Deployment.from_container(container, client)
+    if progress:
+        progress.log(f"Started {cname} ({container.short_id}) from {tag}, published at {deployment.url}")
+    try:
+        _wait_ready(container, client, deployment, timeout, progress)
+    except DeployError:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+        raise
+    if progress:
+        progress.set_stage("running", 1.0)
+    return deployment
+
+
+def _wait_ready(container, client, deployment: Deployment, timeout: float, progress: Progress | None) -> None:
+    """Poll until the container runs and ``/ping`` answers 200; raise :class:`DeployError` with its log if not."""
+    if progress:
+        progress.set_stage("waiting for the model to load")
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            code = (container.attrs.get("State") or {}).get("ExitCode")
+            raise DeployError(f"{container.name} stopped (exit code {code}) before it served /ping. Last lines of "
+                              f"its log:\n{_tail(container)}", details={"log": _tail(container).splitlines()})
+        if not deployment.url:
+            deployment.url = Deployment.from_container(container, client).url
+        if container.status == "running" and deployment.ping(timeout=2):
+            deployment.status = "running"
+            if progress:
+                progress.log(f"{deployment.url}/ping answered: ready")
+            return
+        if time.monotonic() > deadline:
+            raise DeployError(f"{container.name} did not answer {deployment.url or '/'}ping within {timeout:.0f}s. "
+                              f"Last lines of its log:\n{_tail(container)}",
+                              details={"log": _tail(container).splitlines()})
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)

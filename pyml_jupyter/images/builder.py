@@ -1,0 +1,317 @@
+"""Build a model package into a Docker image with the Docker engine (the ``docker`` SDK, imported lazily).
+
+:func:`build_image` is the whole path: resolve the wheels on the host (:mod:`.wheelhouse`), render the build
+context (:mod:`.context`), stream the engine's build log into a :class:`~pyml_jupyter.progress.Progress`, and
+return an :class:`ImageInfo`. Images carry labels (``pyml.model``, ``pyml.version``, ``pyml.run_id``,
+``pyml.digest``, ``pyml.managed=true``), so :func:`find_image` asks the engine rather than any local state.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BuildError, NotFound, PymlError
+from ..progress import Progress
+from .context import (
+    BuildContext,
+    default_base_image,
+    render_context,
+    requirements_for,
+    sanitize_name,
+    sanitize_tag,
+    sanitize_version,
+)
+from .wheelhouse import TargetPlatform, cache_dir, ensure_wheelhouse
+
+__all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images",
+           "remove_image", "probe_target", "MANAGED_LABEL"]
+
+MANAGED_LABEL = "pyml.managed"
+ENGINE_UNREACHABLE = "Docker engine not reachable: start dockerd or set DOCKER_HOST"
+BUILD_TIMEOUT = 3600  # seconds the engine may stay silent during one build step (a large pip install)
+
+
+def docker_client(client: Any = None, *, error: type[PymlError] = BuildError, timeout: int = 120):
+    """``client`` if given, else ``docker.from_env()``; raises ``error`` with a clear message when unreachable."""
+    if client is not None:
+        return client
+    try:
+        import docker
+    except ImportError as exc:  # pragma: no cover - docker is a dependency
+        raise error("The 'docker' Python package is not installed: pip install docker") from exc
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:  # DockerException, requests' ConnectionError, a missing socket...
+        raise error(f"{ENGINE_UNREACHABLE} ({type(exc).__name__}: {exc})") from exc
+    return client
+
+
+@dataclass
+class ImageInfo:
+    """A built model image, as the engine describes it."""
+
+    tag: str
+    image_id: str
+    size_bytes: int
+    labels: dict[str, str] = field(default_factory=dict)
+    build_seconds: float | None = None
+    log_tail: list[str] = field(default_factory=list)
+    base_image: str = ""
+    created: str = ""
+    cached_steps: int = 0
+    total_steps: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("pyml.model", "")
+
+    @property
+    def version(self) -> str:
+        return self.labels.get("pyml.version", "")
+
+    @property
+    def run_id(self) -> str:
+        return self.labels.get("pyml.run_id", "")
+
+    @property
+    def digest(self) -> str:
+        return self.labels.get("pyml.digest", "")
+
+    @property
+    def short_id(self) -> str:
+        return self.image_id.split(":", 1)[-1][:12]
+
+    def to_dict(self) -> dict:
+        return {"tag": self.tag, "image_id": self.image_id, "size_bytes": self.size_bytes, "labels": self.labels,
+                "build_seconds": self.build_seconds, "base_image": self.base_image, "created": self.created,
+                "cached_steps": self.cached_steps, "total_steps": self.total_steps}
+
+    @classmethod
+    def from_image(cls, image, tag: str | None = None, **extra) -> "ImageInfo":
+        attrs = image.attrs
+        labels = dict((attrs.get("Config") or {}).get("Labels") or {})
+        tags = image.tags or []
+        return cls(tag=tag or (tags[0] if tags else ""), image_id=image.id, size_bytes=int(attrs.get("Size", 0)),
+                   labels=labels, base_image=labels.get("pyml.base_image", ""), created=attrs.get("Created", ""),
+                   **extra)
+
+    def __repr__(self) -> str:
+        took = f", built in {self.build_seconds:.1f}s" if self.build_seconds is not None else ""
+        return f"<ImageInfo {self.tag} {self.short_id} {self.size_bytes / 1e6:.0f} MB{took}>"
+
+    def _repr_html_(self) -> str:
+        rows = [("image", self.tag), ("id", self.short_id), ("size", f"{self.size_bytes / 1e6:.0f} MB")]
+        if self.build_seconds is not None:
+            rows.append(("build", f"{self.build_seconds:.1f} s ({self.cached_steps}/{self.total_steps} steps cached)"))
+        rows += [(k, v) for k, v in self.labels.items() if k.startswith("pyml.") and k != MANAGED_LABEL]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code>"
+                       "</td></tr>" for k, v in rows)
+        return f"<table class='pyml-image'>{body}</table>"
+
+
+# --------------------------------------------------------------------------------------------- target probe
+
+
+def probe_target(client, base_image: str, progress: Progress | None = None) -> TargetPlatform:
+    """The Python version and platform of ``base_image``, asked of its own interpreter (cached per image id)."""
+    import docker
+
+    try:
+        image = client.images.get(base_image)
+    except docker.errors.ImageNotFound:
+        if progress:
+            progress.log(f"Pulling base image {base_image}")
+        try:
+            image = client.images.pull(base_image)
+        except docker.errors.APIError as exc:
+            raise BuildError(f"Base image {base_image!r} is not on this Docker engine and could not be pulled: "
+                             f"{exc.explanation or exc}. Pull or build it first, or pass base_image=...") from exc
+    cached = cache_dir() / "targets" / (image.id.replace(":", "_") + ".json")
+    try:
+        known = json.loads(cached.read_text())
+        return TargetPlatform(python_version=known["python_version"], platforms=tuple(known["platforms"]),
+                              implementation=known.get("implementation", "cp"))
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    script = ("import json, platform, sys; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
+              "'libc': platform.libc_ver(), 'machine': platform.machine()}))")
+    try:
+        out = client.containers.run(image.id, entrypoint=["python", "-c", script], remove=True,
+                                    network_disabled=True)
+        info = json.loads(out.decode().strip().splitlines()[-1])
+    except Exception as exc:
+        raise BuildError(f"Base image {base_image!r} has no working 'python' command ({exc}); "
+                         "use a python:X.Y-slim image or one derived from it.") from exc
+    libc, libc_version = info["libc"]
+    target = TargetPlatform.for_linux(info["python"], machine=info["machine"],
+                                      libc="glibc" if libc == "glibc" else "musl", libc_version=libc_version or "1.2")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(target.to_dict()))
+    return target
+
+
+# --------------------------------------------------------------------------------------------- building
+
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+def build_context(context: BuildContext | str | Path, *, tag: str, progress: Progress | None = None,
+                  client=None, no_cache: bool = False) -> ImageInfo:
+    """Build a rendered context with the engine's ``/build`` API, streaming its log into ``progress``.
+
+    ``no_cache=True`` rebuilds every layer (the engine's layer cache is not consulted)."""
+    client = docker_client(client)
+    path = context.path if isinstance(context, BuildContext) else Path(context)
+    step, steps, cached, tail = "", 0, 0, []
+    image_id = ""
+    started = time.perf_counter()
+
+    def log(line: str) -> None:
+        tail.append(line)
+        del tail[:-200]
+        if progress:
+            progress.log(line)
+
+    try:
+        stream = client.api.build(path=str(path), tag=tag, decode=True, rm=True, forcerm=True, pull=False,
+                                  nocache=no_cache, timeout=BUILD_TIMEOUT)
+        for chunk in stream:
+            if "stream" in chunk:
+                for line in chunk["stream"].splitlines():
+                    if not line.strip():
+                        continue
+                    log(line)
+                    m = _STEP_RE.match(line)
+                    if m:
+                        step, steps = m.group(3), int(m.group(2))
+                        if progress:
+                            progress.set_fraction((int(m.group(1)) - 1) / steps)
+                    elif "Using cache" in line:
+                        cached += 1
+            elif "error" in chunk or "errorDetail" in chunk:
+                message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
+                log(message)
+                raise _build_failed(tag, step, tail, message)
+            elif "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            elif chunk.get("status"):
+                log(str(chunk["status"]))
+    except BuildError:
+        raise
+    except Exception as exc:
+        raise _build_failed(tag, step, tail, f"{type(exc).__name__}: {exc}") from exc
+    seconds = time.perf_counter() - started
+    image = client.images.get(image_id or tag)
+    return ImageInfo.from_image(image, tag=tag, build_seconds=round(seconds, 2), log_tail=tail[-40:],
+                                cached_steps=cached, total_steps=steps)
+
+
+def _build_failed(tag: str, step: str, tail: list[str], message: str) -> BuildError:
+    lines = tail[-20:]
+    where = f" at step `{step}`" if step else ""
+    text = (f"Building image {tag} failed{where}: {message.strip()}\n"
+            "Last lines of the build log:\n" + "\n".join("  " + line for line in lines))
+    return BuildError(text, details={"step": step, "log": lines, "tag": tag})
+
+
+def build_image(
+    package_dir: str | Path,
+    *,
+    name: str,
+    version: str | int,
+    run_id: str = "",
+    base_image: str | None = None,
+    progress: Progress | None = None,
+    client=None,
+    no_cache: bool = False,
+) -> ImageInfo:
+    """Build ``package_dir`` into the image ``pyml/NAME:VERSION`` and return what the engine says about it.
+
+    Stages reported to ``progress``: "resolving dependencies" (wheels resolved on this machine, cached),
+    "building image" (the engine's log, line by line), "done". Raises :class:`~pyml_jupyter.errors.BuildError`
+    with the failing step and the last lines of its log. ``no_cache=True`` rebuilds every layer. The caller owns
+    ``progress`` (this function does not call :meth:`~pyml_jupyter.progress.Progress.finish`).
+    """
+    from ..serving.loader import package_digest
+
+    started = time.perf_counter()
+    tag = sanitize_tag(name, version)
+    package = Path(package_dir)
+    if not (package / "pyml.json").is_file():
+        raise NotFound(f"{package} is not a pyml model package (no pyml.json)")
+    client = docker_client(client, timeout=BUILD_TIMEOUT)
+    base_image = base_image or default_base_image()
+    labels = {
+        "pyml.model": sanitize_name(name),
+        "pyml.version": sanitize_version(version),
+        "pyml.run_id": run_id or "",
+        "pyml.digest": package_digest(package),
+        "pyml.base_image": base_image,
+        MANAGED_LABEL: "true",
+        "org.opencontainers.image.title": tag.rsplit(":", 1)[0],
+        "org.opencontainers.image.version": sanitize_version(version),
+    }
+    if progress:
+        progress.set_stage("resolving dependencies")
+    target = probe_target(client, base_image, progress)
+    requirements = requirements_for(package)
+    wheelhouse = ensure_wheelhouse(requirements, target, progress=progress)
+    if progress:
+        progress.set_stage("building image", 0.0)
+    contexts = cache_dir() / "contexts"  # beside the wheelhouses: wheels are hard-linked, not copied
+    contexts.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pyml-context-", dir=contexts) as tmp:
+        context = render_context(package, Path(tmp) / "context", base_image=base_image,
+                                 requirements=requirements, labels=labels, wheelhouse=wheelhouse)
+        info = build_context(context, tag=tag, progress=progress, client=client, no_cache=no_cache)
+    info.build_seconds = round(time.perf_counter() - started, 2)
+    info.base_image = base_image
+    if progress:
+        progress.log(f"Built {tag} ({info.short_id}, {info.size_bytes / 1e6:.0f} MB) in {info.build_seconds:.1f}s")
+        progress.set_stage("done", 1.0)
+    return info
+
+
+# --------------------------------------------------------------------------------------------- lookups
+
+
+def list_images(name: str | None = None, version: str | int | None = None, client=None) -> list[ImageInfo]:
+    """Model images on the engine (newest first), optionally of one model or one model version."""
+    client = docker_client(client)
+    filters = [f"{MANAGED_LABEL}=true"]
+    if name is not None:
+        filters.append(f"pyml.model={sanitize_name(name)}")
+    if version is not None:
+        filters.append(f"pyml.version={sanitize_version(version)}")
+    images = client.images.list(filters={"label": filters})
+    images.sort(key=lambda im: im.attrs.get("Created", ""), reverse=True)
+    out = []
+    for image in images:
+        labels = (image.attrs.get("Config") or {}).get("Labels") or {}
+        wanted = f"pyml/{labels.get('pyml.model', '')}:{labels.get('pyml.version', '')}"
+        out.append(ImageInfo.from_image(image, tag=wanted if wanted in (image.tags or []) else None))
+    return out
+
+
+def find_image(name: str, version: str | int, client=None) -> ImageInfo | None:
+    """The newest image of a model version, found by its labels; ``None`` if there is none."""
+    images = list_images(name, version, client=client)
+    return images[0] if images else None
+
+
+def remove_image(name: str, version: str | int, client=None, *, force: bool = False) -> int:
+    """Remove every image of a model version; returns how many were removed."""
+    client = docker_client(client)
+    removed = 0
+    for info in list_images(name, version, client=client):
+        client.images.remove(info.image_id, force=force)
+        removed += 1
+    return removed

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian/Ubuntu machine and run the whole test suite: Python tests (real MLflow store and
+# server, Docker engine, Spark session, JupyterLab in headless Chromium) and the front-end unit tests.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k schema`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/system-deps.sh
+trap 'bash scripts/stop-services.sh' EXIT
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# Installs the package with every extra; the build hook compiles the JupyterLab extension with npm.
+.venv/bin/python -m pip install -q -e ".[all]"
+.venv/bin/jupyter labextension develop --overwrite . >/dev/null
+
+(cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm test --silent)
+
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+exit $status

@@ -1,0 +1,208 @@
+"""The OpenAPI 3 document of a served model, generated from its contract.
+
+The request schema of ``/invocations`` lists the model's own columns (tensors) with their JSON types, with an
+example built from the package's sample input; the response schema lists the output columns. A client
+generator or Swagger UI pointed at ``/openapi.json`` therefore shows this model's API, not a generic one.
+This module is part of the serving runtime: stdlib (and the schema module) only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import ColumnSpec, DataFrameSchema, TensorSchema, TensorSpec, dataframe_to_json, tensors_to_json
+
+__all__ = ["openapi_document", "json_type"]
+
+_INTEGER_FORMATS = {"int8": "int32", "int16": "int32", "int32": "int32", "uint8": "int32", "uint16": "int32"}
+
+
+def json_type(dtype: str) -> dict[str, Any]:
+    """The JSON Schema (OpenAPI 3.0) of one value of a schema dtype."""
+    if dtype == "bool":
+        return {"type": "boolean"}
+    if dtype.startswith(("int", "uint")):
+        out: dict[str, Any] = {"type": "integer", "format": _INTEGER_FORMATS.get(dtype, "int64")}
+        if dtype.startswith("uint"):
+            out["minimum"] = 0
+        return out
+    if dtype.startswith("float"):
+        return {"type": "number", "format": "double" if dtype == "float64" else "float"}
+    if dtype == "string":
+        return {"type": "string"}
+    if dtype == "datetime":
+        return {"type": "string", "format": "date-time"}
+    if dtype == "binary":
+        return {"type": "string", "format": "byte", "description": "base64"}
+    return {}  # object: any JSON value
+
+
+def _column(spec: ColumnSpec) -> dict[str, Any]:
+    out = json_type(spec.dtype)
+    if spec.nullable:
+        out["nullable"] = True
+    out["description"] = f"{spec.declared}"
+    return out
+
+
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
+    item: dict[str, Any] = json_type(spec.dtype)
+    for _ in spec.shape:
+        item = {"type": "array", "items": item}
+    shape = ", ".join("None" if d is None else str(d) for d in spec.shape)
+    item["description"] = f"{spec.dtype}, shape ({shape})"
+    return item
+
+
+def _row(schema: DataFrameSchema) -> dict[str, Any]:
+    return {"type": "object", "properties": {c.name: _column(c) for c in schema.columns},
+            "required": [c.name for c in schema.columns if not c.nullable] or None}
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sample: Any) -> dict:
+    columns = {"type": "object", "description": "{column: [values]}",
+               "properties": {c.name: {"type": "array", "items": _column(c)} for c in inputs.columns}}
+    split = {
+        "type": "object", "required": ["columns", "data"],
+        "properties": {
+            "columns": {"type": "array", "items": {"type": "string", "enum": inputs.names}},
+            "data": {"type": "array", "description": "rows, values in the order of 'columns'",
+                     "items": {"type": "array", "items": {}}},
+        },
+    }
+    request = {
+        "oneOf": [
+            {"type": "object", "required": ["dataframe_split"], "properties": {"dataframe_split": split}},
+            {"type": "object", "required": ["dataframe_records"],
+             "properties": {"dataframe_records": {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}}},
+            {"type": "object", "required": ["instances"],
+             "properties": {"instances": {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}}},
+            {"type": "object", "required": ["inputs"],
+             "properties": {"inputs": {"oneOf": [
+                 {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}, columns]}}},
+        ]
+    }
+    example = {"dataframe_split": dataframe_to_json(sample)} if sample is not None else None
+    csv_example = None
+    if sample is not None:
+        csv_example = sample.to_csv(index=False)
+    return {
+        "schemas": {
+            "InputRow": _row(inputs),
+            "OutputRow": _row(outputs),
+            "InvocationsRequest": request,
+            "InvocationsResponse": {"type": "object", "required": ["predictions"], "properties": {
+                "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/OutputRow"}}}},
+        },
+        "example": example,
+        "csv_example": csv_example,
+    }
+
+
+def _tensor_components(inputs: TensorSchema, outputs: TensorSchema, sample: Any) -> dict:
+    named = {"type": "object", "properties": {t.name: _tensor(t) for t in inputs.tensors},
+             "required": inputs.names}
+    request = {"type": "object", "required": ["inputs"], "properties": {"inputs": named}}
+    return {
+        "schemas": {
+            "InvocationsRequest": request,
+            "InvocationsResponse": {"type": "object", "required": ["predictions"], "properties": {
+                "predictions": {"type": "object", "properties": {t.name: _tensor(t) for t in outputs.tensors}}}},
+        },
+        "example": {"inputs": tensors_to_json(sample)} if sample is not None else None,
+        "csv_example": None,
+    }
+
+
+_ERROR = {
+    "type": "object", "required": ["error_code", "message"],
+    "properties": {
+        "error_code": {"type": "string", "enum": ["BAD_REQUEST", "SCHEMA_ERROR", "PAYLOAD_TOO_LARGE",
+                                                  "UNSUPPORTED_MEDIA_TYPE", "PREDICT_ERROR", "SERIALIZE_ERROR",
+                                                  "NOT_FOUND", "METHOD_NOT_ALLOWED"]},
+        "message": {"type": "string"},
+        "problems": {"type": "array", "items": {"type": "object", "properties": {
+            "field": {"type": "string"}, "error": {"type": "string"}}}},
+        "error_id": {"type": "string", "description": "find the traceback in the server log with it"},
+    },
+}
+
+_V2_TENSOR = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+    "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
+                                            "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"]},
+    "data": {"type": "array", "items": {}}}}
+
+
+def _error_responses(*statuses: int) -> dict:
+    text = {400: "malformed request", 404: "unknown model", 413: "body too large", 415: "unsupported content type",
+            422: "the data does not match the input schema (see problems)", 500: "the model raised (see error_id)"}
+    return {str(s): {"description": text[s], "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
+
+
+def openapi_document(info: Any, *, model_name: str, model_version: str | None, sample: Any = None) -> dict:
+    """The OpenAPI 3.0 document for a loaded package's :class:`~pyml_jupyter.serving.loader.PackageInfo`."""
+    if info.kind == "dataframe":
+        parts = _dataframe_components(info.input_schema, info.output_schema, sample)
+    else:
+        parts = _tensor_components(info.input_schema, info.output_schema, sample)
+    schemas = dict(parts["schemas"], Error=_ERROR, V2Tensor=_V2_TENSOR)
+    json_content: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/InvocationsRequest"}}
+    if parts["example"] is not None:
+        json_content["example"] = parts["example"]
+    request_content = {"application/json": json_content}
+    if info.kind == "dataframe":
+        csv: dict[str, Any] = {"schema": {"type": "string", "description": "CSV with a header row: "
+                                          + ", ".join(info.input_schema.names)}}
+        if parts["csv_example"] is not None:
+            csv["example"] = parts["csv_example"]
+        request_content["text/csv"] = csv
+    v2_path = f"/v2/models/{model_name}"
+    simple = {"200": {"description": "OK"}}
+    doc = {
+        "openapi": "3.0.3",
+        "info": {"title": f"{model_name}", "version": str(model_version or "0"),
+                 "description": f"{info.kind} model {info.class_name}, served by pyml_jupyter"},
+        "paths": {
+            "/invocations": {"post": {
+                "summary": "Predict (MLflow scoring protocol)",
+                "operationId": "invocations",
+                "requestBody": {"required": True, "content": request_content},
+                "responses": {"200": {"description": "predictions", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/InvocationsResponse"}}}},
+                    **_error_responses(400, 413, 415, 422, 500)},
+            }},
+            f"{v2_path}/infer": {"post": {
+                "summary": "Predict (Open Inference Protocol, KServe V2)",
+                "operationId": "infer",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["inputs"], "properties": {
+                        "id": {"type": "string"},
+                        "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
+                        "outputs": {"type": "array", "items": {"type": "object", "properties": {
+                            "name": {"type": "string"}}}}}}}}},
+                "responses": {"200": {"description": "outputs"}, **_error_responses(400, 404, 413, 422, 500)},
+            }},
+            v2_path: {"get": {"summary": "Model metadata (V2)", "operationId": "modelMetadata", "responses": simple}},
+            f"{v2_path}/ready": {"get": {"summary": "Model ready (V2)", "operationId": "modelReady",
+                                         "responses": simple}},
+            "/v2": {"get": {"summary": "Server metadata (V2)", "operationId": "serverMetadata", "responses": simple}},
+            "/v2/health/live": {"get": {"summary": "Live (V2)", "operationId": "serverLive", "responses": simple}},
+            "/v2/health/ready": {"get": {"summary": "Ready (V2)", "operationId": "serverReady", "responses": simple}},
+            "/ping": {"get": {"summary": "Health (MLflow)", "operationId": "ping", "responses": simple}},
+            "/health": {"get": {"summary": "Health", "operationId": "health", "responses": simple}},
+            "/metadata": {"get": {"summary": "The model's contract", "operationId": "metadata", "responses": simple}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "responses": simple}},
+        },
+        "components": {"schemas": schemas},
+    }
+    return _clean(doc)

@@ -19,7 +19,7 @@ from .tracking import RegisteredModel, parse_ref
 
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "test", "predict_offline", "parse_ref",
+    "stop", "test", "predict_offline", "parse_ref", "config",
 ]
 
 
@@ -129,6 +129,20 @@ def package_path(ref: str) -> Path:
 def load(ref: str) -> LoadedModel:
     """Load a registered version in this process, exactly as the container and Spark load it."""
     return load_package(package_path(ref))
+
+
+def config() -> dict[str, Any]:
+    """Where models live: the tracking store (without any password it carries) and the MLflow UI link."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from . import __version__
+
+    uri = tracking.tracking_uri()
+    parts = urlsplit(uri)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        uri = urlunsplit(parts._replace(netloc=netloc))
+    return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": uri, "version": __version__}
 
 
 # ------------------------------------------------------------------------------------------- images, deployments

@@ -12,7 +12,8 @@ trap 'bash scripts/stop-services.sh' EXIT
 .venv/bin/python -m pip install -q --upgrade pip
 # Installs the package with every extra; the build hook compiles the JupyterLab extension with npm.
 .venv/bin/python -m pip install -q -e ".[all]"
-.venv/bin/jupyter labextension develop --overwrite . >/dev/null
+# JupyterLab runs its builder by name: the venv must be on PATH.
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/jupyter labextension develop --overwrite . >/dev/null
 
 (cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm test --silent)
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# jupyter_server fixtures (jp_fetch, jp_serverapp) for the handler tests; their autouse fixtures apply session-wide.
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 EXAMPLE_MODEL_SOURCE = textwrap.dedent(

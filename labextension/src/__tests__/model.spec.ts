@@ -1,0 +1,379 @@
+/**
+ * PymlModel: the panel's state logic. Only the transport (`requestAPI`) is replaced, by a small fake server.
+ */
+import { PymlRequestError, requestAPI } from '../handler';
+import { PymlModel } from '../model';
+import { IJob, IModel, IParityReport } from '../tokens';
+
+jest.mock('../handler', () => {
+  const actual = jest.requireActual('../handler');
+  return { ...actual, requestAPI: jest.fn() };
+});
+
+const request = requestAPI as jest.MockedFunction<typeof requestAPI>;
+
+type Route = (init: RequestInit) => unknown;
+
+/** Answer `requestAPI(endPoint, init)` from `METHOD endPoint` routes; record every call. */
+function serve(routes: Record<string, Route>): string[] {
+  const calls: string[] = [];
+  request.mockImplementation(async (endPoint = '', init: RequestInit = {}) => {
+    const key = `${init.method ?? 'GET'} ${endPoint}`;
+    calls.push(key);
+    const route = routes[key];
+    if (!route) {
+      throw new PymlRequestError(`no route ${key}`, 404, 'not_found');
+    }
+    return route(init) as any;
+  });
+  return calls;
+}
+
+function model(name: string, versions: Partial<IModel['versions'][0]>[]): IModel {
+  return {
+    name,
+    latest_version: versions.length ? (versions[0].version as number) : null,
+    mlflow_ui_url: null,
+    versions: versions.map(v => ({
+      version: 1,
+      run_id: 'r',
+      created: 0,
+      contract_status: 'passed',
+      model_uri: `models:/${name}/${v.version}`,
+      image: null,
+      deployment: null,
+      ...v
+    }))
+  };
+}
+
+function job(overrides: Partial<IJob>): IJob {
+  return {
+    id: 'j1',
+    kind: 'deploy',
+    ref: 'churn/2',
+    state: 'running',
+    result: null,
+    error: null,
+    created: 100,
+    finished: null,
+    progress: {
+      title: 'deploy churn/2',
+      stage: 'building image',
+      fraction: 0.5,
+      state: 'running',
+      error: null,
+      started: 100,
+      finished: null,
+      log: ['Step 1/5'],
+      log_lines: 1
+    },
+    ...overrides
+  };
+}
+
+const CONFIG = { mlflow_ui_url: 'http://mlflow:5000/', tracking_uri: 'http://mlflow:5000', version: '0.1.0' };
+const MODELS = [model('churn', [{ version: 2 }, { version: 1, contract_status: 'failed' }])];
+
+/** Let pending promise callbacks run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    await Promise.resolve();
+  }
+}
+
+describe('PymlModel', () => {
+  let m: PymlModel;
+
+  beforeEach(() => {
+    jest.useFakeTimers();
+    request.mockReset();
+    m = new PymlModel({ pollInterval: 1000 });
+  });
+
+  afterEach(() => {
+    m.dispose();
+    jest.useRealTimers();
+  });
+
+  it('refresh loads models, config and jobs and signals the change', async () => {
+    serve({
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    const seen: boolean[] = [];
+    m.changed.connect(() => seen.push(m.refreshing));
+    await m.refresh();
+    expect(m.models).toEqual(MODELS);
+    expect(m.config).toEqual(CONFIG);
+    expect(m.loaded).toBe(true);
+    expect(m.error).toBeNull();
+    expect(m.refs()).toEqual(['churn/2', 'churn/1']);
+    expect(m.findVersion('churn/1')?.contract_status).toBe('failed');
+    expect(m.findVersion('churn')?.version).toBe(2);
+    expect(seen).toEqual([true, false]);
+  });
+
+  it('config is fetched once', async () => {
+    const calls = serve({
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.refresh();
+    await m.refresh();
+    expect(calls.filter(c => c === 'GET config')).toHaveLength(1);
+  });
+
+  it('a failed refresh keeps the last models and shows the server message', async () => {
+    let fail = false;
+    serve({
+      'GET models': () => {
+        if (fail) {
+          throw new PymlRequestError('MLflow store unreachable: check MLFLOW_TRACKING_URI', 503, 'pyml_error');
+        }
+        return { models: MODELS };
+      },
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.refresh();
+    fail = true;
+    await m.refresh();
+    expect(m.error).toBe('MLflow store unreachable: check MLFLOW_TRACKING_URI');
+    expect(m.models).toEqual(MODELS);
+    expect(m.refreshing).toBe(false);
+  });
+
+  it('a server without the extension (404 on /pyml/) says how to enable it', async () => {
+    request.mockImplementation(async () => {
+      throw new PymlRequestError('404 Not Found', 404, 'http_404');
+    });
+    await m.refresh();
+    expect(m.error).toMatch(/server extension is not answering/);
+    expect(m.loaded).toBe(false);
+  });
+
+  it('deploy posts the ref, tracks the job and polls it until it finishes, then reloads models', async () => {
+    let polls = 0;
+    const deployed = model('churn', [{ version: 2, deployment: { url: 'http://127.0.0.1:5001', status: 'running', container_id: 'c' } }]);
+    let models = MODELS;
+    const calls = serve({
+      'POST deployments': init => {
+        expect(JSON.parse(init.body as string)).toEqual({ ref: 'churn/2' });
+        return job({});
+      },
+      'GET jobs/j1': () => {
+        polls += 1;
+        if (polls < 2) {
+          return job({ progress: { ...job({}).progress, fraction: 0.8, log: ['Step 1/5', 'Step 2/5'], log_lines: 2 } });
+        }
+        models = [deployed];
+        return job({ state: 'succeeded', finished: 200, result: { url: 'http://127.0.0.1:5001' } });
+      },
+      'GET models': () => ({ models }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+
+    const started = await m.deploy('churn/2');
+    expect(started?.id).toBe('j1');
+    expect(m.isBusy('churn/2')).toBe(true);
+    expect(m.jobFor('churn/2')?.progress.stage).toBe('building image');
+
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.jobFor('churn/2')?.progress.log).toEqual(['Step 1/5', 'Step 2/5']);
+    expect(m.isBusy('churn/2')).toBe(true);
+
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.jobFor('churn/2')?.state).toBe('succeeded');
+    expect(m.isBusy('churn/2')).toBe(false);
+    expect(m.findVersion('churn/2')?.deployment?.status).toBe('running');
+
+    // nothing is active any more: no further polling
+    jest.advanceTimersByTime(5000);
+    await settle();
+    expect(calls.filter(c => c === 'GET jobs/j1')).toHaveLength(2);
+  });
+
+  it('a failed job keeps its error for the view', async () => {
+    serve({
+      'POST builds': () => job({ kind: 'build' }),
+      'GET jobs/j1': () =>
+        job({
+          kind: 'build',
+          state: 'failed',
+          error: { error: 'build_error', message: 'pip could not install nope==0.0' }
+        }),
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.build('churn/2');
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.jobFor('churn/2')?.state).toBe('failed');
+    expect(m.jobFor('churn/2')?.error?.message).toBe('pip could not install nope==0.0');
+  });
+
+  it('a rejected deploy request becomes an inline error for that version only', async () => {
+    serve({
+      'POST deployments': () => {
+        throw new PymlRequestError("'a b' is not a valid model name", 400, 'invalid_name');
+      }
+    });
+    const started = await m.deploy('churn/2');
+    expect(started).toBeNull();
+    expect(m.errorFor('churn/2')).toBe("'a b' is not a valid model name");
+    expect(m.errorFor('churn/1')).toBeNull();
+    expect(m.isBusy('churn/2')).toBe(false);
+  });
+
+  it('a port is sent only when given', async () => {
+    const bodies: unknown[] = [];
+    serve({
+      'POST deployments': init => {
+        bodies.push(JSON.parse(init.body as string));
+        return job({ state: 'succeeded' });
+      }
+    });
+    await m.deploy('churn/2', 8080);
+    await m.deploy('churn/1');
+    expect(bodies).toEqual([{ ref: 'churn/2', port: 8080 }, { ref: 'churn/1' }]);
+  });
+
+  it('refresh adopts running jobs started elsewhere (e.g. before a page reload) and polls them', async () => {
+    const calls = serve({
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({
+        jobs: [job({ id: 'new', created: 300 }), job({ id: 'old', created: 100, state: 'failed' })]
+      }),
+      'GET config': () => CONFIG,
+      'GET jobs/new': () => job({ id: 'new', created: 300 })
+    });
+    await m.refresh();
+    expect(m.jobFor('churn/2')?.id).toBe('new');
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(calls).toContain('GET jobs/new');
+  });
+
+  it('a job the server forgot (404) stops being polled', async () => {
+    const calls = serve({
+      'POST deployments': () => job({}),
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.deploy('churn/2');
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.jobFor('churn/2')?.state).toBe('failed');
+    expect(m.jobFor('churn/2')?.error?.error).toBe('not_found');
+    jest.advanceTimersByTime(5000);
+    await settle();
+    expect(calls.filter(c => c === 'GET jobs/j1')).toHaveLength(1);
+  });
+
+  it('a network error while polling keeps the job and retries', async () => {
+    let polls = 0;
+    serve({
+      'POST deployments': () => job({}),
+      'GET jobs/j1': () => {
+        polls += 1;
+        if (polls === 1) {
+          throw new TypeError('Failed to fetch');
+        }
+        return job({});
+      }
+    });
+    await m.deploy('churn/2');
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.isBusy('churn/2')).toBe(true);
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(polls).toBe(2);
+  });
+
+  it('test stores the parity report; running is visible meanwhile', async () => {
+    const report: IParityReport = {
+      ok: true,
+      target: 'container',
+      ref: 'churn/2',
+      n_rows: 1,
+      n_mismatched: 0,
+      max_abs_diff: 0,
+      mismatched_columns: [],
+      problems: [],
+      latency: { notebook_ms: 1, container_ms: 4 },
+      rtol: 1e-9,
+      atol: 1e-12,
+      rows: { columns: ['x', 'y (notebook)', 'y (container)', '|diff|', 'match'], data: [[1, 3, 3, 0, '✓']] }
+    };
+    let resolve!: (value: unknown) => void;
+    serve({ 'POST tests': () => new Promise(r => (resolve = r)) });
+    const pending = m.test('churn/2');
+    await settle();
+    expect(m.testFor('churn/2')?.running).toBe(true);
+    resolve(report);
+    await pending;
+    expect(m.testFor('churn/2')).toEqual({ running: false, report, error: null });
+  });
+
+  it('a failed test shows its message', async () => {
+    serve({
+      'POST tests': () => {
+        throw new PymlRequestError('no deployment of churn/2 is running', 404, 'not_found');
+      }
+    });
+    await m.test('churn/2');
+    expect(m.testFor('churn/2')).toEqual({
+      running: false,
+      report: null,
+      error: 'no deployment of churn/2 is running'
+    });
+  });
+
+  it('stop deletes the deployment by NAME/VERSION path, drops the test result and reloads', async () => {
+    const calls = serve({
+      'POST tests': () => ({ ok: true, target: 'container', rows: { columns: [], data: [] } }),
+      'DELETE deployments/churn/2': () => ({ stopped: [{}] }),
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.test('churn/2');
+    expect(await m.stop('churn/2')).toBe(true);
+    expect(calls).toContain('DELETE deployments/churn/2');
+    expect(calls).toContain('GET models');
+    expect(m.testFor('churn/2')).toBeNull();
+    expect(m.isStopping('churn/2')).toBe(false);
+  });
+
+  it('a failed stop is an inline error', async () => {
+    serve({
+      'DELETE deployments/churn/2': () => {
+        throw new PymlRequestError("no deployment of 'churn/2' is running", 404, 'not_found');
+      },
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    expect(await m.stop('churn/2')).toBe(false);
+    expect(m.errorFor('churn/2')).toBe("no deployment of 'churn/2' is running");
+  });
+
+  it('dispose stops polling', async () => {
+    const calls = serve({ 'POST deployments': () => job({}), 'GET jobs/j1': () => job({}) });
+    await m.deploy('churn/2');
+    m.dispose();
+    jest.advanceTimersByTime(5000);
+    await settle();
+    expect(calls.filter(c => c === 'GET jobs/j1')).toHaveLength(0);
+    expect(m.isDisposed).toBe(true);
+  });
+});

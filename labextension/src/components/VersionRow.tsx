@@ -1,0 +1,127 @@
+import * as React from 'react';
+
+import { PymlModel } from '../model';
+import { IModelVersion, refOf } from '../tokens';
+import { ErrorBoundary } from './ErrorBoundary';
+import { JobProgress } from './JobProgress';
+import { ParityTable } from './ParityTable';
+
+function formatBytes(size: number | null): string {
+  if (!size) {
+    return '';
+  }
+  const mb = size / (1024 * 1024);
+  return mb >= 1024 ? `${(mb / 1024).toFixed(1)} GB` : `${Math.round(mb)} MB`;
+}
+
+function Badge(props: { className: string; title: string; children: React.ReactNode }): JSX.Element {
+  return (
+    <span className={`pyml-badge ${props.className}`} title={props.title}>
+      {props.children}
+    </span>
+  );
+}
+
+/**
+ * One model version: status badges (contract, image, deployment), its actions, and what they produced
+ * (a job's progress and log, test predictions, errors).
+ */
+export function VersionRow(props: { model: PymlModel; name: string; version: IModelVersion }): JSX.Element {
+  const { model, name, version } = props;
+  const ref = refOf(name, version.version);
+  const job = model.jobFor(ref);
+  const busy = model.isBusy(ref);
+  const test = model.testFor(ref);
+  const error = model.errorFor(ref);
+  const deployment = version.deployment;
+  const running = deployment?.status === 'running';
+  const stopping = model.isStopping(ref);
+
+  return (
+    <li className="pyml-version" data-ref={ref}>
+      <div className="pyml-version-line">
+        <span className="pyml-version-number" title={version.model_uri}>
+          v{version.version}
+        </span>
+        <span className="pyml-badges">
+          {version.contract_status === 'passed' && (
+            <Badge className="pyml-contract-passed" title="The contract check passed when it was registered">
+              ✓ contract
+            </Badge>
+          )}
+          {version.contract_status === 'failed' && (
+            <Badge className="pyml-contract-failed" title="The contract check failed">
+              ✗ contract
+            </Badge>
+          )}
+          {version.image && (
+            <Badge
+              className="pyml-image-built"
+              title={`${version.image.tag} ${version.image.id.slice(0, 19)} ${formatBytes(version.image.size_bytes)}`}
+            >
+              image
+            </Badge>
+          )}
+          {deployment ? (
+            <Badge className={`pyml-status-${deployment.status}`} title={`container ${deployment.container_id.slice(0, 12)}`}>
+              {deployment.status}
+            </Badge>
+          ) : (
+            !busy && (
+              <Badge className="pyml-status-not-deployed" title="No container runs this version">
+                not deployed
+              </Badge>
+            )
+          )}
+        </span>
+        <span className="pyml-actions">
+          {!running && (
+            <button
+              className="jp-Button jp-mod-styled jp-mod-accept pyml-button pyml-deploy"
+              disabled={busy}
+              onClick={() => void model.deploy(ref)}
+              title={version.image ? 'Run the image as a container' : 'Build the image, then run it as a container'}
+            >
+              {busy ? 'Deploying…' : 'Deploy'}
+            </button>
+          )}
+          {running && (
+            <button
+              className="jp-Button jp-mod-styled jp-mod-accept pyml-button pyml-test"
+              disabled={test?.running || stopping}
+              onClick={() => void model.test(ref)}
+              title="Send the sample to the container and compare with the notebook's predictions"
+            >
+              {test?.running ? 'Testing…' : 'Test'}
+            </button>
+          )}
+          {deployment && (
+            <button
+              className="jp-Button jp-mod-styled jp-mod-reject pyml-button pyml-stop"
+              disabled={stopping}
+              onClick={() => void model.stop(ref)}
+              title="Stop and remove the container"
+            >
+              {stopping ? 'Stopping…' : 'Stop'}
+            </button>
+          )}
+        </span>
+      </div>
+      {running && deployment && (
+        <div className="pyml-endpoint">
+          <a href={deployment.url} target="_blank" rel="noopener noreferrer">
+            {deployment.url}
+          </a>
+        </div>
+      )}
+      {error && <div className="pyml-error">{error}</div>}
+      {job && (busy || job.state === 'failed') && <JobProgress job={job} />}
+      {test?.error && <div className="pyml-error">{test.error}</div>}
+      {test?.report && (
+        <ErrorBoundary what="the test predictions">
+          <ParityTable report={test.report} />
+        </ErrorBoundary>
+      )}
+    </li>
+  );
+}

@@ -1,0 +1,86 @@
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
+
+import { pymlIcon } from './icons';
+import { PymlModel } from './model';
+import { PymlPanel } from './panel';
+
+namespace CommandIDs {
+  export const refresh = 'pyml:refresh';
+  export const deploy = 'pyml:deploy';
+  export const test = 'pyml:test';
+  export const stop = 'pyml:stop';
+}
+
+/**
+ * Wire the model, the sidebar panel and the commands; all behaviour lives in model.ts and components/.
+ */
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'pyml_jupyter:plugin',
+  description: 'A sidebar listing registered models, with one-button deploy and test predictions.',
+  autoStart: true,
+  optional: [ICommandPalette, ILayoutRestorer],
+  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
+    const model = new PymlModel();
+    const panel = new PymlPanel(model);
+    app.shell.add(panel, 'left', { rank: 950 });
+    if (restorer) {
+      restorer.add(panel, 'pyml-panel');
+    }
+
+    /** The `ref` argument, or ask for one among the known versions. */
+    async function refArg(args: any, title: string): Promise<string | null> {
+      if (typeof args.ref === 'string' && args.ref) {
+        return args.ref;
+      }
+      if (!model.loaded) {
+        await model.refresh();
+      }
+      const result = await InputDialog.getItem({ title, items: model.refs() });
+      return result.button.accept ? result.value : null;
+    }
+
+    app.commands.addCommand(CommandIDs.refresh, {
+      label: 'pyml: Refresh Models',
+      icon: pymlIcon,
+      execute: () => model.refresh()
+    });
+    app.commands.addCommand(CommandIDs.deploy, {
+      label: 'pyml: Deploy Model…',
+      execute: async args => {
+        const ref = await refArg(args, 'Deploy which model version?');
+        if (ref) {
+          app.shell.activateById(panel.id);
+          return model.deploy(ref);
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.test, {
+      label: 'pyml: Test Model Predictions…',
+      execute: async args => {
+        const ref = await refArg(args, 'Test which deployed model version?');
+        if (ref) {
+          app.shell.activateById(panel.id);
+          return model.test(ref);
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.stop, {
+      label: 'pyml: Stop Deployment…',
+      execute: async args => {
+        const ref = await refArg(args, 'Stop which deployment?');
+        if (ref) {
+          return model.stop(ref);
+        }
+      }
+    });
+
+    if (palette) {
+      for (const command of Object.values(CommandIDs)) {
+        palette.addItem({ command, category: 'pyml' });
+      }
+    }
+  }
+};
+
+export default plugin;

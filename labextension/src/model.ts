@@ -1,0 +1,319 @@
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { requestAPI } from './handler';
+import {
+  IConfig,
+  IJob,
+  IJobsReply,
+  IModel,
+  IModelVersion,
+  IModelsReply,
+  IParityReport,
+  IStopReply,
+  refOf
+} from './tokens';
+
+/** How often a running job is polled (ms). */
+export const DEFAULT_POLL_INTERVAL = 1000;
+
+/** The state of test predictions for one version. */
+export interface ITestState {
+  running: boolean;
+  report: IParityReport | null;
+  error: string | null;
+}
+
+/**
+ * The panel's state, without DOM: registered models, the jobs being polled, test results and errors.
+ *
+ * Every action goes through `requestAPI`; views re-render on `changed`.
+ */
+export class PymlModel implements IDisposable {
+  constructor(options: PymlModel.IOptions = {}) {
+    this._pollInterval = options.pollInterval ?? DEFAULT_POLL_INTERVAL;
+  }
+
+  /** Emitted whenever anything the views show has changed. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get models(): ReadonlyArray<IModel> {
+    return this._models;
+  }
+
+  get config(): IConfig | null {
+    return this._config;
+  }
+
+  /** Why the last refresh failed, or null. */
+  get error(): string | null {
+    return this._error;
+  }
+
+  get refreshing(): boolean {
+    return this._refreshing;
+  }
+
+  /** True once `refresh()` has succeeded at least once. */
+  get loaded(): boolean {
+    return this._loaded;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Every `NAME/VERSION`, newest version of each model first. */
+  refs(): string[] {
+    return this._models.flatMap(m => m.versions.map(v => refOf(m.name, v.version)));
+  }
+
+  /** The version a `NAME/VERSION` (or `NAME`: latest) reference points to. */
+  findVersion(ref: string): IModelVersion | null {
+    const [name, version] = ref.split('/');
+    const model = this._models.find(m => m.name === name);
+    if (!model) {
+      return null;
+    }
+    const wanted = version === undefined ? model.latest_version : Number(version);
+    return model.versions.find(v => v.version === wanted) ?? null;
+  }
+
+  /** The latest job (running or finished) started for `ref`. */
+  jobFor(ref: string): IJob | null {
+    return this._jobs.get(ref) ?? null;
+  }
+
+  /** True while a build or deployment of `ref` runs. */
+  isBusy(ref: string): boolean {
+    const job = this._jobs.get(ref);
+    return !!job && isActive(job);
+  }
+
+  testFor(ref: string): ITestState | null {
+    return this._tests.get(ref) ?? null;
+  }
+
+  /** The last failed action on `ref` (a rejected request, a failed stop), or null. */
+  errorFor(ref: string): string | null {
+    return this._errors.get(ref) ?? null;
+  }
+
+  /** Reload models, config and the server's jobs (adopting jobs started elsewhere, e.g. before a reload). */
+  async refresh(): Promise<void> {
+    if (this._isDisposed) {
+      return;
+    }
+    this._refreshing = true;
+    this._changed.emit();
+    try {
+      const [models, jobs, config] = await Promise.all([
+        requestAPI<IModelsReply>('models'),
+        requestAPI<IJobsReply>('jobs'),
+        this._config ? Promise.resolve(this._config) : requestAPI<IConfig>('config')
+      ]);
+      this._models = models.models;
+      this._config = config;
+      this._adoptJobs(jobs.jobs);
+      this._error = null;
+      this._loaded = true;
+    } catch (reason) {
+      this._error =
+        (reason as { code?: string }).code === 'http_404'
+          ? 'The pyml_jupyter server extension is not answering: check that `jupyter server extension list` ' +
+            'shows it enabled, then restart JupyterLab.'
+          : messageOf(reason);
+    } finally {
+      this._refreshing = false;
+      this._changed.emit();
+    }
+    this._schedulePoll();
+  }
+
+  /** Start (or join) a deployment of `ref`; builds the image first when there is none. */
+  deploy(ref: string, port?: number): Promise<IJob | null> {
+    const body: { ref: string; port?: number } = { ref };
+    if (port !== undefined) {
+      body.port = port;
+    }
+    return this._startJob(ref, 'deployments', body);
+  }
+
+  /** Start (or join) an image build of `ref`. */
+  build(ref: string): Promise<IJob | null> {
+    return this._startJob(ref, 'builds', { ref });
+  }
+
+  /** Send the version's sample through the notebook and the container and compare. */
+  async test(ref: string): Promise<IParityReport | null> {
+    this._errors.delete(ref);
+    const previous = this._tests.get(ref);
+    this._tests.set(ref, { running: true, report: previous?.report ?? null, error: null });
+    this._changed.emit();
+    try {
+      const report = await requestAPI<IParityReport>('tests', {
+        method: 'POST',
+        body: JSON.stringify({ ref })
+      });
+      this._tests.set(ref, { running: false, report, error: null });
+      return report;
+    } catch (reason) {
+      this._tests.set(ref, { running: false, report: null, error: messageOf(reason) });
+      return null;
+    } finally {
+      this._changed.emit();
+    }
+  }
+
+  /** Stop the container(s) of `ref` (`NAME/VERSION`, or `NAME` for every version). */
+  async stop(ref: string): Promise<boolean> {
+    this._errors.delete(ref);
+    this._stopping.add(ref);
+    this._changed.emit();
+    try {
+      const path = ref.split('/').map(encodeURIComponent).join('/');
+      await requestAPI<IStopReply>(`deployments/${path}`, { method: 'DELETE' });
+      this._tests.delete(ref);
+      return true;
+    } catch (reason) {
+      this._errors.set(ref, messageOf(reason));
+      return false;
+    } finally {
+      this._stopping.delete(ref);
+      await this.refresh();
+    }
+  }
+
+  /** True while a stop request for `ref` is in flight. */
+  isStopping(ref: string): boolean {
+    return this._stopping.has(ref);
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+    Signal.clearData(this);
+  }
+
+  private async _startJob(ref: string, endPoint: string, body: object): Promise<IJob | null> {
+    this._errors.delete(ref);
+    this._changed.emit();
+    try {
+      const job = await requestAPI<IJob>(endPoint, {
+        method: 'POST',
+        body: JSON.stringify(body)
+      });
+      this._jobs.set(ref, job);
+      this._schedulePoll();
+      return job;
+    } catch (reason) {
+      this._errors.set(ref, messageOf(reason));
+      return null;
+    } finally {
+      this._changed.emit();
+    }
+  }
+
+  private _adoptJobs(jobs: IJob[]): void {
+    // the server lists newest first; keep the newest job per ref
+    for (const job of [...jobs].reverse()) {
+      const known = this._jobs.get(job.ref);
+      if (known && known.id === job.id && !isActive(known)) {
+        continue; // already final, with its full log (the list carries only a short tail)
+      }
+      if (!known || known.created <= job.created) {
+        this._jobs.set(job.ref, job);
+      }
+    }
+  }
+
+  private _schedulePoll(): void {
+    if (this._isDisposed || this._timer !== null) {
+      return;
+    }
+    if (![...this._jobs.values()].some(isActive)) {
+      return;
+    }
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      void this._poll();
+    }, this._pollInterval);
+  }
+
+  /** One round: fetch every active job; when one has finished, reload the models (image, status). */
+  private async _poll(): Promise<void> {
+    const active = [...this._jobs.entries()].filter(([, job]) => isActive(job));
+    let finished = false;
+    await Promise.all(
+      active.map(async ([ref, job]) => {
+        try {
+          const fresh = await requestAPI<IJob>(`jobs/${encodeURIComponent(job.id)}`);
+          if (this._jobs.get(ref)?.id === job.id) {
+            this._jobs.set(ref, fresh);
+            finished = finished || !isActive(fresh);
+          }
+        } catch (reason) {
+          if ((reason as { status?: number }).status === 404) {
+            // the server forgot it (restarted): stop polling and say so
+            this._jobs.set(ref, {
+              ...job,
+              state: 'failed',
+              error: { error: 'not_found', message: 'The server no longer knows this job (was it restarted?).' }
+            });
+            finished = true;
+          }
+          // anything else (network blip): keep the job and try again next round
+        }
+      })
+    );
+    if (this._isDisposed) {
+      return;
+    }
+    this._changed.emit();
+    if (finished) {
+      await this.refresh(); // also re-schedules
+    } else {
+      this._schedulePoll();
+    }
+  }
+
+  private _changed = new Signal<this, void>(this);
+  private _models: IModel[] = [];
+  private _config: IConfig | null = null;
+  private _error: string | null = null;
+  private _refreshing = false;
+  private _loaded = false;
+  private _jobs = new Map<string, IJob>();
+  private _tests = new Map<string, ITestState>();
+  private _errors = new Map<string, string>();
+  private _stopping = new Set<string>();
+  private _timer: ReturnType<typeof setTimeout> | null = null;
+  private _pollInterval: number;
+  private _isDisposed = false;
+}
+
+export namespace PymlModel {
+  export interface IOptions {
+    /** Milliseconds between two polls of a running job. */
+    pollInterval?: number;
+  }
+}
+
+function isActive(job: IJob): boolean {
+  return job.state === 'queued' || job.state === 'running';
+}
+
+function messageOf(reason: unknown): string {
+  if (reason instanceof Error) {
+    return reason.message;
+  }
+  return String(reason);
+}

@@ -1,0 +1,118 @@
+/**
+ * The shapes the `/pyml/` REST API answers with (see pyml_jupyter/server/handlers.py).
+ */
+
+/** A Docker image built for a model version. */
+export interface IImage {
+  tag: string;
+  id: string;
+  size_bytes: number | null;
+}
+
+/** A running (or exited) container serving a model version. */
+export interface IDeploymentState {
+  url: string;
+  status: string;
+  container_id: string;
+}
+
+/** One registered version of a model and what exists for it downstream. */
+export interface IModelVersion {
+  version: number;
+  run_id: string;
+  created: number | null;
+  contract_status: 'passed' | 'failed' | null;
+  model_uri: string;
+  image: IImage | null;
+  deployment: IDeploymentState | null;
+  kind?: string | null;
+}
+
+/** A registered model, versions newest first. */
+export interface IModel {
+  name: string;
+  latest_version: number | null;
+  description?: string;
+  versions: IModelVersion[];
+  mlflow_ui_url: string | null;
+}
+
+/** `GET /pyml/config`. */
+export interface IConfig {
+  mlflow_ui_url: string | null;
+  tracking_uri: string;
+  version: string;
+}
+
+/** The progress snapshot of a job: what the notebook widget shows too. */
+export interface IProgress {
+  title: string;
+  stage: string;
+  fraction: number | null;
+  state: 'running' | 'succeeded' | 'failed';
+  error: string | null;
+  started: number;
+  finished: number | null;
+  log: string[];
+  log_lines: number;
+}
+
+/** An error as the server writes it. */
+export interface IErrorBody {
+  error: string;
+  message: string;
+  details?: unknown;
+}
+
+export type JobKind = 'build' | 'deploy';
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+/** A long job (image build, deployment) as `GET /pyml/jobs/{id}` answers it. */
+export interface IJob {
+  id: string;
+  kind: JobKind;
+  ref: string;
+  state: JobState;
+  result: any;
+  error: IErrorBody | null;
+  created: number;
+  finished: number | null;
+  progress: IProgress;
+}
+
+/**
+ * `POST /pyml/tests`: the same sample through the notebook and the target (the container), compared row by
+ * row (pyml_jupyter/parity.py). `rows` is a table whose columns are the sample's input columns, then for each
+ * output `NAME (notebook)` and `NAME (TARGET)`, then `|diff|` (numeric outputs) and `match` (✓ or ✗).
+ */
+export interface IParityReport {
+  ok: boolean;
+  target: string;
+  ref: string;
+  n_rows: number;
+  n_mismatched: number;
+  /** null when nothing numeric was compared; "inf" when a value was missing */
+  max_abs_diff: number | string | null;
+  mismatched_columns: string[];
+  problems: string[];
+  latency: Record<string, number | Record<string, number>>;
+  rtol: number;
+  atol: number;
+  rows: { columns: string[]; data: unknown[][] };
+}
+
+/** Response bodies of the list endpoints. */
+export interface IModelsReply {
+  models: IModel[];
+}
+export interface IJobsReply {
+  jobs: IJob[];
+}
+export interface IStopReply {
+  stopped: unknown[];
+}
+
+/** `NAME/VERSION`, the reference every call uses. */
+export function refOf(name: string, version: number | string): string {
+  return `${name}/${version}`;
+}

@@ -1,0 +1,26 @@
+"""The jupyter_server extension behind the JupyterLab sidebar: REST handlers under ``/pyml/``.
+
+Installing the package enables it: ``jupyter-config/server-config/pyml_jupyter.json`` lands in
+``etc/jupyter/jupyter_server_config.d/`` and sets ``jpserver_extensions = {"pyml_jupyter": true}``; the
+server then asks ``pyml_jupyter._jupyter_server_extension_points()``, which points here. Tornado is imported
+only when the server loads the extension, never by ``import pyml_jupyter``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["_load_jupyter_server_extension"]
+
+
+def _load_jupyter_server_extension(server_app) -> None:
+    """Create the job manager and register the ``/pyml/`` handlers on the server's web app."""
+    from ..jobs import JobManager
+    from .handlers import setup_handlers
+
+    web_app = server_app.web_app
+    web_app.settings.setdefault("pyml_jobs", JobManager())
+    setup_handlers(web_app)
+    server_app.log.info("pyml_jupyter: registered the /pyml/ REST handlers")
+
+
+# The notebook-server era name, still looked up by some launchers.
+load_jupyter_server_extension = _load_jupyter_server_extension

@@ -1,0 +1,200 @@
+"""REST handlers for the JupyterLab sidebar. Each verb parses its input, makes one call into
+:mod:`pyml_jupyter.api` and writes the JSON result; errors are mapped once, in :class:`PymlHandler`.
+
+Routes (all under ``{base_url}pyml/``, all authenticated, XSRF-checked for non-GET by ``APIHandler``)::
+
+    GET    models                          registered models and their versions     -> {"models": [...]}
+    POST   builds        {ref, base_image?}  build the image in a job                  -> 202 job
+    POST   deployments   {ref, port?}        build if needed, run the container (job)  -> 202 job
+    GET    deployments                     running model containers                 -> {"deployments": [...]}
+    DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
+    GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
+    GET    jobs/ID                         one job with its progress snapshot       -> job
+    POST   tests         {ref, target?}      test predictions: notebook vs container   -> parity report
+    GET    config                          MLflow UI link, tracking URI, version
+
+Anything that blocks (MLflow queries, Docker calls, test predictions) runs in a worker thread so the Tornado
+loop keeps serving; builds and deployments run as jobs (:mod:`pyml_jupyter.jobs`) that the panel polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from http import HTTPStatus
+from typing import Any
+
+import tornado
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from .. import api
+from ..errors import PymlError
+from ..jobs import Job, JobManager, error_dict
+
+NAME = r"(?P<name>[^/]+)"
+VERSION = r"(?P<version>[^/]+)"
+
+
+class BadRequest(PymlError):
+    """The request body is not what the route expects."""
+
+    code = "bad_request"
+
+
+class PymlHandler(APIHandler):
+    """Base: the job manager, JSON helpers and the one place where exceptions become HTTP errors."""
+
+    @property
+    def jobs(self) -> JobManager:
+        return self.settings["pyml_jobs"]
+
+    def write_json(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(payload))
+
+    def json_body(self) -> dict[str, Any]:
+        body = self.get_json_body()  # a malformed body raises HTTPError(400)
+        if body is None:
+            return {}
+        if not isinstance(body, dict):
+            raise BadRequest("Send a JSON object as the request body, e.g. {\"ref\": \"NAME/VERSION\"}.")
+        return body
+
+    def body_ref(self, body: dict[str, Any]) -> str:
+        """The model reference ``NAME`` or ``NAME/VERSION`` from the body, validated by the core."""
+        ref = body.get("ref")
+        if not isinstance(ref, str) or not ref:
+            raise BadRequest('Say which model: send {"ref": "NAME"} or {"ref": "NAME/VERSION"}.')
+        api.parse_ref(ref)  # raises InvalidName (400) before the name reaches MLflow, Docker or a path
+        return ref
+
+    def submit(self, kind: str, ref: str, fn) -> Job:
+        name, version = api.parse_ref(ref)
+        return self.jobs.submit(kind, ref, fn, key=(kind, name, version))
+
+    def write_job(self, job: Job) -> None:
+        self.set_header("Location", url_path_join(self.base_url, "pyml", "jobs", job.id))
+        self.write_json(job.to_dict(), status=202)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error is JSON ``{"error": code, "message": text}``: PymlError keeps its own status."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, PymlError):
+            self.set_status(exc.status)
+            payload = exc.to_dict()
+        elif isinstance(exc, tornado.web.HTTPError) or exc is None:
+            message = (exc.log_message if exc is not None else None) or _phrase(status_code)
+            payload = {"error": f"http_{status_code}", "message": message}
+        else:
+            payload = error_dict(exc)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(payload))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, PymlError):  # the user's mistake, not the server's: no traceback
+            self.log.warning("%s %s -> %s: %s", self.request.method, self.request.uri, value.status, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return f"HTTP {status_code}"
+
+
+async def in_thread(fn, *args, **kwargs):
+    """Run blocking core work off the Tornado loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class ModelsHandler(PymlHandler):
+    @tornado.web.authenticated
+    async def get(self):
+        models = await in_thread(api.list_models)
+        self.write_json({"models": [model.to_dict() for model in models]})
+
+
+class BuildsHandler(PymlHandler):
+    @tornado.web.authenticated
+    def post(self):
+        body = self.json_body()
+        ref, base_image = self.body_ref(body), body.get("base_image")
+        if base_image is not None and not isinstance(base_image, str):
+            raise BadRequest(f"base_image must be an image reference such as 'python:3.11-slim', not {base_image!r}.")
+        self.write_job(self.submit("build", ref, lambda p: api.build(ref, base_image=base_image, progress=p)))
+
+
+class DeploymentsHandler(PymlHandler):
+    @tornado.web.authenticated
+    async def get(self):
+        deployments = await in_thread(api.deployments)
+        self.write_json({"deployments": [d.to_dict() for d in deployments]})
+
+    @tornado.web.authenticated
+    def post(self):
+        body = self.json_body()
+        ref, port = self.body_ref(body), body.get("port")
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+            raise BadRequest(f"port must be an integer between 1 and 65535, not {port!r}.")
+        self.write_job(self.submit("deploy", ref, lambda p: api.deploy(ref, port=port, progress=p)))
+
+
+class DeploymentHandler(PymlHandler):
+    @tornado.web.authenticated
+    async def delete(self, name: str, version: str | None = None):
+        ref = name if version is None else f"{name}/{version}"
+        api.parse_ref(ref)
+        stopped = await in_thread(api.stop, ref)
+        self.write_json({"stopped": [d.to_dict() for d in stopped]})
+
+
+class JobsHandler(PymlHandler):
+    @tornado.web.authenticated
+    def get(self):
+        self.write_json({"jobs": [job.to_dict(log_tail=20) for job in self.jobs.list()]})
+
+
+class JobHandler(PymlHandler):
+    @tornado.web.authenticated
+    def get(self, job_id: str):
+        self.write_json(self.jobs.get(job_id).to_dict())
+
+
+class TestsHandler(PymlHandler):
+    @tornado.web.authenticated
+    async def post(self):
+        body = self.json_body()
+        ref, target = self.body_ref(body), body.get("target", "container")
+        report = await in_thread(api.test, ref, target=target)
+        self.write_json(report.to_dict())
+
+
+class ConfigHandler(PymlHandler):
+    @tornado.web.authenticated
+    def get(self):
+        self.write_json(api.config())
+
+
+def setup_handlers(web_app) -> None:
+    base_url = web_app.settings["base_url"]
+
+    def route(*parts: str) -> str:
+        return url_path_join(base_url, "pyml", *parts)
+
+    web_app.add_handlers(
+        ".*$",
+        [
+            (route("models"), ModelsHandler),
+            (route("builds"), BuildsHandler),
+            (route("deployments"), DeploymentsHandler),
+            (route("deployments", NAME), DeploymentHandler),
+            (route("deployments", NAME, VERSION), DeploymentHandler),
+            (route("jobs"), JobsHandler),
+            (route("jobs", r"(?P<job_id>[^/]+)"), JobHandler),
+            (route("tests"), TestsHandler),
+            (route("config"), ConfigHandler),
+        ],
+    )

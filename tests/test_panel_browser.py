@@ -1,0 +1,290 @@
+"""The sidebar in a real JupyterLab, driven in headless Chromium: see the model, Deploy, Test, Stop.
+
+JupyterLab runs in a subprocess on loopback with a token, against a temporary sqlite MLflow store that this
+process registers a model into. The built extension (``pyml_jupyter/labextension``, from
+``cd labextension && npm ci && npm run build:prod``) is put first on ``JUPYTER_PATH``, so the test sees the
+source tree's build even when another copy is installed. Screenshots land in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pyml_jupyter import api
+from pyml_jupyter.serving.contract import DataFrameModel
+
+from conftest import IN_CI
+
+REPO = Path(__file__).resolve().parent.parent
+BUILT_EXTENSION = REPO / "pyml_jupyter" / "labextension"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("PYML_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.docker]
+
+
+class AffinePanelModel(DataFrameModel):
+    """y = 3x - 2, and a label: a tiny model to deploy from the panel."""
+
+    def predict(self, df):
+        y = df["x"] * 3.0 - 2.0
+        return pd.DataFrame({"y": y, "positive": (y > 0).astype("int64")}, index=df.index)
+
+
+SAMPLE = pd.DataFrame({"x": [0.5, 1.0, 2.25, -1.5]})
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what}, and CI=true: the browser test must run in CI")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def prerequisites():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    if not (BUILT_EXTENSION / "package.json").is_file():
+        _missing("the lab extension is not built (cd labextension && npm ci && npm run build:prod)")
+    built = max(p.stat().st_mtime for p in BUILT_EXTENSION.rglob("*") if p.is_file())
+    sources = [p for d in ("src", "style") for p in (REPO / "labextension" / d).rglob("*") if p.is_file()]
+    newer = [str(p.relative_to(REPO)) for p in sources if p.stat().st_mtime > built and "__tests__" not in p.parts]
+    assert not newer, f"the lab extension build is older than {newer[:3]}: cd labextension && npm run build"
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:  # noqa: BLE001 - any failure means no usable engine
+        _missing("Docker engine not reachable")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("the playwright package is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(proc: subprocess.Popen, url: str, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"JupyterLab did not answer within {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def lab(prerequisites, tmp_path_factory):
+    """A registered model in a fresh store, and JupyterLab serving the panel against that store."""
+    tmp = tmp_path_factory.mktemp("lab")
+    env_vars = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "PYML_CACHE_DIR": str(tmp / "cache"),
+        "PYML_MLFLOW_UI": "http://127.0.0.1:5000",  # nothing listens: only the links are checked
+    }
+    name = f"panel_affine_{uuid.uuid4().hex[:6]}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)  # MLflow's default ./mlruns artifacts go here, for both processes
+        for key, value in env_vars.items():
+            mp.setenv(key, value)
+        api.register(AffinePanelModel, name, SAMPLE)
+
+        # isolated Jupyter dirs: the built extension first on JUPYTER_PATH, the server extension enabled,
+        # the news prompt off (it would cover the panel in screenshots)
+        jpath = tmp / "jupyter_path"
+        (jpath / "labextensions").mkdir(parents=True)
+        (jpath / "labextensions" / "pyml_jupyter").symlink_to(BUILT_EXTENSION, target_is_directory=True)
+        config_dir = tmp / "jupyter_config"
+        (config_dir / "labconfig").mkdir(parents=True)
+        (config_dir / "jupyter_server_config.json").write_text(
+            json.dumps({"ServerApp": {"jpserver_extensions": {"pyml_jupyter": True}}})
+        )
+        (config_dir / "labconfig" / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+        )
+        root = tmp / "root"
+        root.mkdir()
+        token = uuid.uuid4().hex
+        port = _free_port()
+        env = {
+            **os.environ,
+            **env_vars,
+            "JUPYTER_PATH": str(jpath),
+            "JUPYTER_CONFIG_DIR": str(config_dir),
+            "JUPYTER_DATA_DIR": str(tmp / "jupyter_data"),
+            "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter_runtime"),
+        }
+        log = tmp / "jupyterlab.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "jupyterlab", "--no-browser",
+                    "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                    f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
+                    "--LabApp.expose_app_in_browser=True",
+                ],
+                cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_for_server(proc, f"{base}/api/status?token={token}", log)
+            yield {"url": f"{base}/lab?token={token}", "name": name, "ref": f"{name}/1", "log": log}
+        finally:
+            try:
+                api.stop(name)
+            except Exception:  # noqa: BLE001 - nothing running, or already stopped by the test
+                pass
+            try:
+                from pyml_jupyter.images.builder import remove_image
+
+                remove_image(name, 1, force=True)  # each run registers a new name: don't pile images up
+            except Exception:  # noqa: BLE001 - nothing was built
+                pass
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+
+
+@pytest.fixture
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            trail: list[str] = []  # what to print when the test fails: console errors, /pyml/ answers
+            page.on("console", lambda m: trail.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+            page.on(
+                "response",
+                lambda r: trail.append(f"{r.request.method} {r.url.split('?')[0]} -> {r.status}")
+                if "/pyml/" in r.url and "/pyml/jobs/" not in r.url
+                else None,
+            )
+            try:
+                yield page
+            except BaseException:
+                raise
+            finally:
+                if trail:
+                    print("browser trail:\n  " + "\n  ".join(trail[-60:]))
+                page.screenshot(path=str(ARTIFACTS / "page-last.png"))
+        finally:
+            browser.close()
+
+
+def _widen_sidebar(page, panel, width: int) -> None:
+    """Drag the splitter between the left sidebar and the main area."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box, grip = panel.bounding_box(), handle.bounding_box()
+    y = grip["y"] + grip["height"] / 2
+    page.mouse.move(grip["x"] + grip["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + width, y, steps=8)
+    page.mouse.up()
+    page.wait_for_function(f"document.getElementById('pyml-panel').offsetWidth > {width - 60}")
+
+
+def _no_error(version) -> None:
+    errors = version.locator(".pyml-error")
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+def _shot(panel, name: str) -> None:
+    panel.screenshot(path=str(ARTIFACTS / name))
+
+
+def test_deploy_and_test_a_model_from_the_sidebar(lab, page):
+    page.goto(lab["url"])
+    page.wait_for_selector("#jp-main-dock-panel", state="attached", timeout=120_000)
+
+    # open the sidebar through its icon
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="pyml-panel"]').click()
+    panel = page.locator("#pyml-panel")
+    panel.wait_for(state="visible")
+
+    model = panel.locator(f'.pyml-model[data-name="{lab["name"]}"]')
+    model.wait_for()
+    version = model.locator(f'.pyml-version[data-ref="{lab["ref"]}"]')
+    assert version.locator(".pyml-contract-passed").count() == 1
+    assert version.locator(".pyml-status-not-deployed").count() == 1
+    assert panel.locator(".pyml-mlflow-link").get_attribute("href") == "http://127.0.0.1:5000/"
+    assert model.locator(".pyml-mlflow-model-link").get_attribute("href").endswith(f"#/models/{lab['name']}")
+    _shot(panel, "panel-1-models.png")
+
+    # Deploy: a job with a progress bar and a build log, then the running badge
+    version.locator(".pyml-deploy").click()
+    version.locator(".pyml-job").wait_for()
+    page.wait_for_timeout(3000)
+    _shot(panel, "panel-2-deploying.png")
+    version.locator(".pyml-status-running, .pyml-job-failed, .pyml-error").first.wait_for(timeout=900_000)
+    _no_error(version)
+    assert version.locator(".pyml-image-built").count() == 1
+    assert version.locator(".pyml-endpoint a").inner_text().startswith("http://127.0.0.1:")
+    _shot(panel, "panel-3-running.png")
+
+    # Test: the sample through the notebook and the container, every row matching (in a wider sidebar, as a
+    # user would drag it to read the table)
+    _widen_sidebar(page, panel, 520)
+    version.locator(".pyml-test").click()
+    rows = version.locator(".pyml-parity-row")
+    version.locator(".pyml-parity-row, .pyml-error").first.wait_for(timeout=300_000)
+    _no_error(version)
+    assert rows.count() == len(SAMPLE)
+    assert version.locator(".pyml-parity-row.pyml-row-match").count() == len(SAMPLE)
+    assert version.locator(".pyml-parity-row.pyml-row-mismatch").count() == 0
+    assert version.locator(".pyml-parity-summary").inner_text().startswith("✓")
+    _shot(panel, "panel-4-tested.png")
+
+    # the same in the dark theme
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+    page.wait_for_timeout(500)
+    _shot(panel, "panel-5-tested-dark.png")
+
+    # Stop: the container goes away
+    version.locator(".pyml-stop").click()
+    version.locator(".pyml-status-not-deployed").wait_for(timeout=120_000)
+    assert version.locator(".pyml-test").count() == 0
+    _shot(panel, "panel-6-stopped-dark.png")
+    assert api.deployments() == [] or all(d.name != lab["name"] for d in api.deployments())

@@ -1,0 +1,323 @@
+"""The /pyml/ REST handlers in a real jupyter_server, against a real MLflow store (and Docker for deploys)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from http.cookies import SimpleCookie
+
+import pandas as pd
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from pyml_jupyter import api
+from pyml_jupyter.serving.contract import DataFrameModel
+
+from conftest import IN_CI
+
+
+
+class Doubler(DataFrameModel):
+    """y = 2x + 1: small enough to build and serve in a test."""
+
+    def predict(self, df):
+        return pd.DataFrame({"y": df["x"] * 2.0 + 1.0}, index=df.index)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A fresh sqlite MLflow store (artifacts and package cache beside it) with one registered model."""
+    root = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.setenv("PYML_CACHE_DIR", str(root / "cache"))
+        mp.delenv("PYML_MLFLOW_UI", raising=False)
+        name = f"doubler_{uuid.uuid4().hex[:8]}"
+        api.register(Doubler, name, pd.DataFrame({"x": [1.0, 2.0, 3.5]}))
+        yield {"root": root, "name": name}
+        _remove_images(name)
+
+
+def _remove_images(name: str) -> None:
+    """Remove the images this module built (each test run registers a new model name)."""
+    if not docker_available():
+        return
+    from pyml_jupyter.images.builder import remove_image
+
+    try:
+        remove_image(name, 1, force=True)
+    except Exception:  # noqa: BLE001 - nothing built (the deploy test did not run)
+        pass
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config):
+    return {"ServerApp": {"jpserver_extensions": {"pyml_jupyter": True}}}
+
+
+@pytest.fixture
+def fetch_json(jp_fetch):
+    """jp_fetch (token-authenticated), answering (status, JSON body) also for error statuses."""
+
+    async def fetch(*parts, method="GET", body=None, **kwargs):
+        if body is not None and not isinstance(body, (str, bytes)):
+            body = json.dumps(body)
+        try:
+            response = await jp_fetch("pyml", *parts, method=method, body=body, **kwargs)
+        except HTTPClientError as e:
+            response = e.response
+        return response.code, json.loads(response.body or b"null")
+
+    return fetch
+
+
+@pytest.fixture
+def raw_fetch(jp_serverapp, http_server_client, jp_base_url):
+    """A request with nothing added: no token, no cookie, no XSRF header unless given."""
+
+    def fetch(path, method="GET", body=None, headers=None):
+        if method in ("POST", "PUT") and body is None:
+            body = "{}"
+        return http_server_client.fetch(
+            jp_base_url + path, method=method, body=body, headers=headers or {}, raise_error=False
+        )
+
+    return fetch
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means no usable engine
+        return False
+
+
+@pytest.fixture
+def needs_docker():
+    if not docker_available():
+        if IN_CI:
+            pytest.fail("Docker engine not reachable, and CI=true: the deploy flow must run in CI")
+        pytest.skip("Docker engine not reachable")
+
+
+# ------------------------------------------------------------------------------------------------- plumbing
+
+
+async def test_models_lists_the_registered_versions(store, fetch_json):
+    status, body = await fetch_json("models")
+    assert status == 200
+    (model,) = [m for m in body["models"] if m["name"] == store["name"]]
+    assert model["latest_version"] == 1
+    (version,) = model["versions"]
+    assert version["version"] == 1
+    assert version["contract_status"] == "passed"
+    assert version["model_uri"] == f"models:/{store['name']}/1"
+    assert model["mlflow_ui_url"] is None  # a sqlite store has no UI to link to
+
+
+async def test_config_names_the_store_without_secrets(store, fetch_json):
+    status, body = await fetch_json("config")
+    assert status == 200
+    assert body["tracking_uri"].startswith("sqlite:///")
+    assert body["mlflow_ui_url"] is None
+    assert body["version"]
+
+
+def test_config_hides_a_database_password(monkeypatch):
+    from pyml_jupyter.api import config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow:s3cret@db.internal:5432/mlflow")
+    assert config()["tracking_uri"] == "postgresql://mlflow:***@db.internal:5432/mlflow"
+
+
+ROUTES = [
+    ("GET", "pyml/models"),
+    ("GET", "pyml/config"),
+    ("POST", "pyml/builds"),
+    ("POST", "pyml/deployments"),
+    ("GET", "pyml/deployments"),
+    ("DELETE", "pyml/deployments/some_model"),
+    ("DELETE", "pyml/deployments/some_model/1"),
+    ("GET", "pyml/jobs"),
+    ("GET", "pyml/jobs/0123abcd"),
+    ("POST", "pyml/tests"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+async def test_a_request_without_credentials_is_refused(raw_fetch, method, path):
+    response = await raw_fetch(path, method=method)
+    assert response.code in (401, 403)
+
+
+async def _login_cookie(jp_fetch) -> str:
+    """The login cookie the server sets for a token-authenticated request: what a browser holds."""
+    response = await jp_fetch("pyml", "config")
+    jar = SimpleCookie()
+    for header in response.headers.get_list("Set-Cookie"):
+        jar.load(header)
+    login = [f"{k}={v.value}" for k, v in jar.items() if k.startswith("username-")]
+    assert login, "the server set no login cookie"
+    return login[0]
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if r[0] != "GET"])
+async def test_a_cookie_authenticated_write_without_xsrf_token_is_refused(jp_fetch, raw_fetch, method, path):
+    cookie = await _login_cookie(jp_fetch)
+    response = await raw_fetch(path, method=method, headers={"Cookie": cookie})
+    assert response.code == 403
+    assert "xsrf" in response.body.decode().lower()
+
+
+async def test_a_cookie_authenticated_write_with_the_xsrf_token_gets_through(jp_fetch, raw_fetch):
+    cookie = await _login_cookie(jp_fetch)
+    headers = {"Cookie": f"{cookie}; _xsrf=abc123", "X-XSRFToken": "abc123"}
+    response = await raw_fetch("pyml/tests", method="POST", body=json.dumps({"ref": "../x"}), headers=headers)
+    assert response.code == 400  # past authentication and XSRF, stopped by name validation
+    assert json.loads(response.body)["error"] == "invalid_name"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "builds", {"ref": "../../etc/passwd"}),
+        ("POST", "deployments", {"ref": "name with spaces"}),
+        ("POST", "deployments", {"ref": "model/not-a-version"}),
+        ("POST", "deployments", {"ref": "-rm"}),
+        ("POST", "tests", {"ref": "a;b"}),
+        ("DELETE", "deployments/..", None),
+        ("DELETE", "deployments/ok_name/x1", None),
+        ("DELETE", "deployments/%24%28id%29", None),
+    ],
+)
+async def test_bad_names_are_rejected_before_reaching_mlflow_or_docker(fetch_json, method, path, body):
+    status, payload = await fetch_json(*path.split("/"), method=method, body=body)
+    assert status == 400
+    assert payload["error"] == "invalid_name"
+    assert payload["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("deployments", {}),
+        ("deployments", {"ref": 3}),
+        ("deployments", {"ref": "m/1", "port": "8080"}),
+        ("deployments", {"ref": "m/1", "port": 70000}),
+        ("builds", ["m/1"]),
+        ("builds", {"ref": "m/1", "base_image": 3}),
+        ("tests", {"model": "m/1"}),
+    ],
+)
+async def test_malformed_bodies_are_a_400_with_a_message(fetch_json, path, body):
+    status, payload = await fetch_json(path, method="POST", body=body)
+    assert status == 400
+    assert payload["error"] == "bad_request"
+    assert payload["message"]
+
+
+async def test_a_body_that_is_not_json_is_a_400(fetch_json):
+    status, payload = await fetch_json("deployments", method="POST", body="{not json")
+    assert status == 400
+    assert payload["error"] == "http_400"
+
+
+async def test_an_unknown_job_is_a_404(fetch_json):
+    status, payload = await fetch_json("jobs", "0123abcd")
+    assert status == 404
+    assert payload["error"] == "not_found"
+
+
+async def test_a_deploy_of_an_unknown_model_is_a_job_that_fails_with_not_found(store, fetch_json):
+    status, job = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_xyz/1"})
+    assert status == 202
+    job = await _poll(fetch_json, job["id"], timeout=60)
+    assert job["state"] == "failed"
+    assert job["error"]["error"] == "not_found"
+    assert job["progress"]["state"] == "failed"
+
+
+async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
+    status, payload = await fetch_json("tests", method="POST", body={"ref": "no_such_model_xyz/1"})
+    assert status == 404
+    assert payload["error"] == "not_found"
+
+
+async def test_jobs_lists_the_jobs_newest_first(store, fetch_json):
+    _, first = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_a/1"})
+    _, second = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_b/1"})
+    status, body = await fetch_json("jobs")
+    assert status == 200
+    ids = [job["id"] for job in body["jobs"]]
+    assert ids.index(second["id"]) < ids.index(first["id"])
+
+
+async def _poll(fetch_json, job_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, job = await fetch_json("jobs", job_id)
+        assert status == 200
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        assert time.monotonic() < deadline, f"job still {job['state']} after {timeout}s: {job['progress']}"
+        await asyncio.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------- the full flow
+
+
+@pytest.mark.docker
+async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
+    ref = f"{store['name']}/1"
+    try:
+        status, job = await fetch_json("deployments", method="POST", body={"ref": ref})
+        assert status == 202
+        assert job["kind"] == "deploy" and job["ref"] == ref
+
+        # a second click while it runs joins the same job
+        status, again = await fetch_json("deployments", method="POST", body={"ref": ref})
+        assert status == 202 and again["id"] == job["id"]
+
+        # the loop stays responsive while the image builds
+        status, _ = await fetch_json("config")
+        assert status == 200
+
+        job = await _poll(fetch_json, job["id"], timeout=900)
+        assert job["state"] == "succeeded", job["error"]
+        assert job["progress"]["log_lines"] > 0
+        assert job["result"]["url"].startswith("http://127.0.0.1:")
+
+        status, body = await fetch_json("deployments")
+        assert status == 200
+        assert any(d["url"] == job["result"]["url"] for d in body["deployments"])
+
+        _, body = await fetch_json("models")
+        (model,) = [m for m in body["models"] if m["name"] == store["name"]]
+        version = model["versions"][0]
+        assert version["image"] is not None
+        assert version["deployment"]["status"] == "running"
+
+        status, report = await fetch_json("tests", method="POST", body={"ref": ref}, request_timeout=300)
+        assert status == 200, report
+        assert report["ok"] is True
+        assert report["target"] == "container"
+        assert report["n_rows"] == 3 and report["n_mismatched"] == 0
+        assert report["rows"]["columns"] == ["x", "y (notebook)", "y (container)", "|diff|", "match"]
+        assert [row[-1] for row in report["rows"]["data"]] == ["✓", "✓", "✓"]
+
+        status, body = await fetch_json("deployments", store["name"], "1", method="DELETE")
+        assert status == 200
+        assert len(body["stopped"]) == 1
+        _, body = await fetch_json("deployments")
+        assert not any(d["url"] == job["result"]["url"] for d in body["deployments"])
+    finally:
+        try:
+            api.stop(ref)
+        except Exception:  # noqa: BLE001 - already stopped
+            pass

@@ -42,8 +42,7 @@ def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, 
     report = run_check(model_class, sample, artifacts, namespace=namespace)
     if not report.ok:
         raise CheckFailed(report.summary() + f"\nNothing was registered under {name!r}.", report)
-    registered = tracking.log_and_register(name, report.package_dir, report, report.sample, report.output,
-                                           experiment=experiment)
+    registered = tracking.log_and_register(name, report, experiment=experiment)
     registered.report = report  # type: ignore[attr-defined]
     return registered
 

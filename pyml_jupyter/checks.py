@@ -12,10 +12,13 @@ import inspect
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,8 +28,8 @@ import pandas as pd
 
 from .capture import capture_class
 from .errors import CaptureError
-from .package import RUNTIME_DISTRIBUTIONS, save_artifacts, write_package
-from .requirements import resolve_requirements
+from .package import RUNTIME_DISTRIBUTIONS, save_artifacts, write_package, write_requirements
+from .requirements import Requirements, resolve_requirements
 from .serving.artifacts import load_artifacts
 from .serving.contract import constructor_takes_artifacts, model_kind
 from .serving.schema import DataFrameSchema, SchemaError, TensorSchema
@@ -177,12 +180,30 @@ def _arrays_equal(a: np.ndarray, b: np.ndarray) -> tuple[bool, str]:
             diff = np.nanmax(np.abs(fa - fb)) if fa.size else 0.0
             return False, f"values differ by up to {diff:.3g}"
         return True, ""
-    same = pd.isna(pd.Series(a.ravel(), dtype=object)).to_numpy() & pd.isna(pd.Series(b.ravel(), dtype=object)).to_numpy()
-    eq = np.array([x == y for x, y in zip(a.ravel().tolist(), b.ravel().tolist())], dtype=bool) | same
+    eq = np.array([_same_value(x, y) for x, y in zip(a.ravel().tolist(), b.ravel().tolist())], dtype=bool)
     if not eq.all():
         i = int(np.argmin(eq))
         return False, f"{int((~eq).sum())} value(s) differ, first at position {i}: {a.ravel()[i]!r} vs {b.ravel()[i]!r}"
     return True, ""
+
+
+def _is_missing(value: Any) -> bool:
+    missing = pd.isna(value)
+    return missing if isinstance(missing, (bool, np.bool_)) else False  # an array-like value is never missing
+
+
+def _same_value(x: Any, y: Any) -> bool:
+    """Two cells of an object column: both missing (None, NaN, NaT, pd.NA), or equal."""
+    x_missing, y_missing = _is_missing(x), _is_missing(y)
+    if x_missing or y_missing:
+        return bool(x_missing and y_missing)
+    try:
+        return bool(x == y)
+    except (TypeError, ValueError):  # cells holding arrays: `==` is elementwise
+        try:
+            return bool(np.array_equal(np.asarray(x), np.asarray(y)))
+        except (TypeError, ValueError):
+            return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,22 +299,55 @@ def _timed(fn: Callable[[], Any], repeat: int) -> list[float]:
     return times
 
 
-def _fresh_process_predict(package_dir: Path, timeout: float) -> tuple[Any, float]:
-    """Load the package in a new interpreter, in an empty directory, and predict its sample."""
-    with tempfile.TemporaryDirectory(prefix="pyml-fresh-") as cwd:
-        out = Path(cwd) / "prediction.pkl"
+class _FreshProcess:
+    """The package loaded in a new interpreter, in an empty directory, predicting its sample.
+
+    Started at construction and awaited by :meth:`result`, so that the check's work in this process goes on
+    while the new interpreter starts and imports the model's libraries.
+    """
+
+    def __init__(self, package_dir: Path, timeout: float) -> None:
+        self._cwd = tempfile.TemporaryDirectory(prefix="pyml-fresh-")
+        self._out = Path(self._cwd.name) / "prediction.pkl"
+        self._timeout = timeout
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "pyml_jupyter.serving.offline", str(package_dir.resolve()), str(out)],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        self._started = time.perf_counter()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "pyml_jupyter.serving.offline", str(package_dir.resolve()), str(self._out)],
+            cwd=self._cwd.name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        elapsed = time.perf_counter() - t0
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
-            raise RuntimeError(tail or f"exit code {proc.returncode}")
-        with open(out, "rb") as f:
-            return pickle.load(f)["prediction"], elapsed
+        self._stderr, self._elapsed, self._timed_out = "", 0.0, False
+        self._waiter = threading.Thread(target=self._wait, daemon=True)
+        self._waiter.start()
+
+    def _wait(self) -> None:
+        try:
+            _, self._stderr = self._process.communicate(timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            self._timed_out = True
+            self._process.kill()
+            _, self._stderr = self._process.communicate()
+        self._elapsed = time.perf_counter() - self._started
+
+    def result(self) -> tuple[Any, float]:
+        """The prediction and the seconds the new process took; raises ``RuntimeError`` saying why it failed."""
+        try:
+            self._waiter.join()
+            if self._timed_out:
+                raise RuntimeError(f"no prediction within {self._timeout:.0f} s")
+            if self._process.returncode != 0:
+                tail = "\n".join((self._stderr or "").strip().splitlines()[-6:])
+                raise RuntimeError(tail or f"exit code {self._process.returncode}")
+            with open(self._out, "rb") as f:
+                return pickle.load(f)["prediction"], self._elapsed
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._waiter.join()
+        self._cwd.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,7 +369,7 @@ def run_check(
 ) -> ContractReport:
     """Check ``model_class`` against the contract on ``sample``; the package is written to ``package_dir``.
 
-    With ``package_dir=None`` a temporary folder is used (kept: ``report.package_dir``).
+    With ``package_dir=None`` a temporary folder is used (``report.package_dir``), removed with the report.
     """
     name = getattr(model_class, "__name__", repr(model_class))
     kind = model_kind(model_class)
@@ -367,7 +421,11 @@ def _check(report, model_class, sample, artifacts, namespace, package_dir, timeo
     report.add("contract", PASS, f"{kind} model; constructor {'takes artifacts' if takes_artifacts else 'takes no arguments'}")
 
     # capture: source, helpers, artifacts
-    package_dir = Path(package_dir) if package_dir else Path(tempfile.mkdtemp(prefix="pyml-package-"))
+    if package_dir:
+        package_dir = Path(package_dir)
+    else:  # a temporary package lives as long as its report (register() logs it from there)
+        package_dir = Path(tempfile.mkdtemp(prefix="pyml-package-"))
+        weakref.finalize(report, shutil.rmtree, str(package_dir), ignore_errors=True)
     report.package_dir = package_dir
     try:
         captured = capture_class(model_class, namespace, artifact_names=list(artifacts))
@@ -482,88 +540,94 @@ def _check(report, model_class, sample, artifacts, namespace, package_dir, timeo
                    "or build new columns in a new DataFrame.")
         data = pristine
 
-    # 7. determinism
-    try:
-        again = model.predict(_copy(data))
-        same, why = predictions_equal(output, again)
-    except Exception as e:  # noqa: BLE001
-        same, why = False, f"the second call raised {type(e).__name__}: {e}"
-    if same:
-        report.add("deterministic", PASS, "two calls on the same input agree")
-    else:
-        report.add("deterministic", FAIL, f"two calls on the same input disagree ({why}): fix random seeds "
-                   "(e.g. `np.random.default_rng(0)`) or remove state that changes between calls.")
-
-    # 8. batch invariance
-    try:
-        one_by_one = _concat([model.predict(_slice(data, i, i + 1)) for i in range(n)])
-        same, why = predictions_equal(output, one_by_one)
-    except Exception as e:  # noqa: BLE001
-        same, why = False, f"predicting one row at a time raised {type(e).__name__}: {e}"
-    if same:
-        report.add("batch_invariance", PASS, "all rows at once equal one row at a time")
-    else:
-        report.add("batch_invariance", WARN, f"predicting rows one at a time differs from all at once ({why}); "
-                   "online requests carry few rows, so served predictions may differ from batch ones.")
-
-    # 9. empty input
-    try:
-        empty_out = model.predict(_slice(data, 0, 0))
-        rows = _n_rows(empty_out) if isinstance(empty_out, (pd.DataFrame, Mapping)) else None
-        if rows == 0:
-            report.add("empty_input", PASS, "0 rows in, 0 rows out")
-        else:
-            report.add("empty_input", FAIL, f"0 rows in gave {rows if rows is not None else type(empty_out).__name__} "
-                       "rows out: return an empty result for an empty input.")
-    except Exception as e:  # noqa: BLE001
-        report.add("empty_input", WARN, f"0 rows raise {type(e).__name__}: {e}. Served models will answer empty "
-                   "requests with this error; consider returning an empty result.")
-
-    # 10. the schema rejects a missing and a wrongly typed column, naming it
-    messages, failed = [], []
-    for label, perturbed in (("missing", _drop_first(data, input_schema)), ("wrongly typed", _perturb_type(data, input_schema))):
-        if perturbed is None:
-            continue
-        bad, col = perturbed
-        try:
-            input_schema.enforce(bad)
-            failed.append(f"a {label} '{col}' was accepted")
-        except SchemaError as e:
-            if any(p["field"] == col for p in e.problems):
-                messages.append(f"{label} '{col}' rejected")
-            else:
-                failed.append(f"a {label} '{col}' was rejected without naming it: {e}")
-    if failed:
-        report.add("schema_rejects_bad_input", FAIL, "; ".join(failed))
-    else:
-        report.add("schema_rejects_bad_input", PASS, "; ".join(messages))
-
-    # 12. requirements pinned
-    requirements = resolve_requirements(set(captured.modules) | saved.modules, extra=RUNTIME_DISTRIBUTIONS)
-    report.requirements = list(requirements.pinned)
-    if requirements.unresolved:
-        report.add("requirements_pinned", FAIL, f"module(s) {', '.join(sorted(requirements.unresolved))} are imported but "
-                   "belong to no installed distribution, so they cannot be installed where the model runs: "
-                   "install them as a package (pip install -e ...) or define the code in the notebook.")
-    else:
-        report.add("requirements_pinned", PASS, ", ".join(requirements.pinned))
-
-    # write the package, then 11. the fresh-process round trip
+    # The package on disk (its requirements are filled in below), then 11. the fresh-process round trip: the new
+    # interpreter starts and imports the model's libraries while the checks below run in this one.
     write_package(
-        package_dir, captured=captured, artifacts=saved, requirements=requirements, sample=data,
+        package_dir, captured=captured, artifacts=saved, requirements=Requirements(), sample=data,
         input_schema=input_schema, output_schema=output_schema, takes_artifacts=takes_artifacts,
     )
+    fresh = _FreshProcess(package_dir, timeout)
     try:
-        fresh, fresh_seconds = _fresh_process_predict(package_dir, timeout)
-        same, why = predictions_equal(output, fresh)
+        # 7. determinism
+        try:
+            again = model.predict(_copy(data))
+            same, why = predictions_equal(output, again)
+        except Exception as e:  # noqa: BLE001
+            same, why = False, f"the second call raised {type(e).__name__}: {e}"
         if same:
-            report.add("fresh_process", PASS, f"the package reloaded in a new Python process predicts the same "
-                       f"({fresh_seconds:.1f} s)")
+            report.add("deterministic", PASS, "two calls on the same input agree")
         else:
-            report.add("fresh_process", FAIL, f"the package reloaded in a new Python process predicts differently: {why}. "
-                       "The model depends on notebook state that was not captured.")
-    except Exception as e:  # noqa: BLE001
-        report.add("fresh_process", FAIL, f"the package fails to load or predict in a new Python process: {e}")
+            report.add("deterministic", FAIL, f"two calls on the same input disagree ({why}): fix random seeds "
+                       "(e.g. `np.random.default_rng(0)`) or remove state that changes between calls.")
+
+        # 8. batch invariance
+        try:
+            one_by_one = _concat([model.predict(_slice(data, i, i + 1)) for i in range(n)])
+            same, why = predictions_equal(output, one_by_one)
+        except Exception as e:  # noqa: BLE001
+            same, why = False, f"predicting one row at a time raised {type(e).__name__}: {e}"
+        if same:
+            report.add("batch_invariance", PASS, "all rows at once equal one row at a time")
+        else:
+            report.add("batch_invariance", WARN, f"predicting rows one at a time differs from all at once ({why}); "
+                       "online requests carry few rows, so served predictions may differ from batch ones.")
+
+        # 9. empty input
+        try:
+            empty_out = model.predict(_slice(data, 0, 0))
+            rows = _n_rows(empty_out) if isinstance(empty_out, (pd.DataFrame, Mapping)) else None
+            if rows == 0:
+                report.add("empty_input", PASS, "0 rows in, 0 rows out")
+            else:
+                report.add("empty_input", FAIL, f"0 rows in gave {rows if rows is not None else type(empty_out).__name__} "
+                           "rows out: return an empty result for an empty input.")
+        except Exception as e:  # noqa: BLE001
+            report.add("empty_input", WARN, f"0 rows raise {type(e).__name__}: {str(e).rstrip('.')}. Served models will answer empty "
+                       "requests with this error; consider returning an empty result.")
+
+        # 10. the schema rejects a missing and a wrongly typed column, naming it
+        messages, failed = [], []
+        for label, perturbed in (("missing", _drop_first(data, input_schema)), ("wrongly typed", _perturb_type(data, input_schema))):
+            if perturbed is None:
+                continue
+            bad, col = perturbed
+            try:
+                input_schema.enforce(bad)
+                failed.append(f"a {label} '{col}' was accepted")
+            except SchemaError as e:
+                if any(p["field"] == col for p in e.problems):
+                    messages.append(f"{label} '{col}' rejected")
+                else:
+                    failed.append(f"a {label} '{col}' was rejected without naming it: {e}")
+        if failed:
+            report.add("schema_rejects_bad_input", FAIL, "; ".join(failed))
+        else:
+            report.add("schema_rejects_bad_input", PASS, "; ".join(messages))
+
+        # 12. requirements pinned
+        requirements = resolve_requirements(set(captured.modules) | saved.modules, extra=RUNTIME_DISTRIBUTIONS)
+        write_requirements(package_dir, requirements)
+        report.requirements = list(requirements.pinned)
+        if requirements.unresolved:
+            report.add("requirements_pinned", FAIL, f"module(s) {', '.join(sorted(requirements.unresolved))} are "
+                       "imported but belong to no installed distribution, so they cannot be installed where the model "
+                       "runs: install them as a package (pip install -e ...) or define the code in the notebook.")
+        else:
+            report.add("requirements_pinned", PASS, ", ".join(requirements.pinned))
+
+        try:
+            prediction, fresh_seconds = fresh.result()
+            same, why = predictions_equal(output, prediction)
+            if same:
+                report.add("fresh_process", PASS, f"the package reloaded in a new Python process predicts the same "
+                           f"({fresh_seconds:.1f} s)")
+            else:
+                report.add("fresh_process", FAIL, f"the package reloaded in a new Python process predicts differently: "
+                           f"{why}. The model depends on notebook state that was not captured.")
+        except Exception as e:  # noqa: BLE001
+            report.add("fresh_process", FAIL, f"the package fails to load or predict in a new Python process: {e}")
+    finally:
+        fresh.close()
 
     # 13. latency (informational)
     batch_times = _timed(lambda: model.predict(_copy(data)), repeat=max(5, min(50, 200 // max(n, 1))))

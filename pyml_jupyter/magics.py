@@ -25,6 +25,23 @@ from .widgets import show_progress
 __all__ = ["PymlMagics"]
 
 
+def _unquote(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _parse_args(magic: Callable, line: str):
+    """``parse_argstring``, minus the quotes around values: IPython splits magic lines the non-POSIX way, which
+    keeps them, so ``--sample "df.head(5)"`` would otherwise evaluate to the string ``'df.head(5)'``."""
+    args = parse_argstring(magic, line)
+    for key, value in vars(args).items():
+        setattr(args, key, _unquote(value))
+    return args
+
+
 def _friendly(fn: Callable) -> Callable:
     """Turn PymlError into UsageError (no traceback); show a failed contract report before the message."""
 
@@ -94,7 +111,7 @@ class PymlMagics(Magics):
     @_friendly
     def pyml_check(self, line: str):
         """Check a model class against the contract on sample inputs; shows the report."""
-        args = parse_argstring(self.pyml_check, line)
+        args = _parse_args(self.pyml_check, line)
         report = api.check(self._model_class(args.model_class), self._eval(args.sample, "--sample"),
                            self._artifacts(args.artifacts), namespace=self.shell.user_ns)
         return report
@@ -116,7 +133,7 @@ class PymlMagics(Magics):
         Cell form: %%pyml_register --name NAME --sample EXPR [...] runs the cell, then registers the model
         class it defines.
         """
-        args = parse_argstring(self.pyml_register, line)
+        args = _parse_args(self.pyml_register, line)
         if cell is not None:
             class_name = self._run_cell_and_find_class(cell, args.model_class)
         elif not args.model_class:
@@ -174,7 +191,7 @@ class PymlMagics(Magics):
     @_friendly
     def pyml_build(self, line: str):
         """Build the Docker image of a registered model version, streaming the build log."""
-        args = parse_argstring(self.pyml_build, line)
+        args = _parse_args(self.pyml_build, line)
         return self._with_progress(f"build {args.ref}", lambda p: api.build(args.ref, base_image=args.base_image, progress=p))
 
     @magic_arguments()
@@ -185,7 +202,7 @@ class PymlMagics(Magics):
     @_friendly
     def pyml_deploy(self, line: str):
         """Run a registered model version as a container on 127.0.0.1 (building its image if needed)."""
-        args = parse_argstring(self.pyml_deploy, line)
+        args = _parse_args(self.pyml_deploy, line)
         return self._with_progress(f"deploy {args.ref}", lambda p: api.deploy(args.ref, port=args.port,
                                                                              base_image=args.base_image, progress=p))
 
@@ -203,7 +220,7 @@ class PymlMagics(Magics):
     @_friendly
     def pyml_stop(self, line: str):
         """Stop and remove a deployment."""
-        args = parse_argstring(self.pyml_stop, line)
+        args = _parse_args(self.pyml_stop, line)
         from .displays import DeploymentTable
 
         return DeploymentTable(api.stop(args.ref), title="Stopped")
@@ -217,7 +234,7 @@ class PymlMagics(Magics):
     @_friendly
     def pyml_test(self, line: str):
         """Predict the sample in the notebook and on the container (or Spark); show both side by side."""
-        args = parse_argstring(self.pyml_test, line)
+        args = _parse_args(self.pyml_test, line)
         sample = self._eval(args.sample, "--sample") if args.sample else None
         return self._with_progress(f"test {args.ref}", lambda p: api.test(args.ref, sample, target=args.target, progress=p))
 
@@ -237,7 +254,7 @@ class PymlMagics(Magics):
 
         %pyml_batch NAME[/VERSION] --query "SELECT ..." --output TABLE, or the cell form, whose body is the query.
         """
-        args = parse_argstring(self.pyml_batch, line)
+        args = _parse_args(self.pyml_batch, line)
         query = (cell or "").strip() or args.query
         if not query:
             raise UsageError("give the query: %pyml_batch NAME --query \"SELECT ...\" --output TABLE, or put it in the "

@@ -7,6 +7,7 @@ a captured class, its artifacts and its sample; nothing downstream re-captures f
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from .serving.artifacts import save_artifact
 from .serving.loader import CONTRACT_FILE, FORMAT_VERSION, PackageInfo, read_package
 from .serving.schema import DataFrameSchema, TensorSchema, dataframe_to_json, tensors_to_json
 
-__all__ = ["SavedArtifacts", "save_artifacts", "write_package", "RUNTIME_DISTRIBUTIONS"]
+__all__ = ["SavedArtifacts", "save_artifacts", "write_package", "write_requirements", "RUNTIME_DISTRIBUTIONS"]
 
 RUNTIME_DISTRIBUTIONS = ("numpy", "pandas")
 """Distributions the serving runtime itself needs wherever a package is loaded (MLflow, image, Spark)."""
@@ -64,7 +65,6 @@ def write_package(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "artifacts").mkdir(exist_ok=True)
     (directory / "model.py").write_text(captured.source)
-    (directory / "requirements.txt").write_text(requirements.to_text())
     (directory / "sample.json").write_text(json.dumps(_sample_json(captured.kind, sample)))
     contract = {
         "format_version": FORMAT_VERSION,
@@ -76,11 +76,30 @@ def write_package(
         "artifacts": artifacts.specs,
         "takes_artifacts": takes_artifacts,
         "helpers": list(captured.helpers),
-        "requirements": list(requirements.pinned),
+        "requirements": [],
         "metadata": dict(metadata or {}),
     }
-    (directory / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, sort_keys=False) + "\n")
+    _replace_text(directory / CONTRACT_FILE, json.dumps(contract, indent=2, sort_keys=False) + "\n")
+    write_requirements(directory, requirements)
     return read_package(directory)
+
+
+def write_requirements(directory: Path, requirements: Requirements) -> None:
+    """(Re)write ``requirements.txt`` and the contract's ``requirements`` list of a written package.
+
+    Each file is replaced atomically: a process loading the package meanwhile reads the old or the new file,
+    never half of one (the contract check runs the fresh process while the requirements are resolved).
+    """
+    _replace_text(directory / "requirements.txt", requirements.to_text())
+    contract = json.loads((directory / CONTRACT_FILE).read_text())
+    contract["requirements"] = list(requirements.pinned)
+    _replace_text(directory / CONTRACT_FILE, json.dumps(contract, indent=2, sort_keys=False) + "\n")
+
+
+def _replace_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def copy_package(source: Path, destination: Path) -> Path:

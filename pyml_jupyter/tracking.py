@@ -156,30 +156,35 @@ def _serving_code_dir(tmp: Path) -> Path:
     return dst
 
 
-def log_and_register(name: str, package_dir: Path, report: Any, sample: Any, prediction: Any,
-                     *, experiment: str | None = None) -> RegisteredModel:
-    """Log the package as a pyfunc model in a new run and register it as a new version of ``name``.
+def log_and_register(name: str, report: Any, *, experiment: str | None = None) -> RegisteredModel:
+    """Log a checked package (``report.package_dir``) as a pyfunc model in a new run, registered as a new
+    version of ``name``, with ``report.sample`` as the input example.
 
     Nothing half-written survives a failure: the run is deleted and any version created is removed.
     """
     import mlflow
 
     validate_name(name)
+    package_dir, sample = Path(report.package_dir), report.sample
     client = _client()
-    if experiment:
-        mlflow.set_experiment(experiment)
     info = json.loads((package_dir / "pyml.json").read_text())
     from .serving.loader import package_digest
 
     digest = package_digest(package_dir)
     run = None
     version = None
+    model_existed = True
     try:
+        # The experiment is looked up (or created) without making it the notebook's active experiment.
+        experiment_id = _experiment_id(client, experiment) if experiment else None
+        model_existed = bool(client.search_registered_models(filter_string=f"name = '{name}'"))
         with tempfile.TemporaryDirectory(prefix="pyml-log-") as tmp:
             staged = Path(tmp) / PACKAGE_DIR_NAME
             shutil.copytree(package_dir, staged, ignore=shutil.ignore_patterns("__pycache__"))
             code_dir = _serving_code_dir(Path(tmp))
-            with mlflow.start_run(run_name=f"pyml-{name}") as run:
+            # Inside a run the user started (or autologging did), the pyml run is its child.
+            with mlflow.start_run(run_name=f"pyml-{name}", experiment_id=experiment_id,
+                                  nested=mlflow.active_run() is not None) as run:
                 mlflow.set_tags({TAG_STATUS: report.status, TAG_KIND: info["kind"], "pyml.class": info["class_name"],
                                  TAG_DIGEST: digest})
                 mlflow.log_params({"pyml.class": info["class_name"], "pyml.kind": info["kind"],
@@ -207,24 +212,38 @@ def log_and_register(name: str, package_dir: Path, report: Any, sample: Any, pre
             return RegisteredModel(name=name, version=version, run_id=run.info.run_id, status=report.status,
                                    tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest})
     except Exception as e:
-        _rollback(client, name, version, run)
+        _rollback(client, name, version, run, model_existed)
         if isinstance(e, PymlError):
             raise
         raise PymlError(f"registering {name!r} in MLflow ({tracking_uri()}) failed, and nothing was kept: "
                         f"{type(e).__name__}: {e}") from e
 
 
-def _rollback(client, name: str, version: int | None, run) -> None:
+def _experiment_id(client, experiment: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    return found.experiment_id if found is not None else client.create_experiment(experiment)
+
+
+def _rollback(client, name: str, version: int | None, run, model_existed: bool) -> None:
+    """Best effort: remove the version, a registered model this call created, the run and its logged model."""
     try:
         if version is not None:
             client.delete_model_version(name, str(version))
-            if not client.search_model_versions(f"name='{name}'"):
-                client.delete_registered_model(name)
+        # MLflow may have created the registered model before failing to create its version.
+        if not model_existed and not client.search_model_versions(f"name='{name}'"):
+            client.delete_registered_model(name)
     except Exception:  # noqa: BLE001 - best effort, the original error matters more
         pass
+    if run is None:
+        return
     try:
-        if run is not None:
-            client.delete_run(run.info.run_id)
+        for model in client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                                 filter_string=f"source_run_id = '{run.info.run_id}'"):
+            client.delete_logged_model(model.model_id)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        client.delete_run(run.info.run_id)
     except Exception:  # noqa: BLE001
         pass
 

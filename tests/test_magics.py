@@ -1,0 +1,320 @@
+"""The ``%pyml_*`` magics, typed into a real IPython shell against a real local MLflow store.
+
+A magic parses its line, makes one API call and shows the result. A user mistake is one clear paragraph
+(IPython's ``UsageError``) and never a traceback.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from mlflow_fixtures import use_tracking_uri
+from notebook_shell import ipython, run, shell  # noqa: F401
+
+NOTEBOOK = """
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from pyml_jupyter import DataFrameModel
+
+    rng = np.random.default_rng(0)
+    customers = pd.DataFrame({
+        "tenure_months": rng.integers(1, 72, 200),
+        "monthly_charges": rng.uniform(20, 120, 200).round(2),
+        "contract": rng.choice(["monthly", "yearly", "two_year"], 200),
+    })
+    churned = ((customers["contract"] == "monthly") & (customers["tenure_months"] < 18)).astype(int)
+
+
+    def features(df):
+        is_monthly = (df["contract"] == "monthly").to_numpy(dtype=float)
+        return np.column_stack([df["tenure_months"], df["monthly_charges"], is_monthly]).astype(float)
+
+
+    scaler = StandardScaler().fit(features(customers))
+    clf = LogisticRegression().fit(scaler.transform(features(customers)), churned)
+
+
+    class ChurnModel(DataFrameModel):
+        def __init__(self, artifacts):
+            self.scaler = artifacts["scaler"]
+            self.clf = artifacts["clf"]
+
+        def predict(self, df):
+            p = self.clf.predict_proba(self.scaler.transform(features(df)))[:, 1]
+            return pd.DataFrame({"churn_probability": p}, index=df.index)
+"""
+
+ARGS = "--sample customers.head() --artifacts scaler=scaler clf=clf"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("magics")
+    with use_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}", workdir) as uri:
+        yield uri
+
+
+@pytest.fixture
+def notebook(store, shell):
+    """A notebook with the extension loaded and the churn model, its artifacts and data defined."""
+    run(shell, "%load_ext pyml_jupyter")
+    run(shell, NOTEBOOK)
+    return shell
+
+
+@dataclass
+class Cell:
+    """What running one cell showed: its result, printed text and displayed objects."""
+
+    result: object
+    stdout: str
+    stderr: str
+    displayed: list
+
+    @property
+    def error(self):
+        return self.result.error_in_exec
+
+    @property
+    def text(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cell(shell, code: str) -> Cell:
+    """Run a cell as Jupyter does, capturing what it prints and displays (errors are not raised)."""
+    with capture_output() as captured:
+        result = shell.run_cell(code, store_history=True)
+    displayed = [o.data.get("text/plain", "") for o in captured.outputs]
+    return Cell(result, captured.stdout, captured.stderr, displayed)
+
+
+def unique_name(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+def versions(name: str) -> list[int]:
+    from mlflow import MlflowClient
+
+    return sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name = '{name}'"))
+
+
+def assert_usage_error(cell: Cell, *fragments: str) -> None:
+    """The cell failed with one clear paragraph saying each fragment, and no traceback."""
+    assert isinstance(cell.error, UsageError), cell.error
+    for fragment in fragments:
+        assert fragment in str(cell.error)
+    assert f"UsageError: {cell.error}" in cell.stderr
+    assert "Traceback" not in cell.text
+
+
+# -- loading the extension --------------------------------------------------------------------------------------
+
+
+def test_load_ext_registers_the_magics(shell):
+    run(shell, "%load_ext pyml_jupyter")
+
+    line_magics = shell.magics_manager.magics["line"]
+    assert {"pyml_check", "pyml_register", "pyml_models"} <= set(line_magics)
+    assert "pyml_register" in shell.magics_manager.magics["cell"]
+
+
+def test_magic_help_lists_the_arguments(notebook):
+    cell = run_cell(notebook, "%pyml_register?")
+
+    assert "--name" in cell.text and "--sample" in cell.text and "--artifacts" in cell.text
+
+
+# -- %pyml_check ------------------------------------------------------------------------------------------------
+
+
+def test_pyml_check_shows_the_report(notebook):
+    cell = run_cell(notebook, f"%pyml_check ChurnModel {ARGS}")
+
+    assert cell.error is None
+    assert cell.result.result.ok
+    assert "ContractReport(ChurnModel): PASSED" in cell.stdout
+    assert "fresh_process" in cell.stdout
+
+
+def test_a_quoted_sample_expression_is_evaluated_not_taken_as_a_string(notebook):
+    cell = run_cell(notebook, '%pyml_check ChurnModel --sample "customers.head( 5 )" --artifacts "scaler = scaler" clf=clf')
+
+    assert cell.error is None
+    assert cell.result.result.ok, cell.result.result
+    assert cell.result.result.latency["batch_rows"] == 5
+
+
+def test_pyml_check_of_a_failing_model_shows_the_failed_report_without_an_error(notebook):
+    run(notebook, """
+        class RandomModel(DataFrameModel):
+            def predict(self, df):
+                return pd.DataFrame({"p": np.random.random(len(df))}, index=df.index)
+    """)
+
+    cell = run_cell(notebook, "%pyml_check RandomModel --sample customers.head()")
+
+    assert cell.error is None
+    assert "ContractReport(RandomModel): FAILED" in cell.stdout
+
+
+# -- %pyml_register -----------------------------------------------------------------------------------------------
+
+
+def test_pyml_register_registers_the_class_and_shows_the_report(notebook):
+    name = unique_name("magic")
+
+    cell = run_cell(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+
+    assert cell.error is None
+    assert versions(name) == [1]
+    assert any("ContractReport(ChurnModel): PASSED" in d for d in cell.displayed)
+    assert f"RegisteredModel(models:/{name}/1" in cell.stdout
+
+
+def test_pyml_register_returns_the_registered_model_to_an_assignment(notebook):
+    from pyml_jupyter import RegisteredModel
+
+    name = unique_name("assigned")
+
+    run(notebook, f"registered = %pyml_register ChurnModel --name {name} {ARGS}")
+
+    registered = notebook.user_ns["registered"]
+    assert isinstance(registered, RegisteredModel)
+    assert registered.uri == f"models:/{name}/1"
+    assert registered.status == "passed"
+
+
+def test_the_cell_form_runs_the_cell_and_registers_the_class_it_defines(notebook):
+    name = unique_name("cell")
+
+    cell = run_cell(notebook, f"""%%pyml_register --name {name} {ARGS}
+class TenureModel(DataFrameModel):
+    def __init__(self, artifacts):
+        self.clf = artifacts["clf"]
+        self.scaler = artifacts["scaler"]
+
+    def predict(self, df):
+        p = self.clf.predict_proba(self.scaler.transform(features(df)))[:, 1]
+        return pd.DataFrame({{"churn_probability": p, "long_tenure": df["tenure_months"] > 24}}, index=df.index)
+""")
+
+    assert cell.error is None, cell.text
+    assert "TenureModel" in notebook.user_ns
+    assert versions(name) == [1]
+    assert f"RegisteredModel(models:/{name}/1" in cell.stdout
+
+
+def test_pyml_models_lists_registered_versions_with_their_contract_status(notebook):
+    name = unique_name("listed")
+    run(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+    run(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+
+    cell = run_cell(notebook, "%pyml_models")
+
+    assert cell.error is None
+    rows = [line.split() for line in cell.stdout.splitlines() if name in line]
+    assert [row[-5:-2] for row in rows] == [[name, "2", "passed"], [name, "1", "passed"]]
+    assert "<table>" in cell.result.result._repr_html_()
+
+
+# -- user mistakes: one paragraph, no traceback -----------------------------------------------------------------
+
+
+def test_an_undefined_variable_in_sample_is_a_usage_error(notebook):
+    cell = run_cell(notebook, "%pyml_register ChurnModel --name churn --sample clients.head()")
+
+    assert_usage_error(cell, "--sample `clients.head()` refers to a name that is not defined in the notebook",
+                       "Run the cell that defines it first")
+
+
+def test_a_sample_expression_with_a_syntax_error_is_a_usage_error(notebook):
+    cell = run_cell(notebook, "%pyml_register ChurnModel --name churn --sample customers.head(")
+
+    assert_usage_error(cell, "--sample `customers.head(` is not a valid Python expression")
+
+
+def test_a_sample_expression_that_raises_is_a_usage_error(notebook):
+    cell = run_cell(notebook, "%pyml_check ChurnModel --sample customers.sample(n=-1)")
+
+    assert_usage_error(cell, "evaluating --sample `customers.sample(n=-1)` raised ValueError")
+
+
+def test_a_missing_name_is_a_usage_error(notebook):
+    cell = run_cell(notebook, f"%pyml_register ChurnModel {ARGS}")
+
+    assert_usage_error(cell, "--name")
+
+
+def test_a_missing_class_name_is_a_usage_error(notebook):
+    cell = run_cell(notebook, f"%pyml_register --name churn {ARGS}")
+
+    assert_usage_error(cell, "name the model class: %pyml_register MyModel --name NAME --sample EXPR")
+
+
+def test_an_unknown_class_is_a_usage_error(notebook):
+    cell = run_cell(notebook, f"%pyml_register ChrunModel --name churn {ARGS}")
+
+    assert_usage_error(cell, "`ChrunModel` is not defined in the notebook")
+
+
+def test_an_instance_instead_of_a_class_is_a_usage_error(notebook):
+    run(notebook, "model = ChurnModel({'scaler': scaler, 'clf': clf})")
+
+    cell = run_cell(notebook, f"%pyml_register model --name churn {ARGS}")
+
+    assert_usage_error(cell, "`model` is a ChurnModel, not a class")
+
+
+def test_a_class_off_the_contract_is_a_usage_error_with_the_report(notebook):
+    name = unique_name("plain")
+    run(notebook, "class Plain:\n    def predict(self, df):\n        return df\n")
+
+    cell = run_cell(notebook, f"%pyml_register Plain --name {name} --sample customers.head()")
+
+    assert_usage_error(cell, "Plain failed the contract check", "must subclass pyml_jupyter.DataFrameModel",
+                       f"Nothing was registered under {name!r}")
+    assert versions(name) == []
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.SettingWithCopyWarning")  # the user code mutates
+def test_a_failing_check_shows_the_report_and_registers_nothing(notebook):
+    name = unique_name("failing")
+    run(notebook, """
+        class MutatingModel(ChurnModel):
+            def predict(self, df):
+                df["contract"] = df["contract"].str.upper()
+                return super().predict(df)
+    """)
+
+    cell = run_cell(notebook, f"%pyml_register MutatingModel --name {name} {ARGS}")
+
+    assert_usage_error(cell, "MutatingModel failed the contract check", "- no_mutation: predict modified its input",
+                       f"Nothing was registered under {name!r}")
+    assert any("ContractReport(MutatingModel): FAILED" in d for d in cell.displayed)
+    assert versions(name) == []
+
+
+def test_an_invalid_name_is_a_usage_error(notebook):
+    cell = run_cell(notebook, f'%pyml_register ChurnModel --name "churn model" {ARGS}')
+
+    assert_usage_error(cell, "'churn model' is not a valid model name")
+
+
+def test_a_cell_defining_no_model_is_a_usage_error(notebook):
+    cell = run_cell(notebook, f"%%pyml_register --name churn {ARGS}\nthreshold = 0.5\n")
+
+    assert_usage_error(cell, "the cell must define exactly one DataFrameModel/TensorModel subclass")
+
+
+def test_an_artifact_expression_naming_nothing_is_a_usage_error(notebook):
+    cell = run_cell(notebook, "%pyml_check ChurnModel --sample customers.head() --artifacts clf=classifier")
+
+    assert_usage_error(cell, "artifact 'clf' `classifier` refers to a name that is not defined")

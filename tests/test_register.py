@@ -1,0 +1,499 @@
+"""register(): a model class defined in a notebook becomes a registered MLflow pyfunc model version.
+
+Every test runs twice: against a local SQLite store (MLflow's embedded default) and against a real
+``mlflow server`` process. The model is defined in cells of a real IPython shell; what MLflow holds is read
+back through MLflow's own API, and loaded in this process and in a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlflow_fixtures import mlflow_server, use_tracking_uri  # noqa: F401
+from notebook_shell import ipython, run, shell  # noqa: F401
+
+CHURN_NOTEBOOK = """
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from pyml_jupyter import DataFrameModel, register
+
+    rng = np.random.default_rng(0)
+    customers = pd.DataFrame({
+        "tenure_months": rng.integers(1, 72, 300),
+        "monthly_charges": rng.uniform(20, 120, 300).round(2),
+        "contract": rng.choice(["monthly", "yearly", "two_year"], 300),
+    })
+    churned = ((customers["contract"] == "monthly") & (customers["tenure_months"] < 18)).astype(int)
+
+
+    def features(df):
+        is_monthly = (df["contract"] == "monthly").to_numpy(dtype=float)
+        return np.column_stack([df["tenure_months"], df["monthly_charges"], is_monthly]).astype(float)
+
+
+    scaler = StandardScaler().fit(features(customers))
+    clf = LogisticRegression().fit(scaler.transform(features(customers)), churned)
+
+
+    class ChurnModel(DataFrameModel):
+        def __init__(self, artifacts):
+            self.scaler = artifacts["scaler"]
+            self.clf = artifacts["clf"]
+
+        def predict(self, df):
+            p = self.clf.predict_proba(self.scaler.transform(features(df)))[:, 1]
+            return pd.DataFrame({"churn_probability": p, "churn": p > 0.5}, index=df.index)
+
+
+    sample = customers.head(8)
+"""
+
+REGISTER = "registered = register(ChurnModel, {name!r}, sample, {{'scaler': scaler, 'clf': clf}})"
+
+
+def unique_name(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module", params=["local", pytest.param("server", marks=pytest.mark.mlflow_server)])
+def store(request, tmp_path_factory):
+    """A real MLflow store: a local SQLite file, or a real ``mlflow server`` process. Work happens in a tmp dir."""
+    workdir = tmp_path_factory.mktemp(f"register-{request.param}")
+    if request.param == "local":
+        uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("mlflow_server")
+    with use_tracking_uri(uri, workdir):
+        yield uri
+
+
+@dataclass
+class Registered:
+    """The churn model registered from the notebook, with what the notebook predicted on its sample."""
+
+    registered: Any
+    sample: pd.DataFrame
+    expected: pd.DataFrame
+    local_copy: Path
+
+
+@pytest.fixture(scope="module")
+def churn(store, ipython, tmp_path_factory):
+    import mlflow
+
+    ipython.reset(new_session=False)
+    run(ipython, CHURN_NOTEBOOK)
+    run(ipython, REGISTER.format(name=unique_name("churn")))
+    ns = ipython.user_ns
+    expected = ns["ChurnModel"]({"scaler": ns["scaler"], "clf": ns["clf"]}).predict(ns["sample"])
+    local_copy = Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=ns["registered"].uri, dst_path=str(tmp_path_factory.mktemp("downloaded"))))
+    yield Registered(ns["registered"], ns["sample"].copy(), expected, local_copy)
+    ipython.reset(new_session=False)
+
+
+@pytest.fixture
+def notebook(store, shell):
+    """A fresh notebook in which the churn model, its artifacts and its sample are defined."""
+    run(shell, CHURN_NOTEBOOK)
+    return shell
+
+
+def all_runs(view: str = "ALL") -> list:
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return client.search_runs(experiments, run_view_type=getattr(ViewType, view), max_results=10_000)
+
+
+def logged_models() -> set[str]:
+    """The ids of every logged model (MLflow 3's model entities, which outlive their run unless deleted)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return {m.model_id for m in client.search_logged_models(experiments, max_results=1000)}
+
+
+def registered_models(name: str) -> list:
+    from mlflow import MlflowClient
+
+    return MlflowClient().search_registered_models(filter_string=f"name = '{name}'")
+
+
+# -- what register() returns ------------------------------------------------------------------------------------
+
+
+def test_register_returns_the_name_version_run_id_and_model_uri(churn, store):
+    registered = churn.registered
+
+    assert registered.name.startswith("churn-")
+    assert registered.version == 1
+    assert len(registered.run_id) == 32
+    assert registered.uri == f"models:/{registered.name}/1"
+    assert registered.status == "passed"
+    assert registered.report.ok
+    assert repr(registered).startswith(f"RegisteredModel(models:/{registered.name}/1, run_id=")
+
+
+def test_registering_the_same_name_again_creates_version_2(notebook):
+    name = unique_name("again")
+    run(notebook, REGISTER.format(name=name))
+    run(notebook, REGISTER.format(name=name))
+
+    assert notebook.user_ns["registered"].version == 2
+    assert notebook.user_ns["registered"].uri == f"models:/{name}/2"
+
+
+def test_list_models_shows_versions_newest_first_with_their_contract_status(notebook):
+    from pyml_jupyter import list_models
+
+    name = unique_name("listed")
+    run(notebook, REGISTER.format(name=name))
+    run(notebook, REGISTER.format(name=name))
+
+    (model,) = [m for m in list_models() if m.name == name]
+    assert [v["version"] for v in model.versions] == [2, 1]
+    assert [v["contract_status"] for v in model.versions] == ["passed", "passed"]
+    assert model.versions[0]["model_uri"] == f"models:/{name}/2"
+    assert model.latest_version == 2
+
+
+def test_the_run_goes_to_the_experiment_given(notebook):
+    from mlflow import MlflowClient
+
+    experiment = unique_name("churn-experiments")
+    run(notebook, REGISTER.format(name=unique_name("exp"))[:-1] + f", experiment={experiment!r})")
+
+    client = MlflowClient()
+    run_info = client.get_run(notebook.user_ns["registered"].run_id).info
+    assert client.get_experiment(run_info.experiment_id).name == experiment
+
+
+def test_registering_inside_an_active_run_nests_under_it(notebook):
+    import mlflow
+
+    with mlflow.start_run() as parent:
+        run(notebook, REGISTER.format(name=unique_name("nested")))
+
+    child = mlflow.get_run(notebook.user_ns["registered"].run_id)
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+# -- loading it back --------------------------------------------------------------------------------------------
+
+
+def test_the_pyfunc_model_predicts_what_the_notebook_predicted(churn):
+    import mlflow
+
+    loaded = mlflow.pyfunc.load_model(churn.registered.uri)
+
+    pd.testing.assert_frame_equal(loaded.predict(churn.sample), churn.expected, check_exact=True)
+
+
+FRESH_PROCESS = textwrap.dedent("""
+    import pickle, sys
+    import mlflow
+
+    uri, sample_file, out_file = sys.argv[1:]
+    with open(sample_file, "rb") as f:
+        sample = pickle.load(f)
+    prediction = mlflow.pyfunc.load_model(uri).predict(sample)
+    with open(out_file, "wb") as f:
+        pickle.dump(prediction, f)
+""")
+
+
+def test_a_fresh_process_in_another_directory_predicts_identically(churn, store, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "sample.pkl").write_bytes(pickle.dumps(churn.sample))
+
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, churn.registered.uri, str(tmp_path / "sample.pkl"),
+         str(tmp_path / "prediction.pkl")],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": store},
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prediction = pickle.loads((tmp_path / "prediction.pkl").read_bytes())
+    pd.testing.assert_frame_equal(prediction, churn.expected, check_exact=True)
+
+
+def test_pyml_load_gives_the_same_predictions(churn):
+    from pyml_jupyter import load
+
+    loaded = load(churn.registered.ref)
+
+    pd.testing.assert_frame_equal(loaded.predict(churn.sample), churn.expected, check_exact=True)
+
+
+# -- what MLflow holds ------------------------------------------------------------------------------------------
+
+
+def test_the_logged_model_has_a_signature_from_the_schemas(churn):
+    import mlflow
+
+    signature = mlflow.models.get_model_info(churn.registered.uri).signature
+
+    assert signature.inputs.to_dict() == [
+        {"type": "long", "name": "tenure_months", "required": True},
+        {"type": "double", "name": "monthly_charges", "required": True},
+        {"type": "string", "name": "contract", "required": True},
+    ]
+    assert signature.outputs.to_dict() == [
+        {"type": "double", "name": "churn_probability", "required": True},
+        {"type": "boolean", "name": "churn", "required": True},
+    ]
+
+
+def test_the_logged_model_has_the_sample_as_input_example(churn):
+    example = json.loads((churn.local_copy / "input_example.json").read_text())
+
+    assert example["columns"] == ["tenure_months", "monthly_charges", "contract"]
+    assert example["data"] == churn.sample.values.tolist()
+
+
+def test_the_logged_model_pins_its_requirements(churn):
+    import numpy
+    import sklearn
+
+    requirements = (churn.local_copy / "requirements.txt").read_text().split()
+
+    assert f"scikit-learn=={sklearn.__version__}" in requirements
+    assert f"numpy=={numpy.__version__}" in requirements
+    assert f"pandas=={pd.__version__}" in requirements
+    assert all("==" in r for r in requirements)
+
+
+def test_the_logged_model_is_a_pyfunc_over_the_package(churn):
+    import yaml
+
+    mlmodel = yaml.safe_load((churn.local_copy / "MLmodel").read_text())
+
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "pyml_jupyter.serving.pyfunc"
+    assert (churn.local_copy / "data" / "package" / "pyml.json").is_file()
+    assert "class ChurnModel(DataFrameModel):" in (churn.local_copy / "data" / "package" / "model.py").read_text()
+    assert mlmodel["metadata"]["pyml"]["class_name"] == "ChurnModel"
+
+
+def test_the_contract_report_is_logged_as_json_and_html(churn):
+    import mlflow
+
+    run_id = churn.registered.run_id
+    report = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/contract/report.json"))
+    page = mlflow.artifacts.load_text(f"runs:/{run_id}/contract/report.html")
+
+    assert report == churn.registered.report.to_dict()
+    assert report["status"] == "passed"
+    assert "Contract check for <code>ChurnModel</code>" in page
+
+
+def test_latency_is_logged_as_run_metrics(churn):
+    import mlflow
+
+    metrics = mlflow.get_run(churn.registered.run_id).data.metrics
+
+    assert metrics["pyml.latency.batch_rows"] == 8
+    for key in ("batch_p50_ms", "batch_p99_ms", "row_p50_ms", "row_p99_ms"):
+        assert metrics[f"pyml.latency.{key}"] > 0
+
+
+def test_the_version_is_tagged_with_contract_status_kind_and_digest(churn):
+    from mlflow import MlflowClient
+
+    tags = MlflowClient().get_model_version(churn.registered.name, "1").tags
+
+    assert tags["pyml.contract_status"] == "passed"
+    assert tags["pyml.kind"] == "dataframe"
+    assert tags["pyml.digest"].startswith("sha256:")
+
+
+def test_the_run_is_tagged_with_contract_status_and_class(churn):
+    import mlflow
+
+    tags = mlflow.get_run(churn.registered.run_id).data.tags
+
+    assert tags["pyml.contract_status"] == "passed"
+    assert tags["pyml.class"] == "ChurnModel"
+    assert tags["mlflow.runName"] == f"pyml-{churn.registered.name}"
+
+
+# -- nullable columns ---------------------------------------------------------------------------------------------
+
+
+def test_nullable_integer_and_boolean_columns_survive_pyfunc_predict(store, shell):
+    import mlflow
+
+    run(shell, """
+        import pandas as pd
+        from pyml_jupyter import DataFrameModel, register
+
+        visits = pd.DataFrame({
+            "support_calls": pd.array([3, None, 0, 7], dtype="Int64"),
+            "auto_renew": pd.array([True, None, False, True], dtype="boolean"),
+            "monthly_charges": [20.0, 35.5, 50.25, 80.0],
+        })
+
+        class CallsModel(DataFrameModel):
+            def predict(self, df):
+                calls = df["support_calls"]
+                return pd.DataFrame({
+                    "calls_doubled": calls * 2,
+                    "renews": df["auto_renew"],
+                    "charge_per_call": df["monthly_charges"] / (calls.fillna(0).astype(float) + 1),
+                }, index=df.index)
+    """)
+    run(shell, f"registered = register(CallsModel, {unique_name('nullable')!r}, visits)")
+    expected = shell.user_ns["CallsModel"]().predict(shell.user_ns["visits"])
+
+    prediction = mlflow.pyfunc.load_model(shell.user_ns["registered"].uri).predict(shell.user_ns["visits"])
+
+    pd.testing.assert_frame_equal(prediction, expected, check_exact=True)
+    assert str(prediction["calls_doubled"].dtype) == "Int64"
+    assert prediction["renews"].isna().tolist() == [False, True, False, False]
+
+
+# -- nothing half-registered --------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.SettingWithCopyWarning")  # the user code mutates
+def test_a_failing_check_registers_nothing_and_raises_with_the_report(notebook):
+    from pyml_jupyter.errors import CheckFailed
+
+    name = unique_name("mutating")
+    run(notebook, """
+        class MutatingModel(ChurnModel):
+            def predict(self, df):
+                df["contract"] = df["contract"].str.upper()
+                return super().predict(df)
+    """)
+    runs_before = len(all_runs())
+
+    result = notebook.run_cell(f"register(MutatingModel, {name!r}, sample, {{'scaler': scaler, 'clf': clf}})")
+
+    error = result.error_in_exec
+    assert isinstance(error, CheckFailed)
+    assert error.report.get("no_mutation").status == "fail"
+    assert f"Nothing was registered under {name!r}" in error.message
+    assert len(all_runs()) == runs_before
+    assert registered_models(name) == []
+
+
+@pytest.mark.parametrize("bad_name", ["", "churn model", "../churn", "-churn", "churn/2", "x" * 64])
+def test_an_invalid_name_is_rejected_before_anything_is_checked_or_logged(store, shell, bad_name):
+    from pyml_jupyter import register
+    from pyml_jupyter.errors import InvalidName
+
+    runs_before = len(all_runs())
+
+    with pytest.raises(InvalidName, match="is not a valid model name"):
+        register(object, bad_name, sample=None)  # not even a model: the name is checked first
+
+    assert len(all_runs()) == runs_before
+
+
+def test_an_unreachable_registry_fails_before_anything_is_logged(notebook, monkeypatch):
+    from mlflow_fixtures import _free_port, registry_uri
+    from pyml_jupyter.errors import PymlError
+
+    name = unique_name("unreachable")
+    runs_before, models_before = len(all_runs()), logged_models()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with registry_uri(f"http://127.0.0.1:{_free_port()}"):
+        result = notebook.run_cell(REGISTER.format(name=name))
+
+    error = result.error_in_exec
+    assert isinstance(error, PymlError), error
+    assert f"registering {name!r} in MLflow" in error.message and "nothing was kept" in error.message
+    assert "Connection refused" in error.message
+    assert len(all_runs()) == runs_before
+    assert logged_models() == models_before
+
+
+def test_an_artifact_store_failing_mid_way_leaves_no_run_and_no_model_behind(notebook, tmp_path):
+    """A real failure after the run was created: the experiment's artifact location cannot be written."""
+    import mlflow
+
+    from pyml_jupyter.errors import PymlError
+
+    (tmp_path / "a-file").write_text("not a directory")
+    experiment = unique_name("unwritable")
+    mlflow.create_experiment(experiment, artifact_location=(tmp_path / "a-file" / "artifacts").as_uri())
+    name = unique_name("midway")
+    active_before, models_before = {r.info.run_id for r in all_runs("ACTIVE_ONLY")}, logged_models()
+
+    result = notebook.run_cell(REGISTER.format(name=name)[:-1] + f", experiment={experiment!r})")
+
+    error = result.error_in_exec
+    assert isinstance(error, PymlError), error
+    assert "nothing was kept" in error.message
+    assert {r.info.run_id for r in all_runs("ACTIVE_ONLY")} == active_before
+    (deleted,) = [r for r in all_runs("DELETED_ONLY") if r.data.tags.get("mlflow.runName") == f"pyml-{name}"]
+    assert deleted.info.lifecycle_stage == "deleted"
+    assert registered_models(name) == []
+    assert logged_models() == models_before
+
+
+def fail_creating_versions(monkeypatch) -> None:
+    """The registry store creates registered models but fails to create versions (cannot be produced for real)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.model_registry.rest_store import RestStore
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    def fail(self, *args, **kwargs):
+        raise MlflowException("the model version store is unavailable")
+
+    for store_class in (SqlAlchemyStore, RestStore):
+        monkeypatch.setattr(store_class, "create_model_version", fail)
+
+
+def test_a_failure_creating_the_version_leaves_no_registered_model_behind(notebook, monkeypatch):
+    from pyml_jupyter.errors import PymlError
+
+    name = unique_name("half")
+    active_before = {r.info.run_id for r in all_runs("ACTIVE_ONLY")}
+    models_before = logged_models()
+    fail_creating_versions(monkeypatch)
+
+    result = notebook.run_cell(REGISTER.format(name=name))
+
+    assert isinstance(result.error_in_exec, PymlError)
+    assert "the model version store is unavailable" in result.error_in_exec.message
+    assert registered_models(name) == []
+    assert {r.info.run_id for r in all_runs("ACTIVE_ONLY")} == active_before
+    assert logged_models() == models_before
+
+
+def test_a_failed_new_version_keeps_the_versions_already_registered(notebook, monkeypatch):
+    from mlflow import MlflowClient
+
+    name = unique_name("kept")
+    run(notebook, REGISTER.format(name=name))
+
+    fail_creating_versions(monkeypatch)
+    result = notebook.run_cell(REGISTER.format(name=name))
+    monkeypatch.undo()
+
+    assert result.error_in_exec is not None
+    versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    assert [int(v.version) for v in versions] == [1]

@@ -14,34 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from notebook_shell import ipython, run, shell  # noqa: F401 - fixtures are used by name
 from pyml_jupyter.capture import CapturedSource, capture_class
 from pyml_jupyter.errors import CaptureError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def ipython():
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"  # keep the user's IPython history out of the tests
-    return InteractiveShell.instance(config=config)
-
-
-@pytest.fixture
-def shell(ipython):
-    """A fresh notebook: empty namespace and input history."""
-    ipython.reset(new_session=False)
-    yield ipython
-    ipython.reset(new_session=False)
-
-
-def run(shell, code: str) -> None:
-    """Run one cell, recorded in the input history as Jupyter does."""
-    result = shell.run_cell(textwrap.dedent(code), store_history=True)
-    result.raise_error()
 
 
 def capture(shell, name: str = "ChurnModel", artifacts=()) -> CapturedSource:

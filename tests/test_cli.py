@@ -1,0 +1,108 @@
+"""The `pyml` command line: a thin face over the core API, exercised as a user runs it (a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pyml_jupyter
+from conftest import example_frame
+from mlflow_fixtures import use_tracking_uri
+from pyml_jupyter import DataFrameModel
+
+
+class Doubler(DataFrameModel):
+    def predict(self, df):
+        return pd.DataFrame({"twice": df["x"] * 2}, index=df.index)
+
+
+class Identity(DataFrameModel):
+    def predict(self, df):
+        return df[["x"]].copy()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pyml(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyml_jupyter.cli", *args], cwd=cwd, env=env or os.environ.copy(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path) as uri:
+        yield uri
+
+
+def _serve_and_predict(args: list[str], cwd: Path, port: int, frame) -> list[dict]:
+    process = subprocess.Popen([sys.executable, "-m", "pyml_jupyter.cli", "serve", *args, "--port", str(port)],
+                               cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"`pyml serve` did not come up:\n{process.stdout.read().decode()}")
+                time.sleep(0.2)
+        body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
+                                               "data": frame.astype(object).values.tolist()}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_serve_runs_a_package_folder_without_docker(example_package, tmp_path):
+    from pyml_jupyter.serving.loader import load_package
+
+    frame = example_frame(4, seed=5)
+    predictions = _serve_and_predict([str(example_package)], tmp_path, _free_port(), frame)
+    expected = load_package(example_package).predict(frame)
+    assert [p["label"] for p in predictions] == expected["label"].tolist()
+    assert [p["score"] for p in predictions] == expected["score"].tolist()
+
+
+def test_serve_runs_a_registered_version(store, tmp_path):
+    pyml_jupyter.register(Doubler, "cli_doubler", pd.DataFrame({"x": np.arange(3, dtype=np.int64)}))
+    predictions = _serve_and_predict(["cli_doubler/1"], tmp_path, _free_port(), pd.DataFrame({"x": [5, 7]}))
+    assert predictions == [{"twice": 10}, {"twice": 14}]
+
+
+def test_models_lists_registered_versions(store, tmp_path):
+    pyml_jupyter.register(Identity, "cli_identity", pd.DataFrame({"x": [1.0, 2.0]}))
+    result = pyml("models", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cli_identity" in result.stdout and "passed" in result.stdout
+
+
+def test_a_user_mistake_is_one_message_and_exit_code_2(store, tmp_path):
+    result = pyml("build", "not a valid name!", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "not a valid model name" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_model_is_reported_not_raised(store, tmp_path):
+    result = pyml("test", "never_registered", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "is not registered" in result.stderr and "Traceback" not in result.stderr

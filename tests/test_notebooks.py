@@ -23,8 +23,36 @@ def test_there_are_example_notebooks():
     assert [p.name for p in NOTEBOOKS][:1] == ["01_register_a_model.ipynb"]
 
 
+@pytest.fixture
+def engine_left_clean():
+    """Remove the model images and containers a notebook created (the notebooks stop their deployments)."""
+    def managed() -> tuple[set[str], set[str]]:
+        try:
+            import docker
+
+            client = docker.from_env()
+            images = {i.id for i in client.images.list(filters={"label": "pyml.managed=true"})}
+            containers = {c.id for c in client.containers.list(all=True, filters={"label": "pyml.managed=true"})}
+            return images, containers
+        except Exception:  # noqa: BLE001 - no engine: nothing to clean (the Docker notebook fails on its own)
+            return set(), set()
+
+    images_before, containers_before = managed()
+    yield
+    images_after, containers_after = managed()
+    if not (images_after - images_before or containers_after - containers_before):
+        return
+    import docker
+
+    client = docker.from_env()
+    for container_id in containers_after - containers_before:
+        client.containers.get(container_id).remove(force=True)
+    for image_id in images_after - images_before:
+        client.images.remove(image_id, force=True)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_example_notebook_runs(path: Path, tmp_path: Path, monkeypatch):
+def test_example_notebook_runs(path: Path, tmp_path: Path, monkeypatch, engine_left_clean):
     import nbclient
     import nbformat
 

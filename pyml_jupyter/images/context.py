@@ -35,6 +35,7 @@ from ..errors import BuildError, InvalidName
 __all__ = [
     "BuildContext",
     "CONTAINER_PORT",
+    "RUNTIME_OPTIONAL_REQUIREMENTS",
     "RUNTIME_REQUIREMENTS",
     "USER_UID",
     "default_base_image",
@@ -56,9 +57,11 @@ RUNTIME_ROOT = "/opt/pyml"
 VENV_DIR = "/opt/venv"
 TAG_REPOSITORY = "pyml"
 
-# What the serving runtime imports besides the standard library. The runtime package declares the same tuple
-# (``pyml_jupyter.serving.RUNTIME_REQUIREMENTS``); this copy is used when it does not.
+# What the serving runtime imports besides the standard library. The runtime package declares the same tuples
+# (``pyml_jupyter.serving.RUNTIME_REQUIREMENTS`` and ``RUNTIME_OPTIONAL_REQUIREMENTS``); these copies are used
+# when it does not. The optional ones (a faster HTTP parser and event loop) go into an image when installed here.
 RUNTIME_REQUIREMENTS: tuple[str, ...] = ("starlette", "uvicorn", "pandas", "numpy")
+RUNTIME_OPTIONAL_REQUIREMENTS: tuple[str, ...] = ("httptools", "uvloop")
 
 # Docker's grammar for one path component of a repository name, restricted to single separators.
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -154,19 +157,31 @@ def merge_requirements(*groups) -> list[str]:
     return list(seen.values())
 
 
-def runtime_requirements(names=None) -> list[str]:
-    """The serving runtime's requirements pinned to the versions installed here (what the tests ran against)."""
+def runtime_requirements(names=None, optional=None) -> list[str]:
+    """The serving runtime's requirements pinned to the versions installed here (what the tests ran against),
+    then those of its ``optional`` requirements (default: httptools, uvloop) that are installed here, pinned
+    likewise; an optional one that is not installed here stays out of the image (the runtime works without)."""
     if names is None:
         try:
             from ..serving import RUNTIME_REQUIREMENTS as names  # type: ignore[attr-defined]
         except ImportError:
             names = RUNTIME_REQUIREMENTS
+    if optional is None:
+        try:
+            from ..serving import RUNTIME_OPTIONAL_REQUIREMENTS as optional  # type: ignore[attr-defined]
+        except ImportError:
+            optional = RUNTIME_OPTIONAL_REQUIREMENTS
     out = []
     for name in names:
         try:
             out.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             out.append(name)
+    for name in optional:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
     return out
 
 
@@ -257,7 +272,8 @@ def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bo
 #
 # The final image contains:
 #   {VENV_DIR}                        a Python virtual environment with requirements.txt installed
-#   {RUNTIME_ROOT}/pyml_jupyter/serving   the HTTP serving runtime (starlette, uvicorn, pandas, numpy)
+#   {RUNTIME_ROOT}/pyml_jupyter/serving   the HTTP serving runtime (starlette, uvicorn, pandas, numpy; httptools
+#                                     and uvloop when listed in requirements.txt)
 #   {MODEL_DIR}                  the model package: pyml.json (contract), model.py, artifacts/
 # and runs as the unprivileged user "pyml" (uid {USER_UID}), listening on port {CONTAINER_PORT}.
 

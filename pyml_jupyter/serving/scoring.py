@@ -50,6 +50,7 @@ from .schema import (
     TensorSchema,
     dataframe_from_json,
     dataframe_to_json,
+    dataframe_to_records,
     tensors_from_json,
     tensors_to_json,
 )
@@ -87,7 +88,9 @@ try:  # optional: orjson parses and writes JSON several times faster than the st
 
     _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, UnicodeDecodeError)
 except ImportError:  # pragma: no cover - depends on the environment
-    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    # Without the check for circular references (~15% faster): what is written here is built by this runtime
+    # (schema's JSON codec copies the model's values into fresh lists and dicts), so it has no cycles.
+    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
     def loads(data: bytes | str) -> Any:
         return json.loads(data)
@@ -273,18 +276,12 @@ def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
     return data
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    split = dataframe_to_json(frame)
-    columns = split["columns"]
-    return [dict(zip(columns, row)) for row in split["data"]]
-
-
 def predictions_json(output: Any) -> bytes:
     """``{"predictions": ...}`` as MLflow writes it: DataFrame -> records, dict of arrays -> {name: lists}."""
     if isinstance(output, pd.DataFrame):
-        predictions: Any = _records(output)
+        predictions: Any = dataframe_to_records(output)
     elif isinstance(output, pd.Series):
-        predictions = _records(output.to_frame())
+        predictions = dataframe_to_records(output.to_frame())
     elif isinstance(output, Mapping):
         predictions = tensors_to_json(output)
     elif isinstance(output, np.ndarray):

@@ -503,7 +503,7 @@ HTTP_PARSERS = ["h11"] + (["httptools"] if importlib.util.find_spec("httptools")
 
 @pytest.mark.parametrize("parser", HTTP_PARSERS)
 def test_multi_worker_server_answers_with_tcp_nodelay(example_package, sample, expected, parser):
-    # The asyncio loop is where the trap is (uvloop sets TCP_NODELAY itself); images run without uvloop.
+    # The asyncio loop is where the trap is (uvloop sets TCP_NODELAY itself); it is what runs wherever uvloop is not installed.
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pyml_jupyter.serving", str(example_package), "--host", "127.0.0.1",

@@ -14,43 +14,9 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from mlflow_fixtures import use_tracking_uri
-from notebook_shell import ipython, run, shell  # noqa: F401
+from notebook_shell import CHURN_NOTEBOOK, ipython, run, shell  # noqa: F401
 
-NOTEBOOK = """
-    import numpy as np
-    import pandas as pd
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from pyml_jupyter import DataFrameModel
-
-    rng = np.random.default_rng(0)
-    customers = pd.DataFrame({
-        "tenure_months": rng.integers(1, 72, 200),
-        "monthly_charges": rng.uniform(20, 120, 200).round(2),
-        "contract": rng.choice(["monthly", "yearly", "two_year"], 200),
-    })
-    churned = ((customers["contract"] == "monthly") & (customers["tenure_months"] < 18)).astype(int)
-
-
-    def features(df):
-        is_monthly = (df["contract"] == "monthly").to_numpy(dtype=float)
-        return np.column_stack([df["tenure_months"], df["monthly_charges"], is_monthly]).astype(float)
-
-
-    scaler = StandardScaler().fit(features(customers))
-    clf = LogisticRegression().fit(scaler.transform(features(customers)), churned)
-
-
-    class ChurnModel(DataFrameModel):
-        def __init__(self, artifacts):
-            self.scaler = artifacts["scaler"]
-            self.clf = artifacts["clf"]
-
-        def predict(self, df):
-            p = self.clf.predict_proba(self.scaler.transform(features(df)))[:, 1]
-            return pd.DataFrame({"churn_probability": p}, index=df.index)
-"""
+NOTEBOOK = CHURN_NOTEBOOK
 
 ARGS = "--sample customers.head() --artifacts scaler=scaler clf=clf"
 

@@ -153,15 +153,17 @@ def _resolve(ref: str) -> tuple[str, int, Any]:
     return name, int(mv.version), mv
 
 
-def build(ref: str, *, base_image: str | None = None, progress: Progress | None = None):
-    """Build the Docker image of a registered version; tags the MLflow version with the image id."""
+def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, progress: Progress | None = None):
+    """Build the Docker image of a registered version; tags the MLflow version with the image id.
+
+    ``no_cache=True`` bypasses the engine's layer cache (a cold build)."""
     from .images.builder import build_image
 
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"build {name}/{version}")
     package = tracking.download_package(name, version)
     image = build_image(package, name=name, version=str(version), run_id=mv.run_id, base_image=base_image,
-                        progress=progress)
+                        progress=progress, no_cache=no_cache)
     tracking.set_version_tags(name, version, {tracking.TAG_IMAGE_ID: image.image_id, tracking.TAG_IMAGE_TAG: image.tag})
     return image
 

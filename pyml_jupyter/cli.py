@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         print(ModelTable(api.list_models()))
     elif cmd == "build":
         with _progress(f"build {args.ref}") as p:
-            image = api.build(args.ref, base_image=args.base_image, progress=p)
+            image = api.build(args.ref, base_image=args.base_image, no_cache=args.no_cache, progress=p)
         print(image)
     elif cmd == "deploy":
         with _progress(f"deploy {args.ref}") as p:
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build a model version's Docker image")
     build.add_argument("ref")
     build.add_argument("--base-image")
+    build.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     deploy = sub.add_parser("deploy", help="run a model version as a container")
     deploy.add_argument("ref")
     deploy.add_argument("--port", type=int)

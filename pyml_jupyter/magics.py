@@ -187,12 +187,14 @@ class PymlMagics(Magics):
     @magic_arguments()
     @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
     @argument("--base-image", help="base image (default: the slim Python image matching this kernel's Python)")
+    @argument("--no-cache", action="store_true", help="rebuild every layer (ignore the engine's layer cache)")
     @line_magic
     @_friendly
     def pyml_build(self, line: str):
         """Build the Docker image of a registered model version, streaming the build log."""
         args = _parse_args(self.pyml_build, line)
-        return self._with_progress(f"build {args.ref}", lambda p: api.build(args.ref, base_image=args.base_image, progress=p))
+        return self._with_progress(f"build {args.ref}", lambda p: api.build(args.ref, base_image=args.base_image,
+                                                                           no_cache=args.no_cache, progress=p))
 
     @magic_arguments()
     @argument("ref", help="NAME or NAME/VERSION (default: latest version)")

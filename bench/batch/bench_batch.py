@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import statistics
 import sys
@@ -34,6 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from readme import write_section  # noqa: E402  (bench/readme.py)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -222,22 +223,15 @@ def report(times: dict[str, list[float]], rows: int, cores: int, spark_version: 
 
 
 def write_readme(path: Path, table: str, args: argparse.Namespace) -> None:
-    section = ("## Batch (Spark)\n\nMeasured by `bench/batch/bench_batch.py --write-readme` "
-               f"({time.strftime('%Y-%m-%d')}, `--rows {args.rows} --repeats {args.repeats}`). End-to-end "
-               "time of each call as a user makes it: `predict_offline` (resolve the registered version, ship "
-               "the package, score with `mapInPandas`, write, rename into place) against "
-               "`mlflow.pyfunc.spark_udf` (create the UDF, score, write). After a warm-up job (Python workers "
-               "started, source read once), cold is the first run of each (the model is shipped and loaded); warm "
-               "runs follow, alternated. The two outputs are checked "
-               f"row by row before anything is reported.\n\n{table}\n")
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Batch \(Spark\)\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
+    write_section(
+        "Batch (Spark)", "bench/batch/bench_batch.py",
+        " End-to-end time of each call as a user makes it: `predict_offline` (resolve the registered version, "
+        "ship the package, score with `mapInPandas`, write, rename into place) against `mlflow.pyfunc.spark_udf` "
+        "(create the UDF, score, write). After a warm-up job (Python workers started, source read once), cold is "
+        "the first run of each (the model is shipped and loaded); warm runs follow, alternated. The two outputs "
+        f"are checked row by row before anything is reported.\n\n{table}",
+        how=f"--rows {args.rows} --repeats {args.repeats}", path=path,
+    )
 
 if __name__ == "__main__":
     sys.exit(main())

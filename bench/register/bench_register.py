@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from readme import write_section  # noqa: E402  (bench/readme.py)
 
 NOTEBOOK = """
 import numpy as np
@@ -291,16 +293,7 @@ def render(times: dict[str, list[float]], phases: dict[str, list[float]], store:
 
 
 def write_readme(path: Path, table: str) -> None:
-    section = ("## Register\n\nMeasured by `bench/register/bench_register.py --write-readme` "
-               f"({time.strftime('%Y-%m-%d')}).\n\n{table}\n")
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Register\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
+    write_section("Register", "bench/register/bench_register.py", "\n\n" + table, path=path)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,6 +34,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from readme import write_section  # noqa: E402  (bench/readme.py)
 sys.path.insert(0, str(ROOT / "tests"))
 PYTHON = sys.executable
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -328,16 +330,7 @@ def render(results: list[dict], floor: dict, args) -> str:
 
 
 def write_readme(path: Path, table: str) -> None:
-    section = ("## Serving\n\nMeasured by `bench/serving/bench_serving.py --write-readme` "
-               f"({time.strftime('%Y-%m-%d')}).\n\n{table}\n")
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
+    write_section("Serving", "bench/serving/bench_serving.py", "\n\n" + table, path=path)
 
 if __name__ == "__main__":
     sys.exit(main())

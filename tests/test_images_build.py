@@ -136,8 +136,20 @@ def test_image_history_and_environment_carry_no_pip_proxy_or_token_settings(buil
     env = docker_engine.api.inspect_image(info.image_id)["Config"]["Env"]
     for text in (history, " ".join(env)):
         for forbidden in ("PIP_", "pip.conf", "proxy", "PROXY", "token", "TOKEN", "ca-certificates.crt", "--cert",
-                          "--index-url", "--extra-index-url", "--trusted-host", "/opt/wheels"):
+                          "--index-url", "--extra-index-url", "--trusted-host", *host_pip_locations()):
             assert forbidden not in text, forbidden
+
+
+def host_pip_locations() -> list[str]:
+    """The indexes and wheel folders the host's pip is configured with (none of which may reach the image)."""
+    import subprocess
+    import sys
+
+    listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    keys = ("find-links", "index-url", "extra-index-url")
+    values = [line.split("=", 1)[1].strip("'\" ") for line in listing.splitlines()
+              if "=" in line and line.split("=", 1)[0].rsplit(".", 1)[-1] in keys]
+    return [location for value in values for location in value.split() if location]
 
 
 # ------------------------------------------------------------------------------------------------ rebuilds

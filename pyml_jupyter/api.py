@@ -43,7 +43,7 @@ def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, 
     if not report.ok:
         raise CheckFailed(report.summary() + f"\nNothing was registered under {name!r}.", report)
     registered = tracking.log_and_register(name, report, experiment=experiment)
-    registered.report = report  # type: ignore[attr-defined]
+    registered.report = report
     return registered
 
 

@@ -69,6 +69,7 @@ class RegisteredModel:
     run_id: str
     status: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    report: Any = field(default=None, repr=False, compare=False)  # the ContractReport it was registered with
 
     @property
     def uri(self) -> str:

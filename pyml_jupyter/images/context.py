@@ -221,6 +221,9 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("$", "\\$")
 
 
+# The libraries' own test suites (about a quarter of a scientific venv) are never imported when a model runs.
+_PRUNE_TESTS = f" && find {VENV_DIR}/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {{}} +\n"
+
 _ENV_FROM_LABELS = {"pyml.model": "PYML_MODEL_NAME", "pyml.version": "PYML_MODEL_VERSION", "pyml.run_id": "PYML_RUN_ID"}
 
 
@@ -234,21 +237,25 @@ def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bo
         install = (
             "# The wheels in ./wheels were resolved and downloaded on the build host, through its own package index,\n"
             "# proxy and certificates. This stage installs them offline (--no-index): it needs no network access and\n"
-            "# no credentials, and none of the host's pip configuration is copied into the build.\n"
+            "# no credentials, and none of the host's pip configuration is copied into the build. The libraries' own\n"
+            "# test suites (tests/ folders, never imported by a served model) are removed to keep the image small.\n"
             "COPY requirements.txt /tmp/pyml/requirements.txt\n"
             "COPY wheels/ /tmp/pyml/wheels/\n"
             f"RUN python -m venv --without-pip {VENV_DIR} \\\n"
             f" && python -m pip --python {VENV_DIR}/bin/python install --no-index --no-cache-dir \\\n"
             "        --disable-pip-version-check --find-links /tmp/pyml/wheels \\\n"
-            "        --requirement /tmp/pyml/requirements.txt\n"
+            "        --requirement /tmp/pyml/requirements.txt \\\n"
+            f"{_PRUNE_TESTS}"
         )
     else:
         install = (
             "# No wheelhouse was rendered: this stage installs from the package index the base image's pip uses.\n"
+            "# The libraries' own test suites (tests/ folders, never imported by a served model) are removed.\n"
             "COPY requirements.txt /tmp/pyml/requirements.txt\n"
             f"RUN python -m venv --without-pip {VENV_DIR} \\\n"
             f" && python -m pip --python {VENV_DIR}/bin/python install --no-cache-dir \\\n"
-            "        --disable-pip-version-check --requirement /tmp/pyml/requirements.txt\n"
+            "        --disable-pip-version-check --requirement /tmp/pyml/requirements.txt \\\n"
+            f"{_PRUNE_TESTS}"
         )
     label_lines = " \\\n      ".join(f"{_quote(k)}={_quote(v)}" for k, v in labels.items())
     env_pairs = [(env, labels[label]) for label, env in _ENV_FROM_LABELS.items() if labels.get(label)]

@@ -11,6 +11,15 @@ other work on a shared machine do not favour one of them. The floor is the
 same request handled in-process: ``load_package(p).predict(df)`` alone, and the framework-free
 ``scoring.invocations`` (parse, validate, predict, serialize) without HTTP.
 
+With ``--mlflow-container`` (the default when Docker answers) it also compares container with container: MLflow's
+image of the same pyfunc model (``mlflow.models.build_docker(..., env_manager="local")``, what ``mlflow models
+build-docker --env-manager local`` runs, nginx in front of uvicorn; on bench/build/bench_build.py's derived base with
+the host's CA bundle, the only way it builds behind this network's proxy; reused when a previous run left it) and our
+image of the package (``images.builder.build_image``), both run with ``-p 127.0.0.1:PORT:8080`` and the same worker
+count (``MLFLOW_MODELS_WORKERS`` / ``PYML_WORKERS``). Their containers and images are removed at the end unless
+``--keep-images``; ``--containers-only`` runs just that comparison (and ``--write-readme`` then replaces only its
+subsection of the Serving section).
+
 Everything runs on this machine: the load generator shares its cores with the server, so absolute numbers are
 pessimistic; the ratios are the point. ``--write-readme`` replaces the "Serving" section of bench/README.md.
 """
@@ -18,6 +27,7 @@ pessimistic; the ratios are the point. ``--write-readme`` replaces the "Serving"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -115,6 +125,142 @@ class Server:
                 self.process.wait()
 
 
+# ------------------------------------------------------------------------------------------------ containers
+# Container against container: our image (``images.builder.build_image`` of the same package) and MLflow's
+# (``mlflow.models.build_docker(..., env_manager="local")``, nginx in front of uvicorn), both published on
+# 127.0.0.1 through Docker's port mapping. The derived base and the clean-up come from bench/build/bench_build.py.
+
+PEER_REPOSITORY = "mlflow-bench-serving"
+OURS_NAME = "bench-serving"
+
+
+def _bench_build():
+    folder = str(ROOT / "bench" / "build")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import bench_build
+
+    return bench_build
+
+
+def docker_reachable() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return True
+    except Exception:
+        return False
+
+
+def container_key(package: Path) -> str:
+    """What MLflow's image depends on: the package and the mlflow version (a previous run's image is reused)."""
+    import hashlib
+
+    import mlflow
+
+    from pyml_jupyter.serving.loader import package_digest
+
+    return hashlib.sha256(f"{package_digest(package)}|{mlflow.__version__}".encode()).hexdigest()[:12]
+
+
+def build_mlflow_image(client, mlflow_model: Path, key: str, work: Path, ca_bundle: str | None) -> tuple[str, str, float]:
+    """MLflow's image of ``mlflow_model`` on python:3.11-slim + the host CA (bench_build's derived base).
+
+    Returns (tag, run label, build seconds; 0 when an image of a previous run with the same key is reused)."""
+    bb = _bench_build()
+    run = f"serving-{key}"
+    tag = f"{PEER_REPOSITORY}:{key}"
+    if client.images.list(name=PEER_REPOSITORY, filters={"label": f"{bb.RUN_LABEL}={run}"}):
+        return tag, run, 0.0
+    import mlflow.models
+
+    base = f"python:3.11-slim-bench-ca-{run}"
+    bundle = Path(ca_bundle) if ca_bundle and Path(ca_bundle).is_file() else None
+    bb.derive_base(client, base, run, work, bundle)  # carries the run's label, which MLflow's image inherits
+    log = work / "mlflow-build-docker.log"
+    started = time.perf_counter()
+    with bb.output_to(log):
+        try:
+            mlflow.models.build_docker(model_uri=str(mlflow_model), name=tag, env_manager="local", base_image=base)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            error = ""
+    if error:
+        raise RuntimeError(f"mlflow build_docker failed: {bb.failure_reason(log.read_text(errors='replace'))} "
+                           f"({error}; log {log})")
+    return tag, run, time.perf_counter() - started
+
+
+def build_our_image(package: Path, key: str) -> tuple[str, float]:
+    from pyml_jupyter.images.builder import build_image
+
+    started = time.perf_counter()
+    info = build_image(package, name=OURS_NAME, version=key)
+    return info.tag, time.perf_counter() - started
+
+
+VERSIONS = """
+import importlib.metadata as m
+for d in ("pandas", "scikit-learn", "uvicorn", "httptools", "uvloop"):
+    try:
+        print(d, m.version(d))
+    except m.PackageNotFoundError:
+        print(d, "-")
+"""
+
+
+def image_versions(client, image: str, labels: dict) -> dict:
+    """What the image's own ``python`` imports: the libraries that set the serving speed."""
+    try:
+        out = client.containers.run(image, entrypoint=["python", "-c", VERSIONS], remove=True,
+                                    network_disabled=True, labels=labels).decode()
+    except Exception:
+        return {}
+    return dict(line.split(" ", 1) for line in out.strip().splitlines() if " " in line)
+
+
+def describe_versions(v: dict) -> str:
+    if not v:
+        return "versions unknown"
+    http = "httptools" if v.get("httptools", "-") != "-" else "h11"
+    loop = "uvloop" if v.get("uvloop", "-") != "-" else "asyncio"
+    return (f"uvicorn {v.get('uvicorn')} with {http} and {loop}, pandas {v.get('pandas')}, "
+            f"scikit-learn {v.get('scikit-learn')}")
+
+
+class ContainerServer:
+    """An image run detached with ``-p 127.0.0.1:PORT:8080``, the worker count through the image's own variable."""
+
+    def __init__(self, client, name: str, image: str, port: int, environment: dict, labels: dict) -> None:
+        self.name, self.port, self.url = name, port, f"http://127.0.0.1:{port}"
+        self.container = client.containers.run(image, detach=True, environment=environment, labels=labels,
+                                               ports={"8080/tcp": ("127.0.0.1", port)})
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            self.container.reload()
+            if self.container.status == "exited":
+                raise RuntimeError(f"{self.name} exited: {self.container.logs(tail=30).decode(errors='replace')}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=2) as r:
+                    if r.status == 200:
+                        return time.monotonic() - started
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not become ready in {timeout} s")
+
+    post = Server.post
+
+    def stop(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except Exception:
+            pass
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
@@ -202,8 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--plain", action="store_true", help="also run ours with h11 and asyncio (no httptools/uvloop)")
+    parser.add_argument("--mlflow-container", action=argparse.BooleanOptionalAction, default=None,
+                        help="also run MLflow's container (build-docker, nginx + uvicorn) against ours (default: on "
+                             "when Docker is reachable)")
+    parser.add_argument("--containers-only", action="store_true",
+                        help="only the container comparison (no process servers)")
+    parser.add_argument("--keep-images", action="store_true", help="keep the images built for the comparison")
+    parser.add_argument("--ca-bundle", default=None, help="the host's CA bundle, for MLflow's base image "
+                                                          "(default: Python's default verify file)")
     parser.add_argument("--write-readme", action="store_true", help="update the Serving section of bench/README.md")
     args = parser.parse_args(argv)
+    if args.mlflow_container is None:
+        args.mlflow_container = docker_reachable()
+    if args.containers_only and not args.mlflow_container:
+        parser.error("--containers-only needs --mlflow-container (and a reachable Docker engine)")
+    if args.mlflow_container and args.skip_mlflow:
+        parser.error("--mlflow-container needs the MLflow model (drop --skip-mlflow)")
 
     from conftest import write_example_package
 
@@ -211,33 +371,94 @@ def main(argv: list[str] | None = None) -> int:
     package = write_example_package(work / "package")
     bodies = {n: payload(n) for n in args.rows}
     mlflow_model = None if args.skip_mlflow else save_pyfunc(package, work / "mlflow_model" / "model")
-    floor = in_process(package, bodies, mlflow_model)
+    floor = {} if args.containers_only else in_process(package, bodies, mlflow_model)
+
+    containers: dict = {}
+    client = None
+    if args.mlflow_container:
+        import ssl
+
+        import docker
+
+        client = docker.from_env(timeout=3600)
+        key = container_key(package)
+        containers.update(key=key, run=f"serving-{key}")
+        ca = args.ca_bundle or ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    run_labels = {_bench_build().RUN_LABEL: containers["run"]} if containers else {}
+
+    def process(name, command):
+        return lambda port: Server(name, command(port), port)
+
+    def container(name, which, environment):  # the images are built later, inside the try
+        return lambda port: ContainerServer(client, name, containers[which], port, environment, run_labels)
 
     servers = []
     for workers in args.workers:
-        servers.append(("pyml_jupyter.serving", workers, lambda port, w=workers: [
-            PYTHON, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), "--workers", str(w),
-            "--log-level", "warning"]))
-        if args.plain:  # what an image without httptools and uvloop runs
-            servers.append(("pyml_jupyter.serving h11+asyncio", workers, lambda port, w=workers: [
+        if not args.containers_only:
+            servers.append(("pyml_jupyter.serving", workers, process("pyml_jupyter.serving", lambda port, w=workers: [
                 PYTHON, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), "--workers", str(w),
-                "--http", "h11", "--loop", "asyncio", "--log-level", "warning"]))
-        if mlflow_model is not None:
-            servers.append(("mlflow models serve", workers, lambda port, w=workers: [
-                PYTHON, "-m", "mlflow", "models", "serve", "-m", str(mlflow_model), "--env-manager", "local",
-                "--port", str(port), "--workers", str(w)]))
+                "--log-level", "warning"])))
+            if args.plain:  # what an image without httptools and uvloop runs
+                name = "pyml_jupyter.serving h11+asyncio"
+                servers.append((name, workers, process(name, lambda port, w=workers: [
+                    PYTHON, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), "--workers", str(w),
+                    "--http", "h11", "--loop", "asyncio", "--log-level", "warning"])))
+            if mlflow_model is not None:
+                servers.append(("mlflow models serve", workers, process("mlflow models serve", lambda port, w=workers: [
+                    PYTHON, "-m", "mlflow", "models", "serve", "-m", str(mlflow_model), "--env-manager", "local",
+                    "--port", str(port), "--workers", str(w)])))
+        if containers:
+            servers.append(("pyml_jupyter container", workers, container(
+                "pyml_jupyter container", "ours", {"PYML_WORKERS": str(workers)})))
+            servers.append(("mlflow container", workers, container(
+                "mlflow container", "mlflow", {"MLFLOW_MODELS_WORKERS": str(workers)})))
 
     # The servers of one worker count run side by side and take turns, each cell --repeat times, keeping
     # each server's best run: bursts of other work on a shared machine then hit every server alike.
     results = []
     reference: dict[int, dict] = {}
+    try:
+        if containers:
+            containers["mlflow"], _, containers["mlflow_seconds"] = build_mlflow_image(
+                client, mlflow_model, containers["key"], work, ca)
+            print(f"mlflow image {containers['mlflow']}: " + (f"built in {containers['mlflow_seconds']:.0f} s"
+                  if containers["mlflow_seconds"] else "reused from a previous run"), flush=True)
+            containers["ours"], containers["ours_seconds"] = build_our_image(package, containers["key"])
+            print(f"our image {containers['ours']}: built in {containers['ours_seconds']:.0f} s", flush=True)
+            for which in ("ours", "mlflow"):
+                containers[f"{which}_versions"] = image_versions(client, containers[which], run_labels)
+        run_all(args, servers, bodies, reference, results, work)
+    finally:
+        if containers and not args.keep_images:
+            bb = _bench_build()
+            if "ours" in containers:
+                with contextlib.suppress(Exception):
+                    client.images.remove(containers["ours"])
+            removed = bb.cleanup(client, containers["run"])  # MLflow's image, its base, their containers
+            print(f"removed our image and {removed[0]} containers, {removed[1]} images of {containers['run']}",
+                  flush=True)
+        elif client is not None:
+            bb = _bench_build()
+            for c in client.containers.list(all=True, filters={"label": f"{bb.RUN_LABEL}={containers['run']}"}):
+                with contextlib.suppress(Exception):
+                    c.remove(force=True)
+
+    table = render(results, floor, args, containers)
+    print()
+    print(table)
+    if args.write_readme:
+        write_readme(ROOT / "bench" / "README.md", table, args.containers_only)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def run_all(args, servers, bodies, reference, results, work) -> None:
     for workers in args.workers:
         running = []
         try:
-            for name, w, command in servers:
+            for name, w, start in servers:
                 if w == workers:
-                    port = free_port()
-                    running.append(Server(name, command(port), port))
+                    running.append(start(free_port()))
             for server in running:
                 server.wait_ready()
                 for rows, body in bodies.items():  # the same answers, or the comparison means nothing
@@ -263,16 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             for server in running:
                 server.stop()
 
-    table = render(results, floor, args)
-    print()
-    print(table)
-    if args.write_readme:
-        write_readme(ROOT / "bench" / "README.md", table)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
 
-
-def render(results: list[dict], floor: dict, args) -> str:
+def render(results: list[dict], floor: dict, args, containers: dict | None = None) -> str:
     import numpy
     import pandas
     import starlette
@@ -306,12 +519,46 @@ def render(results: list[dict], floor: dict, args) -> str:
         "| server | workers | rows | concurrency | req/s | p50 ms | p99 ms | vs mlflow req/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    peers = {(r["workers"], r["rows"], r["concurrency"]): r for r in results if r["server"] == "mlflow models serve"}
+    # Processes are compared with `mlflow models serve`, containers with MLflow's container.
+    peer_of = lambda name: "mlflow container" if name.endswith(" container") else "mlflow models serve"  # noqa: E731
+    peers = {(r["server"], r["workers"], r["rows"], r["concurrency"]): r for r in results
+             if r["server"] in ("mlflow models serve", "mlflow container")}
     for r in results:
-        peer = peers.get((r["workers"], r["rows"], r["concurrency"]))
-        ratio = f"{r['rps'] / peer['rps']:.1f}x" if peer and r["server"] != "mlflow models serve" else ""
+        peer = peers.get((peer_of(r["server"]), r["workers"], r["rows"], r["concurrency"]))
+        ratio = f"{r['rps'] / peer['rps']:.1f}x" if peer and not r["server"].startswith("mlflow") else ""
         lines.append(f"| {r['server']} | {r['workers']} | {r['rows']} | {r['concurrency']} | {r['rps']:.0f} | "
                      f"{r['p50']:.2f} | {r['p99']:.2f} | {ratio} |")
+    if containers and "ours" in containers:
+        import docker
+
+        engine = docker.from_env().version()
+        built = (f"built in {containers['mlflow_seconds']:.0f} s" if containers.get("mlflow_seconds")
+                 else "reused from a previous run of this script")
+        lines += ["", f"Container rows: both images run detached on Docker {engine.get('Version')} with "
+                      "`-p 127.0.0.1:PORT:8080`, wrk going through Docker's port mapping to both. "
+                      f"`pyml_jupyter container` is our image of the same package (`images.builder.build_image`, "
+                      f"base `python:3.11-slim`; workers via `PYML_WORKERS`; "
+                      f"{describe_versions(containers.get('ours_versions', {}))}); `mlflow container` is "
+                      f"`mlflow.models.build_docker(<the pyfunc model>, env_manager=\"local\", base_image=...)` "
+                      "(what `mlflow models build-docker --env-manager local` runs; the base is `python:3.11-slim` "
+                      "plus the host's CA bundle, as in bench/build/bench_build.py, since the CLI's own base "
+                      f"cannot reach PyPI through this network's proxy; {built}): nginx (one worker process) on "
+                      "8080 proxying to uvicorn on 127.0.0.1:8000, workers via `MLFLOW_MODELS_WORKERS` (set to the "
+                      "same count as ours; "
+                      f"{describe_versions(containers.get('mlflow_versions', {}))} in the image). Their ratio column is ours/MLflow's container; the process rows' is "
+                      "against `mlflow models serve`."]
+        goal = [r for r in results if r["server"] == "pyml_jupyter container" and r["concurrency"] == 16]
+        if goal:
+            verdicts = []
+            for r in goal:
+                peer = peers.get(("mlflow container", r["workers"], r["rows"], 16))
+                if peer:
+                    ratio = r["rps"] / peer["rps"]
+                    verdicts.append(f"{r['workers']} worker(s), {r['rows']} row(s): {ratio:.1f}x "
+                                    + ("(met)" if ratio >= 2 else "(**not met**)"))
+            lines += ["", "Goal, at least 2x MLflow's container at c=16: " + "; ".join(verdicts) + "."]
+    if not floor:
+        return "\n".join(lines)
     lines += ["", "In-process floor (median, no HTTP): the model's own `predict` on an enforced DataFrame; our "
                   "`scoring.invocations` (JSON bytes in, JSON bytes out) and its phases; MLflow's "
                   "`pyfunc.load_model(...).predict(df)` (its schema enforcement, then ours, then the model); in ms:", "",
@@ -329,8 +576,21 @@ def render(results: list[dict], floor: dict, args) -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path, table: str) -> None:
-    write_section("Serving", "bench/serving/bench_serving.py", "\n\n" + table, path=path)
+CONTAINERS_HEADING = "### Container against container"
+
+
+def write_readme(path: Path, table: str, containers_only: bool = False) -> None:
+    if not containers_only:
+        write_section("Serving", "bench/serving/bench_serving.py", "\n\n" + table, path=path)
+        return
+    # Only the container comparison was run: keep the section's process tables, replace its containers part.
+    text = path.read_text() if path.exists() else ""
+    match = re.search(r"^## Serving\n\nMeasured by [^\n]*\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    kept = match.group(1).split(CONTAINERS_HEADING)[0].rstrip() if match else ""
+    sub = (f"{CONTAINERS_HEADING}\n\nMeasured by `bench/serving/bench_serving.py --containers-only --write-readme` "
+           f"({time.strftime('%Y-%m-%d')}); the tables above are from the full run.\n\n{table}")
+    write_section("Serving", "bench/serving/bench_serving.py", ("\n" + kept if kept else "") + "\n\n" + sub,
+                  path=path)
 
 if __name__ == "__main__":
     sys.exit(main())

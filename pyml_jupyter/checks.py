@@ -290,6 +290,14 @@ def _drop_first(data: Any, schema: DataFrameSchema | TensorSchema) -> tuple[Any,
     return {k: v for k, v in data.items() if k != names[0]}, names[0]
 
 
+def _agrees(output: Any, produce: Callable[[], Any], what: str) -> tuple[bool, str]:
+    """Whether ``produce()`` predicts the same as ``output``, and why not (an exception counts as a difference)."""
+    try:
+        return predictions_equal(output, produce())
+    except Exception as e:  # noqa: BLE001 - the user's predict failed: the check reports it
+        return False, f"{what} raised {type(e).__name__}: {e}"
+
+
 def _timed(fn: Callable[[], Any], repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
@@ -549,11 +557,7 @@ def _check(report, model_class, sample, artifacts, namespace, package_dir, timeo
     fresh = _FreshProcess(package_dir, timeout)
     try:
         # 7. determinism
-        try:
-            again = model.predict(_copy(data))
-            same, why = predictions_equal(output, again)
-        except Exception as e:  # noqa: BLE001
-            same, why = False, f"the second call raised {type(e).__name__}: {e}"
+        same, why = _agrees(output, lambda: model.predict(_copy(data)), "the second call")
         if same:
             report.add("deterministic", PASS, "two calls on the same input agree")
         else:
@@ -561,11 +565,8 @@ def _check(report, model_class, sample, artifacts, namespace, package_dir, timeo
                        "(e.g. `np.random.default_rng(0)`) or remove state that changes between calls.")
 
         # 8. batch invariance
-        try:
-            one_by_one = _concat([model.predict(_slice(data, i, i + 1)) for i in range(n)])
-            same, why = predictions_equal(output, one_by_one)
-        except Exception as e:  # noqa: BLE001
-            same, why = False, f"predicting one row at a time raised {type(e).__name__}: {e}"
+        same, why = _agrees(output, lambda: _concat([model.predict(_slice(data, i, i + 1)) for i in range(n)]),
+                            "predicting one row at a time")
         if same:
             report.add("batch_invariance", PASS, "all rows at once equal one row at a time")
         else:

@@ -2,25 +2,32 @@
 
 The layout is documented in :mod:`pyml_jupyter.serving.loader`, which reads it back. This module writes it from
 a captured class, its artifacts and its sample; nothing downstream re-captures from the notebook.
+
+Writing is one step in three moves, because the contract check learns the schemas only by running the model:
+:func:`capture_package` captures the source and saves the artifacts, :meth:`PackageDraft.write` writes the
+package once the schemas are known, and :meth:`PackageDraft.pin_requirements` pins its requirements.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .capture import CapturedSource
-from .requirements import Requirements
-from .serving.artifacts import save_artifact
+from .capture import CapturedSource, capture_class
+from .errors import CaptureError
+from .requirements import Requirements, resolve_requirements
+from .serving.artifacts import load_artifacts, save_artifact
 from .serving.loader import CONTRACT_FILE, FORMAT_VERSION, PackageInfo, read_package
 from .serving.schema import DataFrameSchema, TensorSchema, dataframe_to_json, tensors_to_json
 
-__all__ = ["SavedArtifacts", "save_artifacts", "write_package", "write_requirements", "RUNTIME_DISTRIBUTIONS"]
+__all__ = [
+    "PackageDraft", "SavedArtifacts", "capture_package", "save_artifacts", "write_package", "write_requirements",
+    "RUNTIME_DISTRIBUTIONS",
+]
 
 RUNTIME_DISTRIBUTIONS = ("numpy", "pandas")
 """Distributions the serving runtime itself needs wherever a package is loaded (MLflow, image, Spark)."""
@@ -102,7 +109,47 @@ def _replace_text(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def copy_package(source: Path, destination: Path) -> Path:
-    """Copy a package folder (without caches)."""
-    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-    return destination
+@dataclass
+class PackageDraft:
+    """A class captured for a package in ``directory``: its source and saved artifacts, before the contract."""
+
+    directory: Path
+    captured: CapturedSource
+    artifacts: SavedArtifacts
+    loaded_artifacts: dict[str, Any]
+    """The artifacts as the package loads them back: what the model is constructed from."""
+
+    def write(self, *, sample: Any, input_schema: DataFrameSchema | TensorSchema,
+              output_schema: DataFrameSchema | TensorSchema, takes_artifacts: bool) -> PackageInfo:
+        """Write the package, with empty requirements until :meth:`pin_requirements`."""
+        return write_package(self.directory, captured=self.captured, artifacts=self.artifacts,
+                             requirements=Requirements(), sample=sample, input_schema=input_schema,
+                             output_schema=output_schema, takes_artifacts=takes_artifacts)
+
+    def pin_requirements(self) -> Requirements:
+        """Resolve the distributions the source and the artifacts import, and write them into the package."""
+        modules = set(self.captured.modules) | self.artifacts.modules
+        requirements = resolve_requirements(modules, extra=RUNTIME_DISTRIBUTIONS)
+        write_requirements(self.directory, requirements)
+        return requirements
+
+
+def capture_package(model_class: type, artifacts: Mapping[str, Any], directory: Path, *,
+                    namespace: Mapping[str, Any] | None = None) -> PackageDraft:
+    """Capture ``model_class`` and save ``artifacts`` under ``directory``, loading them back to prove they load.
+
+    Raises :class:`~pyml_jupyter.errors.CaptureError` saying what to fix.
+    """
+    captured = capture_class(model_class, namespace, artifact_names=list(artifacts))
+    try:
+        saved = save_artifacts(artifacts, directory / "artifacts")
+        loaded = load_artifacts(directory / "artifacts", saved.specs)
+    except Exception as e:  # noqa: BLE001 - any serialization failure is the user's to fix
+        raise CaptureError(f"an artifact cannot be saved and loaded back: {e}") from e
+    notebook_classes = [n for n, spec in saved.specs.items() if "__main__" in spec.get("modules", ())]
+    if notebook_classes:
+        raise CaptureError(
+            f"artifact(s) {', '.join(notebook_classes)} contain objects of a class defined in the notebook, which "
+            "a pickle can only find in the notebook itself. Move that class into an importable module (a package "
+            "installed with pip), or create the object in the model's constructor.")
+    return PackageDraft(directory, captured, saved, loaded)

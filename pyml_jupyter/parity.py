@@ -1,8 +1,8 @@
 """Prediction parity: do the notebook and a target (the container, the Spark job) predict the same?
 
-:func:`compare` lines up the notebook's predictions with a target's, row by row and column by column:
-integers, booleans, strings and dates must be equal; floats may differ by ``atol + rtol * |notebook value|``
-(JSON and numeric libraries may round the last bit); a missing value matches only a missing value. The
+:func:`compare` lines up the notebook's predictions with a target's, row by row and column by column, by
+the rule of :mod:`pyml_jupyter.comparison` (exact for integers, booleans, strings and dates; floats within a
+tolerance relative to the notebook's value; a missing value matches only a missing value). The
 :class:`ParityReport` shows the sample rows, both predictions side by side, a ✓/✗ per row and the largest
 difference, with every mismatch shown and highlighted rather than summarised away.
 """
@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+
+from .comparison import FLOAT_ATOL, FLOAT_RTOL, compare_values, is_float, is_number
 
 __all__ = ["ParityReport", "compare", "MATCH", "MISMATCH"]
 
@@ -36,9 +38,10 @@ class ParityReport:
     n_mismatched: int = 0
     problems: list[str] = field(default_factory=list)
     latency: dict[str, Any] = field(default_factory=dict)
-    rtol: float = 1e-9
-    atol: float = 1e-12
+    rtol: float = FLOAT_RTOL
+    atol: float = FLOAT_ATOL
     ref: str = ""
+    differences: dict[str, str] = field(default_factory=dict)  # per mismatching output: why, in a few words
 
     # ------------------------------------------------------------------------------------------ summary
     def summary(self) -> str:
@@ -49,6 +52,10 @@ class ParityReport:
         if self.mismatched_columns:
             text += f"; mismatching: {', '.join(self.mismatched_columns)}"
         return text
+
+    def reason(self) -> str:
+        """Why the predictions differ, in one line ("" when they agree)."""
+        return "; ".join([*self.problems, *self.differences.values()])
 
     def latency_text(self) -> str:
         parts = []
@@ -176,65 +183,6 @@ def _json_cell(value: Any) -> Any:
 # ----------------------------------------------------------------------------------------------- comparing
 
 
-def _is_float(series: pd.Series) -> bool:
-    dtype = series.dtype
-    return (isinstance(dtype, np.dtype) and dtype.kind in "fc") or str(dtype) in ("Float32", "Float64")
-
-
-def _is_number(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
-
-
-def _floats(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series.astype(object).where(series.notna(), np.nan), errors="coerce").to_numpy(
-        dtype=float, na_value=np.nan)
-
-
-def _missing(value: Any) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if _missing(a) or _missing(b):
-        return _missing(a) and _missing(b)
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.array_equal(np.asarray(a), np.asarray(b))
-    try:
-        return bool(a == b)
-    except (TypeError, ValueError):
-        return False
-
-
-def _compare_values(expected: np.ndarray | pd.Series, actual: np.ndarray | pd.Series, tolerant: bool,
-                    rtol: float, atol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-element (match, |difference|) for two aligned 1-D columns. The difference is NaN where undefined."""
-    e = pd.Series(expected).reset_index(drop=True)
-    a = pd.Series(actual).reset_index(drop=True)
-    if tolerant or (_is_number(e) and _is_number(a)):
-        ev, av = _floats(e), _floats(a)
-        both_missing = np.isnan(ev) & np.isnan(av)
-        with np.errstate(invalid="ignore", over="ignore"):
-            diff = np.abs(ev - av)
-            if tolerant:
-                match = (diff <= atol + rtol * np.abs(ev)) | (ev == av) | both_missing
-            else:  # integers: exact
-                match = (ev == av) | both_missing
-        if not tolerant:  # float conversion could hide a difference between large integers
-            exact = np.array([_equal(x, y) for x, y in zip(e.tolist(), a.tolist())], dtype=bool)
-            match &= exact | both_missing
-        diff = np.where(both_missing, 0.0, diff)
-        # A value against a missing value has no finite difference: infinite.
-        diff = np.where(np.isnan(ev) ^ np.isnan(av), np.inf, diff)
-        # Strings where numbers were expected: coerce produced NaN on one side only, handled above.
-        match &= ~(np.isnan(ev) ^ np.isnan(av))
-        return match, diff
-    match = np.array([_equal(x, y) for x, y in zip(e.tolist(), a.tolist())], dtype=bool)
-    return match, np.full(len(match), np.nan)  # no numeric difference between strings
-
-
 def _as_frame(value: Any) -> pd.DataFrame | None:
     if isinstance(value, pd.DataFrame):
         return value
@@ -252,8 +200,19 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def compare(expected: Any, actual: Any, *, sample: Any = None, target: str = "container", rtol: float = 1e-9,
-            atol: float = 1e-12, latency: Mapping[str, Any] | None = None) -> ParityReport:
+@dataclass
+class _LinedUp:
+    """Both predictions as named outputs (notebook, target or None), their lengths and the rows' index."""
+
+    outputs: dict[str, tuple[Any, Any]]
+    n_expected: int
+    n_actual: int
+    index: pd.Index
+    label: str  # how a reason names an output: "column" or "output"
+
+
+def compare(expected: Any, actual: Any, *, sample: Any = None, target: str = "container", rtol: float = FLOAT_RTOL,
+            atol: float = FLOAT_ATOL, latency: Mapping[str, Any] | None = None) -> ParityReport:
     """Compare the notebook's predictions (``expected``) with a target's (``actual``).
 
     Both are DataFrames (same columns, same number of rows; compared by position) or dicts of arrays (same
@@ -262,6 +221,58 @@ def compare(expected: Any, actual: Any, *, sample: Any = None, target: str = "co
     :meth:`pyml_jupyter.deployments.Deployment.predict` records them) adds them to ``latency``.
     """
     problems: list[str] = []
+    lat = _latency(actual, target, latency)
+    if _as_frame(expected) is not None or _as_frame(actual) is not None:
+        lined = _line_up_frames(expected, actual, target, problems)
+    else:
+        lined = _line_up_tensors(expected, actual, target, problems)
+    n, n_a = lined.n_expected, lined.n_actual
+    if n != n_a:
+        problems.append(f"the notebook returned {n} rows but the {target} {n_a}")
+    row_match = np.ones(n, dtype=bool)
+    row_diff = np.full(n, np.nan)  # NaN: no numeric output to differ in
+    mismatched: list[str] = []
+    differences: dict[str, str] = {}
+    max_diff = 0.0
+    columns: dict[str, list] = {}
+    bad_cells: dict[Any, set] = {}
+    any_numeric = False
+    for name, (e_col, a_col) in lined.outputs.items():
+        e_rows = _rows(e_col)
+        columns[f"{name} (notebook)"] = [_cell(v) for v in e_rows]
+        if a_col is None:
+            problems.append(f"the {target} did not return {name!r}")
+            mismatched.append(name)
+            row_match[:] = False
+            columns[f"{name} ({target})"] = [None] * n
+            max_diff = math.inf
+            continue
+        a_rows = _rows(a_col)
+        numeric = _tolerant(e_col) or _numeric(e_col)
+        any_numeric |= numeric
+        col_match, col_diff = _compare_output(e_col, a_col, e_rows, a_rows, n, rtol, atol)
+        if not col_match.all():
+            mismatched.append(name)
+            differences[name] = f"{lined.label} '{name}': " + _difference(col_match, col_diff, e_rows, a_rows, numeric)
+        for i in np.flatnonzero(~col_match):
+            bad_cells.setdefault(lined.index[i], set()).update({f"{name} (notebook)", f"{name} ({target})"})
+        row_match &= col_match
+        if numeric and n:
+            row_diff = np.fmax(row_diff, col_diff)
+            max_diff = max(max_diff, float(np.nanmax(col_diff)) if not np.isnan(col_diff).all() else 0.0)
+        columns[f"{name} ({target})"] = [_cell(v) for v in a_rows][:n] + [None] * (n - len(a_rows))
+
+    rows = _rows_frame(lined.index[:n], _sample_columns(sample, n), columns, row_diff if any_numeric else None,
+                       row_match)
+    rows.attrs["bad_cells"] = bad_cells
+    n_bad = int((~row_match).sum()) + max(0, n_a - n)
+    return ParityReport(ok=not problems and n_bad == 0, target=target, rows=rows, max_abs_diff=float(max_diff),
+                        mismatched_columns=mismatched, n_rows=max(n, n_a), n_mismatched=n_bad, problems=problems,
+                        latency=lat, rtol=rtol, atol=atol, differences=differences)
+
+
+def _latency(actual: Any, target: str, latency: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``latency`` plus the timings a served prediction carries in ``attrs["pyml_timing"]``."""
     lat: dict[str, Any] = dict(latency or {})
     if isinstance(actual, pd.DataFrame) and isinstance(actual.attrs.get("pyml_timing"), Mapping):
         timing = dict(actual.attrs["pyml_timing"])
@@ -270,116 +281,98 @@ def compare(expected: Any, actual: Any, *, sample: Any = None, target: str = "co
             lat.setdefault(f"{target}_ms", round_trip)
         if timing:
             lat["server"] = timing
+    return lat
 
+
+def _line_up_frames(expected: Any, actual: Any, target: str, problems: list[str]) -> _LinedUp:
     e_frame, a_frame = _as_frame(expected), _as_frame(actual)
-    if e_frame is not None or a_frame is not None:
-        if e_frame is None or a_frame is None:
-            problems.append(f"the notebook returned a {type(expected).__name__} but the {target} a "
-                            f"{type(actual).__name__}")
-            e_frame = e_frame if e_frame is not None else pd.DataFrame(index=range(0))
-            a_frame = a_frame if a_frame is not None else pd.DataFrame(index=range(0))
-        outputs = {str(c): (e_frame[c], a_frame[c] if c in a_frame.columns else None) for c in e_frame.columns}
-        extra = [str(c) for c in a_frame.columns if c not in e_frame.columns]
-        if extra:
-            problems.append(f"the {target} returned columns the notebook did not: {', '.join(extra)}")
-        n_e, n_a = len(e_frame), len(a_frame)
-        index = e_frame.index
-        inputs = _sample_columns(sample, n_e)
+    if e_frame is None or a_frame is None:
+        problems.append(f"the notebook returned a {type(expected).__name__} but the {target} a "
+                        f"{type(actual).__name__}")
+        e_frame = e_frame if e_frame is not None else pd.DataFrame(index=range(0))
+        a_frame = a_frame if a_frame is not None else pd.DataFrame(index=range(0))
+    outputs = {str(c): (e_frame[c], a_frame[c] if c in a_frame.columns else None) for c in e_frame.columns}
+    extra = [str(c) for c in a_frame.columns if c not in e_frame.columns]
+    if extra:
+        problems.append(f"the {target} returned columns the notebook did not: {', '.join(extra)}")
+    return _LinedUp(outputs, len(e_frame), len(a_frame), e_frame.index, "column")
+
+
+def _line_up_tensors(expected: Any, actual: Any, target: str, problems: list[str]) -> _LinedUp:
+    e_map = dict(expected) if isinstance(expected, Mapping) else {"output": np.asarray(expected)}
+    a_map = dict(actual) if isinstance(actual, Mapping) else {"output": np.asarray(actual)}
+    outputs: dict[str, tuple[Any, Any]] = {}
+    for name, value in e_map.items():
+        e_arr = np.asarray(value)
+        a_arr = np.asarray(a_map[name]) if name in a_map else None
+        if a_arr is not None and e_arr.shape[1:] != a_arr.shape[1:]:
+            problems.append(f"output {name!r} has shape {e_arr.shape} in the notebook but {a_arr.shape} in the "
+                            f"{target}")
+            a_arr = None
+        outputs[str(name)] = (e_arr, a_arr)
+    extra = [str(n) for n in a_map if n not in e_map]
+    if extra:
+        problems.append(f"the {target} returned outputs the notebook did not: {', '.join(extra)}")
+    lengths = {len(np.atleast_1d(v[0])) for v in outputs.values()}
+    n_e = max(lengths) if lengths else 0
+    n_a = max((len(np.atleast_1d(v[1])) for v in outputs.values() if v[1] is not None), default=n_e)
+    return _LinedUp(outputs, n_e, n_a, pd.RangeIndex(n_e), "output")
+
+
+def _compare_output(e_col: Any, a_col: Any, e_rows: list, a_rows: list, n: int, rtol: float,
+                    atol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (match, |difference|) of one output; rows the target did not return differ infinitely."""
+    tolerant = _tolerant(e_col)
+    col_match = np.zeros(n, dtype=bool)
+    col_diff = np.full(n, np.inf)
+    if e_rows and isinstance(e_rows[0], np.ndarray) and e_rows[0].ndim > 0:  # N-D tensors: per example
+        for i, (ev, av) in enumerate(zip(e_rows, a_rows)):
+            if np.shape(ev) != np.shape(av):
+                continue
+            m, d = compare_values(np.ravel(ev), np.ravel(av), tolerant, rtol, atol)
+            col_match[i] = bool(m.all())
+            col_diff[i] = float(d.max()) if d.size else 0.0
     else:
-        e_map = dict(expected) if isinstance(expected, Mapping) else {"output": np.asarray(expected)}
-        a_map = dict(actual) if isinstance(actual, Mapping) else {"output": np.asarray(actual)}
-        outputs = {}
-        for name, value in e_map.items():
-            e_arr = np.asarray(value)
-            a_arr = np.asarray(a_map[name]) if name in a_map else None
-            if a_arr is not None and e_arr.shape[1:] != a_arr.shape[1:]:
-                problems.append(f"output {name!r} has shape {e_arr.shape} in the notebook but {a_arr.shape} in the "
-                                f"{target}")
-                a_arr = None
-            outputs[str(name)] = (e_arr, a_arr)
-        extra = [str(n) for n in a_map if n not in e_map]
-        if extra:
-            problems.append(f"the {target} returned outputs the notebook did not: {', '.join(extra)}")
-        lengths = {len(np.atleast_1d(v[0])) for v in outputs.values()}
-        n_e = max(lengths) if lengths else 0
-        n_a = max((len(np.atleast_1d(v[1])) for v in outputs.values() if v[1] is not None), default=n_e)
-        index = pd.RangeIndex(n_e)
-        inputs = _sample_columns(sample, n_e)
+        e_ser, a_ser = _series(e_col), _series(a_col)
+        k = min(len(e_ser), len(a_ser), n)
+        col_match[:k], col_diff[:k] = compare_values(e_ser.iloc[:k], a_ser.iloc[:k], tolerant, rtol, atol)
+    return col_match, col_diff
 
-    if n_e != n_a:
-        problems.append(f"the notebook returned {n_e} rows but the {target} {n_a}")
-    n = n_e
-    row_match = np.ones(n, dtype=bool)
-    row_diff = np.full(n, np.nan)  # NaN: no numeric output to differ in
-    mismatched: list[str] = []
-    max_diff = 0.0
-    columns: dict[str, list] = {}
-    bad_cells: dict[Any, set] = {}
-    any_numeric = False
-    for name, (e_col, a_col) in outputs.items():
-        e_rows = _rows(e_col, n)
-        if a_col is None:
-            problems.append(f"the {target} did not return {name!r}")
-            mismatched.append(name)
-            row_match[:] = False
-            columns[f"{name} (notebook)"] = [_cell(v) for v in e_rows]
-            columns[f"{name} ({target})"] = [None] * n
-            max_diff = math.inf
-            continue
-        a_rows = _rows(a_col, n)
-        tolerant = _tolerant(e_col)
-        numeric = tolerant or _numeric(e_col)
-        any_numeric |= numeric
-        col_match = np.zeros(n, dtype=bool)
-        col_diff = np.full(n, np.inf)  # rows the target did not return differ infinitely
-        if e_rows and isinstance(e_rows[0], np.ndarray) and e_rows[0].ndim > 0:  # N-D tensors: per example
-            for i, (ev, av) in enumerate(zip(e_rows, a_rows)):
-                same_shape = np.shape(ev) == np.shape(av)
-                m, d = _compare_values(np.ravel(ev), np.ravel(av), tolerant, rtol, atol) if same_shape else (
-                    np.zeros(1, dtype=bool), np.full(1, np.inf))
-                col_match[i] = bool(m.all()) and same_shape
-                col_diff[i] = float(d.max()) if d.size else 0.0
-        else:
-            e_ser, a_ser = _series(e_col), _series(a_col)
-            k = min(len(e_ser), len(a_ser), n)
-            m, d = _compare_values(e_ser.iloc[:k], a_ser.iloc[:k], tolerant, rtol, atol)
-            col_match[:k], col_diff[:k] = m, d
-        if not col_match.all():
-            mismatched.append(name)
-        for i in np.flatnonzero(~col_match):
-            bad_cells.setdefault(index[i], set()).update({f"{name} (notebook)", f"{name} ({target})"})
-        row_match &= col_match
-        if numeric and n:
-            row_diff = np.fmax(row_diff, col_diff)
-            max_diff = max(max_diff, float(np.nanmax(col_diff)) if not np.isnan(col_diff).all() else 0.0)
-        columns[f"{name} (notebook)"] = [_cell(v) for v in e_rows]
-        columns[f"{name} ({target})"] = [_cell(v) for v in a_rows][:n] + [None] * (n - len(a_rows))
 
-    rows = pd.DataFrame(index=index[:n])
+def _difference(match: np.ndarray, diff: np.ndarray, e_rows: list, a_rows: list, numeric: bool) -> str:
+    """Why one output differs, in a few words."""
+    bad = np.flatnonzero(~match)
+    if numeric and not np.isnan(diff[bad]).all():
+        return f"values differ by up to {_fmt_diff(float(np.nanmax(diff[bad])))}"
+    i = int(bad[0])
+    actual = a_rows[i] if i < len(a_rows) else None
+    return f"{len(bad)} value(s) differ, first at row {i}: {e_rows[i]!r} vs {actual!r}"
+
+
+def _rows_frame(index: pd.Index, inputs: dict[str, list], columns: dict[str, list], row_diff: np.ndarray | None,
+                row_match: np.ndarray) -> pd.DataFrame:
+    """The rows shown: the sample's columns, both predictions per output, the difference and the mark."""
+    n = len(index)
+    rows = pd.DataFrame(index=index)
     for col, values in inputs.items():
         rows[col if col not in columns and col != "match" else f"input {col}"] = list(values)
     for col, values in columns.items():
         rows[col] = values[:n]
-    if any_numeric:
+    if row_diff is not None:
         rows["|diff|"] = row_diff
     rows["match"] = np.where(row_match, MATCH, MISMATCH)
-    rows.attrs["bad_cells"] = bad_cells
-    n_bad = int((~row_match).sum()) + max(0, n_a - n_e)
-    ok = not problems and n_bad == 0
-    return ParityReport(ok=ok, target=target, rows=rows, max_abs_diff=float(max_diff), mismatched_columns=mismatched,
-                        n_rows=max(n_e, n_a), n_mismatched=n_bad, problems=problems, latency=lat, rtol=rtol,
-                        atol=atol)
+    return rows
 
 
 def _numeric(values: Any) -> bool:
     if isinstance(values, pd.Series):
-        return _is_number(values)
+        return is_number(values)
     return np.asarray(values).dtype.kind in "iufc"
 
 
 def _tolerant(values: Any) -> bool:
     if isinstance(values, pd.Series):
-        return _is_float(values)
+        return is_float(values)
     return np.asarray(values).dtype.kind in "fc"
 
 
@@ -389,7 +382,7 @@ def _series(values: Any) -> pd.Series:
     return pd.Series(np.atleast_1d(np.asarray(values)))
 
 
-def _rows(values: Any, n: int) -> list:
+def _rows(values: Any) -> list:
     if isinstance(values, pd.Series):
         return values.tolist()
     arr = np.asarray(values)

@@ -94,6 +94,29 @@ def test_the_input_schema_is_inferred_from_the_sample(notebook):
     assert "inferred from the sample" in report.get("input_schema").message
 
 
+def test_the_checks_run_in_the_order_of_their_steps(notebook):
+    from pyml_jupyter.checks import ALL_CHECKS
+
+    report = check_model(notebook, SIMPLE_MODEL)
+
+    assert [c.name for c in report.checks] == ALL_CHECKS
+
+
+def test_a_check_failing_early_marks_the_later_checks_skipped(notebook):
+    report = check_model(notebook, """
+        class ChurnModel(DataFrameModel):
+            def predict(self, df):
+                return df["monthly_charges"].to_numpy()
+    """)
+
+    assert status(report, "output_type") == "fail"
+    assert {c.name for c in report.checks if c.status == "skipped"} == {
+        "rows_aligned", "output_schema", "no_mutation", "deterministic", "batch_invariance", "empty_input",
+        "schema_rejects_bad_input", "requirements_pinned", "fresh_process", "latency",
+    }
+    assert report.get("latency").message == "not run: an earlier check failed"
+
+
 # -- the contract itself ------------------------------------------------------------------------------------------
 
 
@@ -547,6 +570,33 @@ def test_the_temporary_package_is_removed_with_its_report(notebook):
     gc.collect()
 
     assert not package_dir.exists()
+
+
+def test_a_prediction_that_differs_in_a_fresh_process_fails_its_parity_naming_the_column(notebook):
+    report = check_model(notebook, """
+        import os
+
+        class ChurnModel(DataFrameModel):
+            def predict(self, df):
+                return pd.DataFrame({"process": [os.getpid()] * len(df)}, index=df.index)
+    """)
+
+    assert status(report, "deterministic") == "pass"
+    assert status(report, "fresh_process") == "fail"
+    message = report.get("fresh_process").message
+    assert "predicts differently (fresh process parity): column 'process': values differ by up to" in message
+    assert "notebook state that was not captured" in message
+
+
+def test_a_failed_contract_writes_no_package(notebook):
+    report = check_model(notebook, """
+        class ChurnModel:
+            def predict(self, df):
+                return df
+    """)
+
+    assert status(report, "contract") == "fail"
+    assert report.package_dir is None
 
 
 # -- TensorModel --------------------------------------------------------------------------------------------------

@@ -170,3 +170,34 @@ def test_report_is_json_ready(expected, sample):
     actual.loc[0, "score"] = np.nan
     data = json.loads(json.dumps(compare(expected, actual, sample=sample).to_dict()))
     assert data["ok"] is False and data["max_abs_diff"] == "inf" and data["rows"]["columns"][0] == "x1"
+
+
+def test_reason_names_the_mismatching_column_and_the_difference(expected):
+    actual = expected.copy()
+    actual.loc[2, "score"] += 1e-3
+
+    assert compare(expected, actual).reason().startswith("column 'score': values differ by up to 0.001")
+
+
+def test_reason_names_the_first_differing_string():
+    report = compare(pd.DataFrame({"label": ["a", "b"]}), pd.DataFrame({"label": ["a", "c"]}))
+
+    assert report.reason() == "column 'label': 1 value(s) differ, first at row 1: 'b' vs 'c'"
+
+
+def test_reason_is_empty_when_the_predictions_agree(expected):
+    assert compare(expected, expected.copy()).reason() == ""
+
+
+def test_float_tolerance_is_relative_to_the_expected_value():
+    expected = pd.DataFrame({"score": [1e6]})
+
+    assert compare(expected, pd.DataFrame({"score": [1e6 * (1 + 5e-10)]})).ok
+    assert not compare(expected, pd.DataFrame({"score": [1e6 * (1 + 5e-9)]})).ok
+
+
+def test_arrays_held_in_cells_compare_by_value():
+    expected = pd.DataFrame({"vec": [np.array([1, 2]), np.array([3, 4])]})
+
+    assert compare(expected, pd.DataFrame({"vec": [np.array([1, 2]), np.array([3, 4])]})).ok
+    assert not compare(expected, pd.DataFrame({"vec": [np.array([1, 2]), np.array([3, 5])]})).ok

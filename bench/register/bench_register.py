@@ -198,21 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    from pyml_jupyter import api, checks
+    from pyml_jupyter import api, package
+    from pyml_jupyter.checks.fresh_process import FreshProcess
 
     phases = Phases()
     phases.wrap(api, "run_check", "check")
-    phases.wrap(checks._FreshProcess, "result", "check: waiting for the fresh process")
+    phases.wrap(FreshProcess, "result", "check: waiting for the fresh process")
     phases.wrap(api.tracking, "log_and_register", "log + register")
-    phases.wrap(checks, "resolve_requirements", "check: requirements")
-    original_result = checks._FreshProcess.result
+    phases.wrap(package, "resolve_requirements", "check: requirements")
+    original_result = FreshProcess.result
 
     def record_fresh_process(self):  # how long the new interpreter ran, alongside the rest of the check
         prediction, seconds = original_result(self)
         phases.add("check: fresh process (concurrent)", seconds)
         return prediction, seconds
 
-    checks._FreshProcess.result = record_fresh_process
+    FreshProcess.result = record_fresh_process
 
     shell = notebook_shell()
     tag = os.urandom(3).hex()

@@ -1,0 +1,69 @@
+"""The package loaded in a new interpreter: proof that it needs nothing of the notebook's state."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FreshProcess", "TARGET"]
+
+TARGET = "fresh process"
+"""The parity target the check compares the notebook's prediction with."""
+
+
+class FreshProcess:
+    """The package loaded in a new interpreter, in an empty directory, predicting its sample.
+
+    Started at construction and awaited by :meth:`result`, so that the check's work in this process goes on
+    while the new interpreter starts and imports the model's libraries.
+    """
+
+    def __init__(self, package_dir: Path, timeout: float) -> None:
+        self._cwd = tempfile.TemporaryDirectory(prefix="pyml-fresh-")
+        self._out = Path(self._cwd.name) / "prediction.pkl"
+        self._timeout = timeout
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+        self._started = time.perf_counter()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "pyml_jupyter.serving.offline", str(package_dir.resolve()), str(self._out)],
+            cwd=self._cwd.name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        self._stderr, self._elapsed, self._timed_out = "", 0.0, False
+        self._waiter = threading.Thread(target=self._wait, daemon=True)
+        self._waiter.start()
+
+    def _wait(self) -> None:
+        try:
+            _, self._stderr = self._process.communicate(timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            self._timed_out = True
+            self._process.kill()
+            _, self._stderr = self._process.communicate()
+        self._elapsed = time.perf_counter() - self._started
+
+    def result(self) -> tuple[Any, float]:
+        """The prediction and the seconds the new process took; raises ``RuntimeError`` saying why it failed."""
+        try:
+            self._waiter.join()
+            if self._timed_out:
+                raise RuntimeError(f"no prediction within {self._timeout:.0f} s")
+            if self._process.returncode != 0:
+                tail = "\n".join((self._stderr or "").strip().splitlines()[-6:])
+                raise RuntimeError(tail or f"exit code {self._process.returncode}")
+            with open(self._out, "rb") as f:
+                return pickle.load(f)["prediction"], self._elapsed
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._waiter.join()
+        self._cwd.cleanup()

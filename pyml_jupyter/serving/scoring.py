@@ -456,8 +456,7 @@ def _v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
         out = []
         for name, value in output.items():
             arr = np.asarray(value)
-            datatype = "BYTES" if arr.dtype.kind in "OUS" else v2_datatype(arr.dtype)
-            out.append({"name": str(name), "datatype": datatype, "shape": list(arr.shape),
+            out.append({"name": str(name), "datatype": v2_datatype(arr.dtype), "shape": list(arr.shape),
                         "data": tensors_to_json({"_": arr.reshape(-1)})["_"]})
         return out
     raise ScoringError(500, "PREDICT_ERROR", f"The model's predict() returned a {type(output).__name__}; it "

@@ -179,6 +179,66 @@ def test_duplicate_column_in_schema_is_rejected():
         DataFrameSchema([ColumnSpec("a", "int64"), ColumnSpec("a", "float64")])
 
 
+# What both kinds of schema share (their common base): each case runs for a DataFrame and a tensor schema.
+BOTH_KINDS = {
+    "dataframe": (DataFrameSchema, {"a": "int64", "b": "string?"}, ColumnSpec("a", "int64")),
+    "tensor": (TensorSchema, {"a": ("float32", (-1, 3)), "b": ("string", (-1,))}, TensorSpec("a", "int64", (-1,))),
+}
+
+
+@pytest.fixture(params=list(BOTH_KINDS))
+def kind(request):
+    return BOTH_KINDS[request.param]
+
+
+def test_either_schema_round_trips_through_its_dict_form(kind):
+    cls, spec, _ = kind
+    schema = cls.from_spec(spec)
+    again = cls.from_dict(json.loads(json.dumps(schema.to_dict())))
+    assert again == schema and hash(again) == hash(schema) and again.to_dict()["type"] == cls.kind
+    assert cls.from_spec(schema.to_dict()) == schema and schema_from_dict(schema.to_dict()) == schema
+
+
+def test_either_schema_iterates_its_specs_in_order(kind):
+    cls, spec, _ = kind
+    schema = cls(spec)
+    assert [s.name for s in schema] == schema.names == list(spec) and len(schema) == len(spec)
+
+
+def test_either_schema_is_built_from_a_list_of_its_specs(kind):
+    cls, _, one = kind
+    assert cls.from_spec([one]).names == [one.name] == cls([one]).names
+
+
+def test_either_schema_refuses_a_name_declared_twice(kind):
+    cls, _, one = kind
+    with pytest.raises(SchemaError, match=f"'{one.name}' is declared twice"):
+        cls([one, one])
+
+
+def test_either_schema_refuses_what_is_not_one_of_its_specs(kind):
+    cls, _, one = kind
+    with pytest.raises(SchemaError, match=f"expected a {type(one).__name__}, got str"):
+        cls([one, "b"])
+
+
+def test_either_schema_refuses_the_dict_form_of_the_other_kind(kind):
+    cls, spec, _ = kind
+    other = next(c for c, _, _ in BOTH_KINDS.values() if c is not cls)
+    with pytest.raises(SchemaError, match="not a .* schema: type"):
+        cls.from_dict({"type": other.kind, cls.kind: []})
+
+
+def test_either_schema_says_how_to_declare_it_when_given_something_else(kind):
+    cls, _, _ = kind
+    with pytest.raises(SchemaError, match="schema must be a mapping of .* such as .*, got int"):
+        cls.from_spec(3)
+
+
+def test_schemas_of_the_two_kinds_are_never_equal():
+    assert DataFrameSchema([]) != TensorSchema([]) and TensorSchema([]) != DataFrameSchema([])
+
+
 # --------------------------------------------------------------------------- enforce: columns
 
 

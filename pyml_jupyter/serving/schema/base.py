@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Mapping
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, TypeVar
 
 from .errors import _DATA, _short, _spec_error
 
 __all__ = ["Enforced", "SchemaBase"]
+
+_S = TypeVar("_S", bound="SchemaBase")
 
 
 @dataclass
@@ -30,6 +32,7 @@ class SchemaBase:
     _item: ClassVar[str]  # what one spec is called in messages
     _title: ClassVar[str]  # what the schema is called in messages
     _declaration: ClassVar[str]  # how a schema is declared, in messages
+    _data: ClassVar[str]  # what the data must be, in messages
 
     def __init__(self, specs: Iterable[Any] | Mapping[str, Any]) -> None:
         if isinstance(specs, Mapping):
@@ -52,7 +55,7 @@ class SchemaBase:
 
     # -- construction
     @classmethod
-    def from_spec(cls, spec: Any) -> Any:
+    def from_spec(cls: type[_S], spec: Any) -> _S:
         """From a schema, a mapping of name to declaration (see the class), a list of specs, or a
         :meth:`to_dict` dict."""
         if isinstance(spec, cls):
@@ -71,13 +74,18 @@ class SchemaBase:
         raise NotImplementedError
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+    def from_dict(cls: type[_S], d: Mapping[str, Any]) -> _S:
         if d.get("type", cls.kind) != cls.kind:
             raise _spec_error(_DATA, f"not a {cls._title} schema: type {d.get('type')!r}")
         return cls(cls._spec_type.from_dict(s) for s in d[cls._specs_name])
 
     def to_dict(self) -> dict:
         return {"type": self.kind, self._specs_name: [s.to_dict() for s in self._specs]}
+
+    @classmethod
+    def _not_data(cls, data: Any) -> dict:
+        """The problem with data that is not of the schema's kind at all."""
+        return {"field": _DATA, "error": f"expected {cls._data}, got {type(data).__name__}"}
 
     # -- value object
     @property

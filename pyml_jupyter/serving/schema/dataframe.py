@@ -11,7 +11,7 @@ import pandas as pd
 from .base import Enforced, SchemaBase, _html
 from .columns import _convert_column, _locate
 from .dtypes import _infer_column, _parse_column_dtype
-from .errors import _DATA, SchemaError, _Problem, _spec_error
+from .errors import SchemaError, _Problem, _spec_error
 from .fast import _fast_enforce
 
 __all__ = ["ColumnSpec", "DataFrameSchema"]
@@ -59,6 +59,7 @@ class DataFrameSchema(SchemaBase):
     _spec_type = ColumnSpec
     _item = "column"
     _title = "DataFrame"
+    _data = "a pandas DataFrame"
     _declaration = "a mapping of column name to dtype such as {'age': 'int64', 'city': 'string?'}"
     columns: tuple[ColumnSpec, ...]
 
@@ -76,8 +77,7 @@ class DataFrameSchema(SchemaBase):
         """The schema of a DataFrame. Nullable where values are missing, and always for pandas' nullable
         dtypes (``Int64``, ``boolean``, ``Float64``)."""
         if not isinstance(df, pd.DataFrame):
-            raise SchemaError([{"field": _DATA, "error": f"expected a pandas DataFrame, got "
-                                                          f"{type(df).__name__}"}])
+            raise SchemaError([cls._not_data(df)])
         problems, columns = [], []
         for name in df.columns:
             if not isinstance(name, str):
@@ -97,8 +97,7 @@ class DataFrameSchema(SchemaBase):
         Raises :class:`SchemaError` listing every problem. Never mutates ``df``; keeps its index.
         """
         if not isinstance(df, pd.DataFrame):
-            raise SchemaError([{"field": _DATA, "error": f"expected a pandas DataFrame, got "
-                                                          f"{type(df).__name__}"}])
+            raise SchemaError([self._not_data(df)])
         fast = _fast_enforce(self, df)
         if fast is not None:
             return fast
@@ -143,7 +142,7 @@ class DataFrameSchema(SchemaBase):
         any dtype.
         """
         if not isinstance(df, pd.DataFrame):
-            return [{"field": _DATA, "error": f"expected a pandas DataFrame, got {type(df).__name__}"}]
+            return [self._not_data(df)]
         problems = []
         for spec in self.columns:
             where = _locate(df, spec.name)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import Enforced, SchemaBase, _html
 from .dtypes import TENSOR_DTYPES, _int_range_error, _integral_values, _is_number, _is_present
-from .errors import _DATA, SchemaError, _Problem, _short, _spec_error
+from .errors import SchemaError, _Problem, _short, _spec_error
 
 __all__ = ["TensorSpec", "TensorSchema"]
 
@@ -194,6 +194,7 @@ class TensorSchema(SchemaBase):
     _spec_type = TensorSpec
     _item = "tensor"
     _title = "tensor"
+    _data = "a dict of numpy arrays"
     _declaration = "a mapping of name to (dtype, shape) such as {'image': ('float32', (-1, 28, 28))}"
     tensors: tuple[TensorSpec, ...]
 
@@ -213,8 +214,7 @@ class TensorSchema(SchemaBase):
     def infer(cls, tensors: Mapping[str, Any]) -> "TensorSchema":
         """The schema of named arrays; the first dimension (the batch) is variable."""
         if not isinstance(tensors, Mapping):
-            raise SchemaError([{"field": _DATA, "error": f"expected a dict of numpy arrays, got "
-                                                          f"{type(tensors).__name__}"}])
+            raise SchemaError([cls._not_data(tensors)])
         specs, problems = [], []
         for name, value in tensors.items():
             arr = np.asarray(value)
@@ -242,8 +242,7 @@ class TensorSchema(SchemaBase):
         if not isinstance(tensors, Mapping) and len(self.tensors) == 1 and isinstance(tensors, (np.ndarray, list)):
             tensors = {self.tensors[0].name: tensors}
         if not isinstance(tensors, Mapping):
-            raise SchemaError([{"field": _DATA, "error": f"expected a dict of numpy arrays, got "
-                                                          f"{type(tensors).__name__}"}])
+            raise SchemaError([self._not_data(tensors)])
         problems: list[dict] = []
         casts: list[str] = []
         out: dict[str, np.ndarray] = {}
@@ -267,7 +266,7 @@ class TensorSchema(SchemaBase):
         """Strict check without coercion: numpy arrays of exactly the declared dtypes and shapes, no extra
         tensors. [] means conforms."""
         if not isinstance(tensors, Mapping):
-            return [{"field": _DATA, "error": f"expected a dict of numpy arrays, got {type(tensors).__name__}"}]
+            return [self._not_data(tensors)]
         problems = []
         for spec in self.tensors:
             if spec.name not in tensors:

@@ -93,10 +93,12 @@ class RegisteredModel:
                 f"run <code>{self.run_id}</code>, contract check: <b>{self.status or 'unknown'}</b></div>")
 
 
-_MLFLOW_TYPES = {
+# The MLflow column type of each DataFrame schema dtype (tests/test_schema_tables.py checks that every column
+# dtype is here); None: MLflow cannot express it, so the model is logged without a signature.
+_MLFLOW_TYPES: dict[str, str | None] = {
     "bool": "boolean", "int8": "integer", "int16": "integer", "int32": "integer", "int64": "long",
     "uint8": "integer", "uint16": "integer", "uint32": "long", "uint64": "long", "float32": "float",
-    "float64": "double", "string": "string", "datetime": "datetime", "binary": "binary",
+    "float64": "double", "string": "string", "datetime": "datetime", "binary": "binary", "object": None,
 }
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from pyml_jupyter.serving import schema as S
+from pyml_jupyter.serving.schema import codec, dataframe
 
 DataFrameSchema = S.DataFrameSchema
 SchemaError = S.SchemaError
@@ -28,11 +29,11 @@ ROW = [0.5, 1.5, 3, -4, 200, True, False, "paris", "x", base64.b64encode(b"\x00\
 
 
 def exact(monkeypatch, function, *args):
-    """``function(*args)`` with the fast paths switched off."""
+    """``function(*args)`` with the fast paths switched off (where the codec and the schema call them)."""
     with monkeypatch.context() as m:
-        m.setattr(S, "_fast_frame_from_json", lambda *a: None)
-        m.setattr(S, "_fast_enforce", lambda *a: None)
-        m.setattr(S, "_fast_json_rows", lambda *a: None)
+        m.setattr(codec, "_fast_frame_from_json", lambda *a: None)
+        m.setattr(dataframe, "_fast_enforce", lambda *a: None)
+        m.setattr(codec, "_fast_json_rows", lambda *a: None)
         return outcome(function, *args)
 
 
@@ -175,7 +176,7 @@ def test_enforce_fast_path_shares_no_memory_and_leaves_the_input_alone():
 
 
 def test_enforce_takes_the_fast_path_for_exact_dtypes(monkeypatch):
-    monkeypatch.setattr(S, "_convert_column", lambda *a: pytest.fail("took the exact path"))
+    monkeypatch.setattr(dataframe, "_convert_column", lambda *a: pytest.fail("took the exact path"))
     out = DataFrameSchema.from_spec(FRAME_SCHEMA).enforce(FRAMES["extra and non-string columns"]())
     assert list(out.data.columns) == list(FRAME_SCHEMA) and out.ignored == ["zz", "3"] and out.casts == []
 

@@ -153,8 +153,8 @@ class ModelServer:
     def _v2_tensors(self, schema) -> list[dict]:
         if schema.kind == "dataframe":
             return [{"name": c.name, "datatype": v2_datatype(c.dtype), "shape": [-1]} for c in schema.columns]
-        return [{"name": t.name, "datatype": "BYTES" if t.dtype == "string" else v2_datatype(t.dtype),
-                 "shape": [-1 if d is None else d for d in t.shape]} for t in schema.tensors]
+        return [{"name": t.name, "datatype": v2_datatype(t.dtype), "shape": [-1 if d is None else d for d in t.shape]}
+                for t in schema.tensors]
 
     def v2_model_metadata(self) -> dict:
         info = self.model.info

@@ -3,38 +3,43 @@
 The request schema of ``/invocations`` lists the model's own columns (tensors) with their JSON types, with an
 example built from the package's sample input; the response schema lists the output columns. A client
 generator or Swagger UI pointed at ``/openapi.json`` therefore shows this model's API, not a generic one.
-This module is part of the serving runtime: stdlib (and the schema module) only.
+This module is part of the serving runtime: stdlib (and the schema package and scoring module) only.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .schema import ColumnSpec, DataFrameSchema, TensorSchema, TensorSpec, dataframe_to_json, tensors_to_json
+from .scoring import V2_DATATYPES
 
-__all__ = ["openapi_document", "json_type"]
+__all__ = ["openapi_document", "json_type", "JSON_TYPES"]
 
-_INTEGER_FORMATS = {"int8": "int32", "int16": "int32", "int32": "int32", "uint8": "int32", "uint16": "int32"}
+
+def _integer(fmt: str, *, unsigned: bool = False) -> dict[str, Any]:
+    return {"type": "integer", "format": fmt, **({"minimum": 0} if unsigned else {})}
+
+
+# The JSON Schema (OpenAPI 3.0) of one value of each schema dtype (tests/test_schema_tables.py checks that
+# every dtype the schema accepts is here).
+JSON_TYPES: dict[str, dict[str, Any]] = {
+    "bool": {"type": "boolean"},
+    "int8": _integer("int32"), "int16": _integer("int32"), "int32": _integer("int32"), "int64": _integer("int64"),
+    "uint8": _integer("int32", unsigned=True), "uint16": _integer("int32", unsigned=True),
+    "uint32": _integer("int64", unsigned=True), "uint64": _integer("int64", unsigned=True),
+    "float16": {"type": "number", "format": "float"}, "float32": {"type": "number", "format": "float"},
+    "float64": {"type": "number", "format": "double"},
+    "string": {"type": "string"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "binary": {"type": "string", "format": "byte", "description": "base64"},
+    "object": {},  # any JSON value
+}
 
 
 def json_type(dtype: str) -> dict[str, Any]:
-    """The JSON Schema (OpenAPI 3.0) of one value of a schema dtype."""
-    if dtype == "bool":
-        return {"type": "boolean"}
-    if dtype.startswith(("int", "uint")):
-        out: dict[str, Any] = {"type": "integer", "format": _INTEGER_FORMATS.get(dtype, "int64")}
-        if dtype.startswith("uint"):
-            out["minimum"] = 0
-        return out
-    if dtype.startswith("float"):
-        return {"type": "number", "format": "double" if dtype == "float64" else "float"}
-    if dtype == "string":
-        return {"type": "string"}
-    if dtype == "datetime":
-        return {"type": "string", "format": "date-time"}
-    if dtype == "binary":
-        return {"type": "string", "format": "byte", "description": "base64"}
-    return {}  # object: any JSON value
+    """The JSON Schema (OpenAPI 3.0) of one value of a schema dtype (a new dict: callers add to it)."""
+    return copy.deepcopy(JSON_TYPES.get(dtype, {}))
 
 
 def _column(spec: ColumnSpec) -> dict[str, Any]:
@@ -137,8 +142,7 @@ _ERROR = {
 
 _V2_TENSOR = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
     "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-    "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
-                                            "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"]},
+    "datatype": {"type": "string", "enum": list(dict.fromkeys(V2_DATATYPES.values()))},
     "data": {"type": "array", "items": {}}}}
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "predictions_json",
     "v2_response",
     "v2_datatype",
+    "V2_DATATYPES",
     "dumps",
     "loads",
     "error_body",
@@ -329,12 +330,16 @@ def _guard(function, phase: str, *args: Any) -> Any:
 
 # ------------------------------------------------------------------------ Open Inference Protocol (V2)
 
-_V2_TO_NUMPY = {
-    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16", "FP32": "float32",
-    "FP64": "float64", "BYTES": "object",
+# The V2 datatype of each schema dtype (tests/test_schema_tables.py checks that every dtype the schema accepts
+# is here): numbers and bools by width, everything else travels as BYTES (JSON strings or values).
+V2_DATATYPES: dict[str, str] = {
+    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
+    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
+    "float16": "FP16", "float32": "FP32", "float64": "FP64",
+    "string": "BYTES", "datetime": "BYTES", "binary": "BYTES", "object": "BYTES",
 }
-_NUMPY_TO_V2 = {v: k for k, v in _V2_TO_NUMPY.items() if v != "object"}
+# A request's V2 datatype -> the numpy dtype its data is read as (BYTES: objects), in the order above.
+_V2_TO_NUMPY = {**{v2: dtype for dtype, v2 in V2_DATATYPES.items() if v2 != "BYTES"}, "BYTES": "object"}
 
 
 def v2_datatype(dtype: Any) -> str:
@@ -343,7 +348,7 @@ def v2_datatype(dtype: Any) -> str:
     name = getattr(name, "name", name)
     if name == "boolean":
         name = "bool"
-    return _NUMPY_TO_V2.get(str(name), "BYTES")
+    return V2_DATATYPES.get(str(name), "BYTES")
 
 
 def _flatten(data: Any) -> list:
@@ -451,8 +456,7 @@ def _v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
         out = []
         for name, value in output.items():
             arr = np.asarray(value)
-            datatype = "BYTES" if arr.dtype.kind in "OUS" else v2_datatype(arr.dtype)
-            out.append({"name": str(name), "datatype": datatype, "shape": list(arr.shape),
+            out.append({"name": str(name), "datatype": v2_datatype(arr.dtype), "shape": list(arr.shape),
                         "data": tensors_to_json({"_": arr.reshape(-1)})["_"]})
         return out
     raise ScoringError(500, "PREDICT_ERROR", f"The model's predict() returned a {type(output).__name__}; it "

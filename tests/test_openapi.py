@@ -1,0 +1,195 @@
+"""Specification of pyml_jupyter.serving.openapi: the OpenAPI document of a model, built from its contract.
+
+Column and tensor types come from ``openapi.JSON_TYPES`` (one entry per schema dtype); the examples are the
+package's sample, so they are valid requests by the document's own schemas (checked here with jsonschema).
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+
+from pyml_jupyter.serving.loader import PackageInfo
+from pyml_jupyter.serving.openapi import JSON_TYPES, openapi_document
+from pyml_jupyter.serving.schema import (
+    DATAFRAME_DTYPES,
+    TENSOR_DTYPES,
+    DataFrameSchema,
+    TensorSchema,
+    dataframe_to_records,
+)
+from pyml_jupyter.serving.scoring import V2_DATATYPES
+
+# One column per DataFrame dtype, with two values each, and a nullable column with a missing value.
+VALUES = {
+    "bool": [True, False], "int8": [-8, 8], "int16": [-16, 16], "int32": [-32, 32], "int64": [-2**40, 64],
+    "uint8": [0, 255], "uint16": [0, 16], "uint32": [0, 2**32 - 1], "uint64": [0, 2**64 - 1],
+    "float32": [0.5, -1.5], "float64": [0.25, 1e300], "string": ["paris", "é"],
+    "datetime": [datetime.datetime(2024, 1, 31, 12), datetime.datetime(1999, 12, 31)],
+    "binary": [b"\x00\xff", b""], "object": [{"any": ["json"]}, 3],
+}
+INPUTS = DataFrameSchema({**{f"c_{d}": d for d in DATAFRAME_DTYPES}, "maybe": "int64?"})
+OUTPUTS = DataFrameSchema({"score": "float64", "label": "int64"})
+TENSOR_INPUTS = TensorSchema({"image": ("float32", (-1, 2, 2)), "ids": ("int64", (-1,)), "tag": ("string", (-1,))})
+TENSOR_OUTPUTS = TensorSchema({"probs": ("float64", (-1, 3))})
+
+
+def package(kind: str, inputs, outputs) -> PackageInfo:
+    return PackageInfo(path=Path("."), kind=kind, class_name="Model", input_schema=inputs, output_schema=outputs,
+                       artifacts={}, python_version="3.11.0", takes_artifacts=False)
+
+
+def dataframe_sample() -> pd.DataFrame:
+    frame = pd.DataFrame({f"c_{d}": pd.Series(v, dtype=object) for d, v in VALUES.items()})
+    frame["maybe"] = pd.Series([1, None], dtype=object)
+    return INPUTS.enforce(frame).data
+
+
+def tensor_sample() -> dict:
+    return TENSOR_INPUTS.enforce({"image": np.arange(8, dtype=np.float32).reshape(2, 2, 2),
+                                  "ids": np.array([1, 2]), "tag": np.array(["a", "b"], dtype=object)}).data
+
+
+@pytest.fixture(scope="module")
+def frame_doc() -> dict:
+    return openapi_document(package("dataframe", INPUTS, OUTPUTS), model_name="churn", model_version="3",
+                            sample=dataframe_sample())
+
+
+@pytest.fixture(scope="module")
+def tensor_doc() -> dict:
+    return openapi_document(package("tensor", TENSOR_INPUTS, TENSOR_OUTPUTS), model_name="digits",
+                            model_version="1", sample=tensor_sample())
+
+
+def as_json_schema(node):
+    """An OpenAPI 3.0 schema as JSON Schema draft 4: ``nullable: true`` becomes a ``null`` type."""
+    if isinstance(node, list):
+        return [as_json_schema(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: as_json_schema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in node:
+        out["type"] = [node["type"], "null"]
+    return out
+
+
+def validate(doc: dict, instance, name: str) -> None:
+    """Validate ``instance`` against ``#/components/schemas/NAME`` of ``doc``."""
+    schema = {"$ref": f"#/components/schemas/{name}", "components": as_json_schema(doc["components"])}
+    jsonschema.Draft4Validator(schema).validate(instance)
+
+
+def request_content(doc: dict) -> dict:
+    return doc["paths"]["/invocations"]["post"]["requestBody"]["content"]
+
+
+# ------------------------------------------------------------------------------------ DataFrame models
+
+
+def test_the_document_is_openapi_3_titled_with_the_model_and_version(frame_doc):
+    assert frame_doc["openapi"].startswith("3.0")
+    assert frame_doc["info"]["title"] == "churn" and frame_doc["info"]["version"] == "3"
+    assert "dataframe model Model" in frame_doc["info"]["description"]
+
+
+@pytest.mark.parametrize("dtype", DATAFRAME_DTYPES)
+def test_each_input_column_has_the_json_type_of_its_dtype(frame_doc, dtype):
+    column = frame_doc["components"]["schemas"]["InputRow"]["properties"][f"c_{dtype}"]
+    assert {k: v for k, v in column.items() if k != "description"} == {
+        k: v for k, v in JSON_TYPES[dtype].items() if k != "description"}
+    assert column["description"] == dtype
+
+
+def test_a_nullable_column_is_nullable_and_not_required(frame_doc):
+    row = frame_doc["components"]["schemas"]["InputRow"]
+    assert row["properties"]["maybe"] == {"type": "integer", "format": "int64", "nullable": True,
+                                          "description": "int64?"}
+    assert "maybe" not in row["required"]
+    assert row["required"] == [f"c_{d}" for d in DATAFRAME_DTYPES]
+
+
+def test_output_rows_list_the_output_columns(frame_doc):
+    row = frame_doc["components"]["schemas"]["OutputRow"]
+    assert row["properties"] == {"score": {"type": "number", "format": "double", "description": "float64"},
+                                 "label": {"type": "integer", "format": "int64", "description": "int64"}}
+
+
+def test_every_record_of_the_sample_is_a_valid_input_row(frame_doc):
+    for record in dataframe_to_records(dataframe_sample()):
+        validate(frame_doc, record, "InputRow")
+
+
+def test_a_row_of_the_wrong_type_is_not_a_valid_input_row(frame_doc):
+    record = dataframe_to_records(dataframe_sample())[0]
+    with pytest.raises(jsonschema.ValidationError, match="c_int64|'x' is not of type 'integer'"):
+        validate(frame_doc, {**record, "c_int64": "x"}, "InputRow")
+
+
+def test_the_json_example_is_the_sample_in_split_form_and_a_valid_request(frame_doc):
+    example = request_content(frame_doc)["application/json"]["example"]
+    assert example["dataframe_split"]["columns"] == INPUTS.names
+    assert len(example["dataframe_split"]["data"]) == 2
+    validate(frame_doc, example, "InvocationsRequest")
+
+
+def test_the_csv_body_names_the_input_columns_and_has_the_sample_as_example(frame_doc):
+    csv = request_content(frame_doc)["text/csv"]
+    assert csv["schema"]["description"].endswith(", ".join(INPUTS.names))
+    assert csv["example"].splitlines()[0] == ",".join(INPUTS.names)
+
+
+def test_without_a_sample_there_are_no_examples():
+    doc = openapi_document(package("dataframe", INPUTS, OUTPUTS), model_name="churn", model_version=None)
+    content = request_content(doc)
+    assert "example" not in content["application/json"] and "example" not in content["text/csv"]
+    assert doc["info"]["version"] == "0"
+
+
+# --------------------------------------------------------------------------------------- tensor models
+
+
+@pytest.mark.parametrize("name", TENSOR_INPUTS.names)
+def test_each_input_tensor_nests_its_json_type_once_per_dimension(tensor_doc, name):
+    spec = next(t for t in TENSOR_INPUTS.tensors if t.name == name)
+    node = tensor_doc["components"]["schemas"]["InvocationsRequest"]["properties"]["inputs"]["properties"][name]
+    assert node["description"].startswith(f"{spec.dtype}, shape (")
+    for _ in spec.shape:
+        assert node["type"] == "array"
+        node = node["items"]
+    assert node == JSON_TYPES[spec.dtype]
+
+
+def test_every_tensor_dtype_has_a_json_type():
+    assert set(TENSOR_DTYPES) <= set(JSON_TYPES)
+
+
+def test_a_tensor_model_takes_json_only(tensor_doc):
+    assert list(request_content(tensor_doc)) == ["application/json"]
+
+
+def test_the_tensor_example_is_the_sample_and_a_valid_request(tensor_doc):
+    example = request_content(tensor_doc)["application/json"]["example"]
+    assert example["inputs"]["image"] == tensor_sample()["image"].tolist()
+    validate(tensor_doc, example, "InvocationsRequest")
+
+
+def test_the_tensor_response_lists_the_output_tensors(tensor_doc):
+    response = tensor_doc["components"]["schemas"]["InvocationsResponse"]
+    probs = response["properties"]["predictions"]["properties"]["probs"]
+    assert probs["items"]["items"] == JSON_TYPES["float64"]
+
+
+# ---------------------------------------------------------------------------------------------- V2
+
+
+def test_v2_tensors_may_have_exactly_the_datatypes_of_the_v2_table(frame_doc, tensor_doc):
+    for doc in (frame_doc, tensor_doc):
+        enum = doc["components"]["schemas"]["V2Tensor"]["properties"]["datatype"]["enum"]
+        assert set(enum) == set(V2_DATATYPES.values()) and len(enum) == len(set(enum))
+        assert "/v2/models/" + doc["info"]["title"] + "/infer" in doc["paths"]

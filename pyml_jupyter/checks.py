@@ -28,7 +28,7 @@ import pandas as pd
 
 from .capture import capture_class
 from .errors import CaptureError
-from .package import RUNTIME_DISTRIBUTIONS, save_artifacts, write_package, write_requirements
+from .package import RUNTIME_DISTRIBUTIONS, save_artifacts, set_contract_field, write_package, write_requirements
 from .requirements import Requirements, resolve_requirements
 from .serving.artifacts import load_artifacts
 from .serving.contract import constructor_takes_artifacts, model_kind
@@ -567,6 +567,7 @@ def _check(report, model_class, sample, artifacts, namespace, package_dir, timeo
         # 8. batch invariance
         same, why = _agrees(output, lambda: _concat([model.predict(_slice(data, i, i + 1)) for i in range(n)]),
                             "predicting one row at a time")
+        set_contract_field(package_dir, "batch_invariant", bool(same) and n > 1)  # the server batches only these
         if same:
             report.add("batch_invariance", PASS, "all rows at once equal one row at a time")
         else:

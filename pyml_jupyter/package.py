@@ -20,7 +20,8 @@ from .serving.artifacts import save_artifact
 from .serving.loader import CONTRACT_FILE, FORMAT_VERSION, PackageInfo, read_package
 from .serving.schema import DataFrameSchema, TensorSchema, dataframe_to_json, tensors_to_json
 
-__all__ = ["SavedArtifacts", "save_artifacts", "write_package", "write_requirements", "RUNTIME_DISTRIBUTIONS"]
+__all__ = ["SavedArtifacts", "save_artifacts", "write_package", "write_requirements", "set_contract_field",
+           "RUNTIME_DISTRIBUTIONS"]
 
 RUNTIME_DISTRIBUTIONS = ("numpy", "pandas")
 """Distributions the serving runtime itself needs wherever a package is loaded (MLflow, image, Spark)."""
@@ -93,6 +94,13 @@ def write_requirements(directory: Path, requirements: Requirements) -> None:
     _replace_text(directory / "requirements.txt", requirements.to_text())
     contract = json.loads((directory / CONTRACT_FILE).read_text())
     contract["requirements"] = list(requirements.pinned)
+    _replace_text(directory / CONTRACT_FILE, json.dumps(contract, indent=2, sort_keys=False) + "\n")
+
+
+def set_contract_field(directory: Path, name: str, value: Any) -> None:
+    """Record one finding in a written package's contract (``pyml.json``), e.g. ``batch_invariant``."""
+    contract = json.loads((directory / CONTRACT_FILE).read_text())
+    contract[name] = value
     _replace_text(directory / CONTRACT_FILE, json.dumps(contract, indent=2, sort_keys=False) + "\n")
 
 

@@ -60,6 +60,11 @@ __all__ = [
     "ScoringError",
     "invocations",
     "infer_v2",
+    "read_invocations",
+    "write_invocations",
+    "read_v2",
+    "write_v2",
+    "v2_outputs",
     "parse_invocations",
     "parse_v2",
     "predict",
@@ -292,6 +297,20 @@ def predictions_json(output: Any) -> bytes:
     return dumps({"predictions": predictions})
 
 
+def read_invocations(model: LoadedModel, body: bytes, content_type: str | None,
+                     timings: dict[str, float] | None = None) -> Any:
+    """:func:`parse_invocations`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
+    return _guard(parse_invocations, "parse", model, body, content_type, timings)
+
+
+def write_invocations(output: Any, timings: dict[str, float] | None = None) -> bytes:
+    """:func:`predictions_json`, timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
+    timer = _Timer(timings)
+    payload = _guard(predictions_json, "serialize", output)
+    timer.lap("serialize")
+    return payload
+
+
 def invocations(model: LoadedModel, body: bytes, content_type: str | None,
                 timings: dict[str, float] | None = None) -> Answer:
     """Answer an ``/invocations`` request: ``(status, JSON body, error code)``. Never raises.
@@ -299,13 +318,11 @@ def invocations(model: LoadedModel, body: bytes, content_type: str | None,
     ``timings``, if given, receives the seconds spent per phase (parse, validate, predict, serialize).
     """
     try:
-        data = _guard(parse_invocations, "parse", model, body, content_type, timings)
+        data = read_invocations(model, body, content_type, timings)
         timer = _Timer(timings)
         output = predict(model, data)
         timer.lap("predict")
-        payload = _guard(predictions_json, "serialize", output)
-        timer.lap("serialize")
-        return Answer(200, payload)
+        return Answer(200, write_invocations(output, timings))
     except ScoringError as exc:
         return Answer(exc.status, error_body(exc), exc.error_code)
 
@@ -437,7 +454,8 @@ def _object_array(values: list) -> np.ndarray:
     return arr
 
 
-def _v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
+def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
+    """The model's output as V2 output tensors: ``[{"name", "datatype", "shape", "data" (flat, JSON-ready)}]``."""
     if isinstance(output, pd.Series):
         output = output.to_frame()
     if isinstance(output, pd.DataFrame):
@@ -461,7 +479,7 @@ def _v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
 
 def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name: str,
                 model_version: str | None) -> bytes:
-    outputs = _v2_outputs(model, output)
+    outputs = v2_outputs(model, output)
     wanted = request.get("outputs")
     if wanted:
         names = [o["name"] for o in wanted]
@@ -480,17 +498,30 @@ def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name
     return dumps(response)
 
 
+def read_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None) -> tuple[Any, dict]:
+    """:func:`parse_v2`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
+    return _guard(parse_v2, "parse", model, body, timings)
+
+
+def write_v2(model: LoadedModel, output: Any, request: Mapping, *, model_name: str, model_version: str | None,
+             timings: dict[str, float] | None = None) -> bytes:
+    """:func:`v2_response`, timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
+    timer = _Timer(timings)
+    payload = _guard(lambda: v2_response(model, output, request, model_name=model_name,
+                                         model_version=model_version), "serialize")
+    timer.lap("serialize")
+    return payload
+
+
 def infer_v2(model: LoadedModel, body: bytes, *, model_name: str, model_version: str | None = None,
              timings: dict[str, float] | None = None) -> Answer:
     """Answer a V2 ``infer`` request: ``(status, JSON body, error code)``. Never raises."""
     try:
-        data, request = _guard(parse_v2, "parse", model, body, timings)
+        data, request = read_v2(model, body, timings)
         timer = _Timer(timings)
         output = predict(model, data)
         timer.lap("predict")
-        payload = _guard(lambda: v2_response(model, output, request, model_name=model_name,
-                                             model_version=model_version), "serialize")
-        timer.lap("serialize")
-        return Answer(200, payload)
+        return Answer(200, write_v2(model, output, request, model_name=model_name, model_version=model_version,
+                                    timings=timings))
     except ScoringError as exc:
         return Answer(exc.status, error_body(exc, v2=True), exc.error_code)

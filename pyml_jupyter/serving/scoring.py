@@ -64,6 +64,7 @@ __all__ = [
     "write_invocations",
     "read_v2",
     "write_v2",
+    "v2_input",
     "v2_outputs",
     "parse_invocations",
     "parse_v2",
@@ -419,6 +420,14 @@ def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None =
             o.get("name"), str) for o in wanted)):
         raise ScoringError.bad_request("'outputs' must be a list of {\"name\": ...} objects")
     timer.lap("parse")
+    data = v2_input(model, inputs)
+    timer.lap("validate")
+    return data, payload
+
+
+def v2_input(model: LoadedModel, inputs: list[dict]) -> Any:
+    """The model's input, schema enforced, from V2 input tensors ``{"name", "shape", "datatype", "_flat"}``
+    whose flat values are a list (JSON) or a numpy array (gRPC). Raises :class:`ScoringError` (400, 422)."""
     try:
         if model.kind == "dataframe":
             columns = {}
@@ -427,25 +436,23 @@ def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None =
                 if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
                     raise ScoringError.bad_request(f"input '{item['name']}' is a DataFrame column: its shape "
                                                    f"must be [n] or [n, 1], not {shape}", field=item["name"])
-                columns[item["name"]] = item["_flat"]
-            data = dataframe_from_json(columns, model.info.input_schema)
-        else:
-            tensors = {}
-            for item in inputs:
-                # The values keep their JSON types; the schema (not the declared datatype) decides the
-                # casts, so INT64 data of 1.5 is refused rather than truncated.
-                try:
-                    flat = item["_flat"]
-                    arr = _object_array(flat) if item["datatype"] == "BYTES" else np.asarray(flat)
-                    tensors[item["name"]] = arr.reshape(item["shape"])
-                except (ValueError, TypeError, OverflowError) as exc:
-                    raise SchemaError([{"field": item["name"], "error": f"input '{item['name']}' cannot be read "
-                                        f"as {item['datatype']}: {exc}"}]) from None
-            data = tensors_from_json(tensors, model.info.input_schema)
+                flat = item["_flat"]
+                columns[item["name"]] = flat.tolist() if isinstance(flat, np.ndarray) else flat
+            return dataframe_from_json(columns, model.info.input_schema)
+        tensors = {}
+        for item in inputs:
+            # The values keep their JSON types; the schema (not the declared datatype) decides the
+            # casts, so INT64 data of 1.5 is refused rather than truncated.
+            try:
+                flat = item["_flat"]
+                arr = _object_array(flat) if item["datatype"] == "BYTES" else np.asarray(flat)
+                tensors[item["name"]] = arr.reshape(item["shape"])
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise SchemaError([{"field": item["name"], "error": f"input '{item['name']}' cannot be read "
+                                    f"as {item['datatype']}: {exc}"}]) from None
+        return tensors_from_json(tensors, model.info.input_schema)
     except SchemaError as exc:
         raise ScoringError.from_schema_error(exc) from None
-    timer.lap("validate")
-    return data, payload
 
 
 def _object_array(values: list) -> np.ndarray:

@@ -312,3 +312,31 @@ def test_health_and_metrics_answer_at_once_while_a_slow_predict_runs(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------------------ worker count
+
+
+def test_the_cgroup_cpu_quota_is_read_from_v2_and_v1_files(tmp_path):
+    from pyml_jupyter.serving.server import _cgroup_cpu_quota
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_cpu_quota(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_cpu_quota(v2) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _cgroup_cpu_quota(v1) == 2.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert _cgroup_cpu_quota(v1) is None
+
+
+def test_auto_workers_are_the_cpus_this_process_may_use():
+    from pyml_jupyter.serving.server import available_cpus, worker_count
+
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+    assert worker_count("auto") == available_cpus() and worker_count(3) == 3

@@ -292,19 +292,21 @@ class ModelServer:
                 content_type = value.decode("latin-1") if content_type is None else content_type
             elif key == b"content-length":
                 content_length = value.decode("latin-1") if content_length is None else content_length
+        timings: dict[str, float] = {}
         try:
             body = await self._read_body(content_length, receive)
         except ScoringError as exc:
             answer = Answer(exc.status, scoring.error_body(exc), exc.error_code)
         else:
-            timings: dict[str, float] = {}
             answer = await self.score_invocations(body, content_type, timings)
             self.metrics.observe_phases(route, timings)
         self.metrics.observe_request(route, "POST", answer.status)
         if answer.error_code is not None:
             self.metrics.observe_error(route, answer.error_code)
-        await send({"type": "http.response.start", "status": answer.status,
-                    "headers": [(b"content-length", str(len(answer.body)).encode()), _JSON_HEADER]})
+        headers = [(b"content-length", str(len(answer.body)).encode()), _JSON_HEADER]
+        if timings:  # this request's own phases, in milliseconds (the W3C Server-Timing header)
+            headers.append((b"server-timing", ", ".join(f"{k};dur={v * 1e3:.3f}" for k, v in timings.items()).encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
     async def v2_infer(self, request: Request) -> Response:

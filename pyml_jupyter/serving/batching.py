@@ -61,6 +61,12 @@ def merge_inputs(inputs: list[Any]) -> Any | None:
     """One input holding the rows of ``inputs`` in order (``None`` when they cannot be merged exactly)."""
     first = inputs[0]
     if isinstance(first, pd.DataFrame):
+        dtypes = list(first.dtypes)
+        if all(isinstance(dt, np.dtype) for dt in dtypes):
+            # Plain numpy columns: one array per column from the requests' arrays (half the cost of pd.concat).
+            columns = {name: np.concatenate([data[name].to_numpy() for data in inputs]) for name in first.columns}
+            merged = pd.DataFrame(columns, copy=False)
+            return merged if list(merged.dtypes) == dtypes else None
         merged = pd.concat(inputs, ignore_index=True, copy=False)
         # Validated frames share the schema's dtypes; anything that changed in concatenation is not batched.
         if not merged.dtypes.equals(first.dtypes):

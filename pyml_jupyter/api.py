@@ -168,8 +168,12 @@ def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, pr
     return image
 
 
-def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, progress: Progress | None = None):
-    """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed)."""
+def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, progress: Progress | None = None,
+           grpc_port: int | None = None, workers: int | None = None):
+    """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed).
+
+    HTTP is published on ``port`` and gRPC on ``grpc_port`` (free ports when None); ``workers`` sets the
+    server's processes (default: one per CPU the container may use)."""
     from .deployments import run_deployment
     from .images.builder import find_image
 
@@ -178,7 +182,8 @@ def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, 
     image = find_image(name, str(version))
     if image is None:
         image = build(f"{name}/{version}", base_image=base_image, progress=progress)
-    return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port, progress=progress)
+    return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port, grpc_port=grpc_port,
+                          workers=workers, progress=progress)
 
 
 def deployments() -> list:

@@ -24,18 +24,27 @@ from typing import Any, Mapping
 
 from .errors import DeployError, NotFound
 from .images.builder import MANAGED_LABEL, ImageInfo, docker_client
-from .images.context import CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
+from .images.context import CONTAINER_PORT, GRPC_CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
 from .progress import Progress
 
 __all__ = ["Deployment", "container_name", "find_deployment", "list_deployments", "run_deployment",
            "stop_deployment"]
 
 _PORT_KEY = f"{CONTAINER_PORT}/tcp"
+_GRPC_PORT_KEY = f"{GRPC_CONTAINER_PORT}/tcp"
 # Settings of the numeric libraries that change which kernels run, and so the last bits of float results
 # (OpenBLAS picks its kernels by CPU unless OPENBLAS_CORETYPE says otherwise; MKL_CBWR pins MKL's code path;
 # thread counts change how reductions are split). The container gets the notebook's, for parity.
 _NUMERIC_ENV = re.compile(r"^(OPENBLAS_|GOTO_|MKL_|OMP_|BLIS_|VECLIB_|NUMEXPR_)[A-Z0-9_]*$")
 _LABELS = ("pyml.model", "pyml.version", "pyml.run_id", "pyml.digest")
+
+
+def _host_port(bindings: list | None) -> str:
+    """The host port of a published container port (the loopback binding first), or ``""``."""
+    bindings = bindings or []
+    binding = next((p for p in bindings if p.get("HostIp") in ("127.0.0.1", "0.0.0.0", "")),
+                   bindings[0] if bindings else None)
+    return (binding or {}).get("HostPort") or ""
 
 
 def container_name(name: str, version: str | int) -> str:
@@ -46,23 +55,28 @@ def container_name(name: str, version: str | int) -> str:
 # --------------------------------------------------------------------------------------------- the client
 
 
-def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
-    """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too."""
+def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
+             headers: dict | None = None) -> tuple[int, bytes]:
+    """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too. The
+    response's headers are copied into ``headers`` (lower-case names) when it is given."""
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
+            if headers is not None:
+                headers.update((k.lower(), v) for k, v in resp.headers.items())
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-_PHASE_RE = re.compile(r'^pyml_phase_seconds_sum\{route="/invocations",phase="(\w+)"\} (\S+)$', re.M)
+_TIMING_RE = re.compile(r"(\w+);dur=([0-9.]+)")
 
 
-def _phase_sums(text: str) -> dict[str, float]:
-    return {phase: float(value) for phase, value in _PHASE_RE.findall(text)}
+def _server_timing(header: str) -> dict[str, float]:
+    """The phases of a ``Server-Timing`` header (``parse;dur=0.041, predict;dur=1.9``) as ``{"parse_ms": ...}``."""
+    return {f"{phase}_ms": float(ms) for phase, ms in _TIMING_RE.findall(header)}
 
 
 @dataclass
@@ -79,6 +93,7 @@ class Deployment:
     image_id: str = ""
     digest: str = ""
     container_name: str = ""
+    grpc_target: str = ""  # host:port of the Open Inference Protocol over gRPC (tritonclient.grpc's url)
     _client: Any = field(default=None, repr=False, compare=False)
     _metadata: dict | None = field(default=None, repr=False, compare=False)
     last_timing: dict = field(default_factory=dict, repr=False, compare=False)
@@ -87,21 +102,21 @@ class Deployment:
     def from_container(cls, container, client=None) -> "Deployment":
         attrs = container.attrs
         labels = (attrs.get("Config") or {}).get("Labels") or {}
-        ports = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(_PORT_KEY) or []
-        binding = next((p for p in ports if p.get("HostIp") in ("127.0.0.1", "0.0.0.0", "")),
-                       ports[0] if ports else None)
-        url = f"http://127.0.0.1:{binding['HostPort']}" if binding and binding.get("HostPort") else ""
+        published = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        port, grpc_port = _host_port(published.get(_PORT_KEY)), _host_port(published.get(_GRPC_PORT_KEY))
+        url = f"http://127.0.0.1:{port}" if port else ""
         image = labels.get("pyml.image") or (attrs.get("Config") or {}).get("Image", "")
         return cls(name=labels.get("pyml.model", ""), version=labels.get("pyml.version", ""),
                    run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
-                   digest=labels.get("pyml.digest", ""), container_name=container.name, _client=client)
+                   digest=labels.get("pyml.digest", ""), container_name=container.name,
+                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", _client=client)
 
     def to_dict(self) -> dict:
         """A JSON-ready form (for the panel and the CLI)."""
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "container_id": self.container_id,
                 "container_name": self.container_name, "url": self.url, "status": self.status, "image": self.image,
-                "image_id": self.image_id, "digest": self.digest}
+                "image_id": self.image_id, "digest": self.digest, "grpc_target": self.grpc_target}
 
     # ----------------------------------------------------------------------------------- engine side
     def _engine(self):
@@ -124,6 +139,7 @@ class Deployment:
         container.reload()
         fresh = Deployment.from_container(container, self._client)
         self.status, self.url = fresh.status, fresh.url or self.url
+        self.grpc_target = fresh.grpc_target or self.grpc_target
         return self
 
     def logs(self, tail: int = 100) -> str:
@@ -151,12 +167,13 @@ class Deployment:
             self._metadata = json.loads(body)
         return self._metadata
 
-    def _call(self, path: str, data: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
+    def _call(self, path: str, data: bytes | None = None, timeout: float = 60.0,
+              headers: dict | None = None) -> tuple[int, bytes]:
         if not self.url:
             raise DeployError(f"Deployment {self.name}/{self.version} has no published port (status "
                               f"{self.status}).")
         try:
-            status, body = _request(self.url + path, data=data, timeout=timeout)
+            status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers)
         except OSError as exc:
             raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}); "
                               "see .logs() or %pyml_deployments.") from exc
@@ -176,9 +193,9 @@ class Deployment:
         ``data`` is a DataFrame (sent as ``dataframe_split``; the result is a DataFrame with the output columns
         and dtypes and the input's index) or a mapping of arrays (sent as ``inputs``; the result is a dict of
         arrays). A 4xx/5xx answer raises :class:`~pyml_jupyter.errors.DeployError` with the server's message.
-        With ``timing=True`` the server's own phase times (parse, validate, predict, serialize, from its
-        ``/metrics``) are recorded with the round trip in ``result.attrs["pyml_timing"]`` (DataFrames) and in
-        :attr:`last_timing`; it assumes no other client is calling the server at the same time.
+        With ``timing=True`` the server's own phase times for this request (parse, validate, queue, predict,
+        serialize, from its ``Server-Timing`` header) are recorded with the round trip in
+        ``result.attrs["pyml_timing"]`` (DataFrames) and in :attr:`last_timing`.
         """
         import pandas as pd
 
@@ -203,16 +220,14 @@ class Deployment:
             output_schema = schema_from_dict(self.metadata()["output_schema"])
         except (DeployError, KeyError, ValueError, TypeError):
             output_schema = None
-        before = _phase_sums(self._call("/metrics")[1].decode()) if timing else {}
+        headers: dict = {}
         started = time.perf_counter()
-        _, answer = self._call("/invocations", body, timeout=timeout)
+        _, answer = self._call("/invocations", body, timeout=timeout, headers=headers)
         round_trip = (time.perf_counter() - started) * 1e3
         predictions = json.loads(answer)["predictions"]
         self.last_timing = {"round_trip_ms": round_trip}
         if timing:
-            after = _phase_sums(self._call("/metrics")[1].decode())
-            self.last_timing.update({f"{phase}_ms": (after[phase] - before.get(phase, 0.0)) * 1e3
-                                     for phase in after})
+            self.last_timing.update(_server_timing(headers.get("server-timing", "")))
         if frame is not None:
             if output_schema is not None and output_schema.kind == "dataframe":
                 result = dataframe_from_json(predictions, output_schema)
@@ -228,11 +243,12 @@ class Deployment:
     # ----------------------------------------------------------------------------------- display
     def __repr__(self) -> str:
         return (f"<Deployment {self.name}/{self.version} {self.status} at {self.url or '-'} "
-                f"(container {self.container_id[:12]}, image {self.image})>")
+                f"(gRPC {self.grpc_target or '-'}, container {self.container_id[:12]}, image {self.image})>")
 
     def _repr_html_(self) -> str:
         colour = {"running": "#1a7f37", "exited": "#cf222e", "dead": "#cf222e"}.get(self.status, "#9a6700")
-        rows = [("model", f"{self.name}/{self.version}"), ("url", self.url or "-"), ("container",
+        rows = [("model", f"{self.name}/{self.version}"), ("url", self.url or "-"),
+                ("gRPC", self.grpc_target or "-"), ("container",
                 f"{self.container_name or ''} {self.container_id[:12]}"), ("image", self.image),
                 ("run id", self.run_id or "-"), ("digest", self.digest[:19] + "…" if self.digest else "-")]
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td>"
@@ -314,13 +330,16 @@ def run_deployment(
     version: str | int,
     run_id: str = "",
     port: int | None = None,
+    grpc_port: int | None = None,
+    workers: int | None = None,
     timeout: float = 60,
     progress: Progress | None = None,
     client=None,
 ) -> Deployment:
     """Run a model image as a detached container on ``127.0.0.1`` and wait until ``/ping`` answers.
 
-    ``port=None`` lets the engine pick a free port. The container gets this process's numeric-library settings
+    ``port=None`` (``grpc_port=None``) lets the engine pick a free port for HTTP (gRPC). ``workers`` sets the
+    server's worker processes (default: one per CPU the container may use). The container gets this process's numeric-library settings
     (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. If the
     container of this version already runs from the same
     image it is returned as is; one from another image (a rebuild) or a stopped one is replaced. On failure the
@@ -364,9 +383,14 @@ def run_deployment(
     environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
     environment.update({"PYML_MODEL_NAME": labels["pyml.model"], "PYML_MODEL_VERSION": labels["pyml.version"],
                         "PYML_RUN_ID": labels["pyml.run_id"]})
+    if workers is not None:
+        if int(workers) < 1:
+            raise DeployError(f"workers must be at least 1, not {workers}.")
+        environment["PYML_WORKERS"] = str(int(workers))
     try:
         container = client.containers.run(img.id, detach=True, name=cname, labels=labels, environment=environment,
-                                          ports={_PORT_KEY: ("127.0.0.1", port)})
+                                          ports={_PORT_KEY: ("127.0.0.1", port),
+                                                 _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)})
     except docker.errors.APIError as exc:
         try:
             client.containers.get(cname).remove(force=True)

@@ -56,13 +56,14 @@ class ModelTable(_Table):
 
 
 class DeploymentTable(_Table):
-    """Deployments (containers) with their URL and status."""
+    """Deployments (containers) with their URL, gRPC target and status."""
 
-    headers = ("model", "version", "status", "url", "container")
+    headers = ("model", "version", "status", "url", "grpc_target", "container")
 
     def __init__(self, deployments: Sequence[Any], title: str = "Deployments") -> None:
         self.deployments = list(deployments)
         self.title = title if self.deployments else f"{title}: none"
 
     def rows(self) -> list[list[Any]]:
-        return [[d.name, d.version, d.status, d.url, d.container_id[:12]] for d in self.deployments]
+        return [[d.name, d.version, d.status, d.url, getattr(d, "grpc_target", "") or "-", d.container_id[:12]]
+                for d in self.deployments]

@@ -25,8 +25,8 @@ from .serving.loader import CONTRACT_FILE, FORMAT_VERSION, PackageInfo, read_pac
 from .serving.schema import DataFrameSchema, TensorSchema, dataframe_to_json, tensors_to_json
 
 __all__ = [
-    "PackageDraft", "SavedArtifacts", "capture_package", "save_artifacts", "write_package", "write_requirements",
-    "RUNTIME_DISTRIBUTIONS",
+    "PackageDraft", "SavedArtifacts", "capture_package", "save_artifacts", "set_contract_field", "write_package",
+    "write_requirements", "RUNTIME_DISTRIBUTIONS",
 ]
 
 RUNTIME_DISTRIBUTIONS = ("numpy", "pandas")
@@ -100,6 +100,13 @@ def write_requirements(directory: Path, requirements: Requirements) -> None:
     _replace_text(directory / "requirements.txt", requirements.to_text())
     contract = json.loads((directory / CONTRACT_FILE).read_text())
     contract["requirements"] = list(requirements.pinned)
+    _replace_text(directory / CONTRACT_FILE, json.dumps(contract, indent=2, sort_keys=False) + "\n")
+
+
+def set_contract_field(directory: Path, name: str, value: Any) -> None:
+    """Record one finding in a written package's contract (``pyml.json``), e.g. ``batch_invariant``."""
+    contract = json.loads((directory / CONTRACT_FILE).read_text())
+    contract[name] = value
     _replace_text(directory / CONTRACT_FILE, json.dumps(contract, indent=2, sort_keys=False) + "\n")
 
 

@@ -725,3 +725,16 @@ def test_report_html_escapes_messages(notebook):
 
     assert "<script>" not in report._repr_html_()
     assert "&lt;script&gt;" in report._repr_html_()
+
+
+def test_the_contract_records_batch_invariance_only_when_the_check_proved_it(notebook):
+    invariant = check_model(notebook, SIMPLE_MODEL)
+    batch_mean = check_model(notebook, """
+        class ChurnModel(DataFrameModel):
+            def predict(self, df):
+                charges = df["monthly_charges"]
+                return pd.DataFrame({"score": charges - charges.mean()}, index=df.index)
+    """)
+
+    assert json.loads((invariant.package_dir / "pyml.json").read_text())["batch_invariant"] is True
+    assert json.loads((batch_mean.package_dir / "pyml.json").read_text())["batch_invariant"] is False

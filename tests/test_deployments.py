@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 import urllib.error
 import urllib.request
 
@@ -209,3 +211,52 @@ def test_tensor_model_predictions_round_trip_exactly(session_package, docker_eng
         assert compare(expected, actual, sample=sample).ok
     finally:
         stop_deployment(name, client=docker_engine)
+
+
+# ------------------------------------------------------------------------------------------------ gRPC, workers
+
+
+def test_the_container_serves_grpc_on_its_published_target_like_http(deployment, built):
+    tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
+    sample = load_package(built[0]).info.read_sample()
+    assert deployment.grpc_target.startswith("127.0.0.1:")
+    assert deployment.to_dict()["grpc_target"] == deployment.grpc_target
+    client = tritonclient_grpc.InferenceServerClient(deployment.grpc_target)
+    assert client.is_server_live() and client.is_model_ready(model_name(), "1")
+    inputs = []
+    for column in sample.columns:
+        values = sample[column].to_numpy()
+        datatype = "BYTES" if values.dtype == object else "FP64"
+        tensor = tritonclient_grpc.InferInput(column, [len(sample)], datatype)
+        tensor.set_data_from_numpy(values.astype(object if datatype == "BYTES" else np.float64))
+        inputs.append(tensor)
+    result = client.infer(model_name(), inputs)
+
+    expected = deployment.predict(sample)
+    for column in expected.columns:
+        assert result.as_numpy(column).tolist() == expected[column].tolist()
+
+
+def test_the_containers_workers_follow_the_cpus_its_cgroup_allows(built, docker_engine):
+    _, info, _ = built
+    script = ["-c", "from pyml_jupyter.serving.server import available_cpus; print(available_cpus())"]
+    one = docker_engine.containers.run(info.tag, script, entrypoint=["python"], remove=True, nano_cpus=10**9)
+    whole = docker_engine.containers.run(info.tag, script, entrypoint=["python"], remove=True)
+    assert one.decode().strip() == "1"
+    assert int(whole.decode().strip()) == len(os.sched_getaffinity(0))
+
+
+def test_deploy_sets_the_worker_count(built, docker_engine):
+    _, info, _ = built
+    name = model_name("workers")
+    dep = run_deployment(info, name=name, version="1", workers=3, client=docker_engine)
+    try:
+        container = docker_engine.containers.get(dep.container_id)
+        env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+        assert env["PYML_WORKERS"] == "3"
+        deadline = time.monotonic() + 30
+        while container.logs().decode().count("Started server process") < 3:
+            assert time.monotonic() < deadline, container.logs().decode()
+            time.sleep(0.2)
+    finally:
+        stop_deployment(name, "1", client=docker_engine)

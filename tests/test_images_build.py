@@ -77,7 +77,7 @@ def test_image_metadata_is_complete(built, docker_engine):
     config = docker_engine.api.inspect_image(info.image_id)["Config"]
     assert config["Entrypoint"] == ["python", "-m", "pyml_jupyter.serving", "/opt/pyml/model", "--host", "0.0.0.0",
                                     "--port", "8080"]
-    assert "8080/tcp" in config["ExposedPorts"]
+    assert {"8080/tcp", "8081/tcp"} <= set(config["ExposedPorts"])
     assert "/ping" in " ".join(config["Healthcheck"]["Test"])
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONUNBUFFERED"] == "1"

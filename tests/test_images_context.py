@@ -128,14 +128,14 @@ def test_final_image_runs_unprivileged_with_healthcheck_and_entrypoint(context):
     steps = instructions(context.dockerfile)
     assert any(s.startswith("RUN useradd --uid 10001") for s in steps)
     assert "USER 10001:10001" in steps
-    assert "EXPOSE 8080" in steps
+    assert "EXPOSE 8080 8081" in steps
     health = next(s for s in steps if s.startswith("HEALTHCHECK"))
     assert "urllib.request" in health and "/ping" in health and "curl" not in health
     assert ('ENTRYPOINT ["python", "-m", "pyml_jupyter.serving", "/opt/pyml/model", "--host", "0.0.0.0", '
             '"--port", "8080"]') in steps
     env = next(s for s in steps if s.startswith("ENV PYTHONDONTWRITEBYTECODE"))
     for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "PYTHONPATH=/opt/pyml",
-                    "PATH=/opt/venv/bin:$PATH"):
+                    "PATH=/opt/venv/bin:$PATH", "PYML_GRPC_PORT=8081", "PYML_WORKERS=auto"):
         assert setting in env
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CaptureError
-from ..package import PackageDraft, capture_package
+from ..package import PackageDraft, capture_package, set_contract_field
 from ..parity import compare
 from ..serving.contract import constructor_takes_artifacts
 from ..serving.schema import DataFrameSchema, SchemaError, TensorSchema, schema_from_spec
@@ -262,6 +262,8 @@ def check_batch_invariance(run: CheckRun) -> None:
     same, why = _agrees(run.output, lambda: samples.concat([run.model.predict(samples.slice_rows(data, i, i + 1))
                                                             for i in range(n)]),
                         "predicting one row at a time", "row-by-row prediction")
+    if run.package_dir is not None:  # the server batches concurrent requests of proven models only
+        set_contract_field(run.package_dir, "batch_invariant", bool(same) and n > 1)
     if same:
         run.add("batch_invariance", PASS, "all rows at once equal one row at a time")
     else:

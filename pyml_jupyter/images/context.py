@@ -35,6 +35,7 @@ from ..errors import BuildError, InvalidName
 __all__ = [
     "BuildContext",
     "CONTAINER_PORT",
+    "GRPC_CONTAINER_PORT",
     "RUNTIME_OPTIONAL_REQUIREMENTS",
     "RUNTIME_REQUIREMENTS",
     "USER_UID",
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 CONTAINER_PORT = 8080
+GRPC_CONTAINER_PORT = 8081  # the Open Inference Protocol over gRPC
 USER_UID = 10001
 MODEL_DIR = "/opt/pyml/model"
 RUNTIME_ROOT = "/opt/pyml"
@@ -60,7 +62,7 @@ TAG_REPOSITORY = "pyml"
 # What the serving runtime imports besides the standard library. The runtime package declares the same tuples
 # (``pyml_jupyter.serving.RUNTIME_REQUIREMENTS`` and ``RUNTIME_OPTIONAL_REQUIREMENTS``); these copies are used
 # when it does not. The optional ones (a faster HTTP parser and event loop) go into an image when installed here.
-RUNTIME_REQUIREMENTS: tuple[str, ...] = ("starlette", "uvicorn", "pandas", "numpy")
+RUNTIME_REQUIREMENTS: tuple[str, ...] = ("starlette", "uvicorn", "pandas", "numpy", "grpcio", "protobuf")
 RUNTIME_OPTIONAL_REQUIREMENTS: tuple[str, ...] = ("httptools", "uvloop")
 
 # Docker's grammar for one path component of a repository name, restricted to single separators.
@@ -272,17 +274,19 @@ def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bo
 # Model serving image{title}, rendered by pyml_jupyter.
 #
 # Build it from this folder:   docker build -t IMAGE .
-# Run it:                      docker run --rm -p 127.0.0.1:8080:8080 IMAGE
+# Run it:                      docker run --rm -p 127.0.0.1:8080:8080 -p 127.0.0.1:8081:8081 IMAGE
 # Then:                        curl http://127.0.0.1:8080/ping
 #                              curl -X POST http://127.0.0.1:8080/invocations -H 'Content-Type: application/json' \\
 #                                   -d '{{"dataframe_split": {{"columns": [...], "data": [[...]]}}}}'
 #
 # The final image contains:
 #   {VENV_DIR}                        a Python virtual environment with requirements.txt installed
-#   {RUNTIME_ROOT}/pyml_jupyter/serving   the HTTP serving runtime (starlette, uvicorn, pandas, numpy; httptools
+#   {RUNTIME_ROOT}/pyml_jupyter/serving   the serving runtime (starlette, uvicorn, pandas, numpy, grpcio; httptools
 #                                     and uvloop when listed in requirements.txt)
 #   {MODEL_DIR}                  the model package: pyml.json (contract), model.py, artifacts/
-# and runs as the unprivileged user "pyml" (uid {USER_UID}), listening on port {CONTAINER_PORT}.
+# and runs as the unprivileged user "pyml" (uid {USER_UID}), listening on port {CONTAINER_PORT} (HTTP) and
+# {GRPC_CONTAINER_PORT} (gRPC, the Open Inference Protocol), with one worker process per CPU the container may use
+# (docker run --cpus / --cpuset-cpus; set PYML_WORKERS=N to choose).
 
 # ---- Stage 1: dependencies -------------------------------------------------------------------------------
 # Only {VENV_DIR} leaves this stage: the wheels and requirements.txt stay behind. The venv is made without pip
@@ -301,7 +305,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     PATH={VENV_DIR}/bin:$PATH \\
     PYML_PACKAGE={MODEL_DIR} \\
     PYML_HOST=0.0.0.0 \\
-    PYML_PORT={CONTAINER_PORT}
+    PYML_PORT={CONTAINER_PORT} \\
+    PYML_GRPC_PORT={GRPC_CONTAINER_PORT} \\
+    PYML_WORKERS=auto
 
 # An unprivileged user to run the server; its files are read-only to it.
 RUN useradd --uid {USER_UID} --user-group --create-home --home-dir /home/pyml --shell /usr/sbin/nologin pyml
@@ -314,7 +320,7 @@ COPY runtime/ {RUNTIME_ROOT}/
 
 USER {USER_UID}:{USER_UID}
 WORKDIR /home/pyml
-EXPOSE {CONTAINER_PORT}
+EXPOSE {CONTAINER_PORT} {GRPC_CONTAINER_PORT}
 # Readiness probe without curl (not in slim images): the runtime answers GET /ping with 200 once the model loaded.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \\
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:{CONTAINER_PORT}/ping', timeout=4)"]

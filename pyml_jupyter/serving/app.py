@@ -14,10 +14,17 @@ Endpoints (all answers are JSON unless said otherwise)::
 The package is loaded once, in the lifespan, before the first request is accepted. Configuration comes from
 :func:`create_app`'s arguments or, through :func:`app_from_env` (the factory uvicorn workers call), from the
 environment: ``PYML_PACKAGE``, ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION``, ``PYML_RUN_ID``,
-``PYML_MAX_BODY_BYTES`` (default 20 MiB) and ``PYML_PREDICT_THREAD``. By default a request is parsed,
-predicted and serialized on the event loop: a thread hop costs ~0.3 ms per request, more than the HTTP
-handling itself. With ``PYML_PREDICT_THREAD=1`` that work runs on one dedicated thread instead, so health
-checks and metrics still answer during predictions that take seconds.
+``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_ROWS``,
+``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT`` and ``PYML_GRPC_UDS``.
+
+A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed on a parse
+thread); its validated input then goes through the :class:`~pyml_jupyter.serving.batching.Batcher`, whose
+one predict thread runs the model, so ``/ping``, ``/health``, ``/v2/health/*`` and ``/metrics`` answer
+while a predict runs for seconds. Concurrent requests of a model whose contract check proved batch invariance
+are predicted together (see batching.py). ``PYML_PREDICT_THREAD=0`` predicts on the event loop instead (no
+thread hop, no batching; health waits for predictions): it is there to measure the hop.
+When a gRPC port or Unix socket is configured, the same server answers the Open Inference Protocol over gRPC
+(see grpc_server.py), through the same batcher.
 
 A bad request never takes the server down: every failure is answered with a JSON error (400, 404, 405, 413,
 415, 422, 500) and counted in ``/metrics``. This module is part of the serving runtime: it imports only the
@@ -43,6 +50,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import scoring
+from .batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Batcher
 from .loader import LoadedModel, load_package
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
@@ -52,6 +60,8 @@ from .scoring import Answer, ScoringError, dumps, v2_datatype
 __all__ = ["create_app", "app_from_env", "ModelServer", "DEFAULT_MAX_BODY_BYTES"]
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+# Bodies larger than this are parsed and validated on a parse thread, so that they do not hold the event loop.
+PARSE_THREAD_BYTES = 64 * 1024
 JSON = "application/json"
 _JSON_HEADER = (b"content-type", JSON.encode())
 logger = logging.getLogger("pyml_jupyter.serving")
@@ -71,17 +81,26 @@ class ModelServer:
 
     def __init__(self, package_path: str | os.PathLike, *, model_name: str | None = None,
                  model_version: str | None = None, run_id: str | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = False) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = True,
+                 max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+                 grpc_port: int | None = None, grpc_uds: str | None = None) -> None:
         self.package_path = Path(package_path)
         self.configured_name = model_name
         self.model_version = None if model_version in (None, "") else str(model_version)
         self.run_id = run_id or None
         self.max_body_bytes = int(max_body_bytes)
         self.predict_thread = predict_thread
+        self.max_batch_rows = int(max_batch_rows)
+        self.max_batch_bytes = int(max_batch_bytes)
+        self.grpc_port = grpc_port
+        self.grpc_uds = grpc_uds
+        self.batcher: Batcher | None = None
         self.model: LoadedModel | None = None
         self.model_name = model_name or ""
         self.metrics = Metrics()
         self._executor: ThreadPoolExecutor | None = None
+        self._parse_executor: ThreadPoolExecutor | None = None
+        self._grpc: Any = None
         self._openapi: bytes | None = None
         self._static: dict[str, bytes] = {}
 
@@ -102,6 +121,11 @@ class ModelServer:
             # One thread: predictions run one at a time (user models need not be thread-safe) while the
             # event loop stays free to answer health checks and metrics.
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyml-predict")
+        self._parse_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyml-parse")
+        self.batcher = Batcher(model.predict_enforced, lambda data: scoring.predict(model, data),
+                               executor=self._executor, batching=info.batch_invariant,
+                               max_rows=self.max_batch_rows, max_bytes=self.max_batch_bytes,
+                               observe=self.metrics.observe_batch)
         self._warm_up(model)
         self.model = model
         self._static = {
@@ -109,9 +133,11 @@ class ModelServer:
             "v2_model": dumps(self.v2_model_metadata()),
             "v2_server": dumps({"name": "pyml_jupyter.serving", "version": _runtime_version(), "extensions": []}),
         }
-        logger.info("serving %s version %s (%s model %s) from %s, loaded in %.2f s", self.model_name,
+        batching = (f"batching up to {self.max_batch_rows} rows" if self.batcher.batching else
+                    "no batching" + ("" if info.batch_invariant else " (batch invariance not proven)"))
+        logger.info("serving %s version %s (%s model %s) from %s, loaded in %.2f s; %s", self.model_name,
                     self.model_version or "-", info.kind, info.class_name, self.package_path,
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, batching)
 
     @staticmethod
     def _warm_up(model: LoadedModel) -> None:
@@ -122,16 +148,24 @@ class ModelServer:
             logger.warning("the model failed on its own sample input while warming up", exc_info=True)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for executor in (self._executor, self._parse_executor):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._executor = self._parse_executor = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette):
         self.load()
         try:
+            if self.grpc_port is not None or self.grpc_uds:
+                from .grpc_server import start_grpc_server  # grpcio is needed only when gRPC is asked for
+
+                self._grpc = await start_grpc_server(self, port=self.grpc_port, uds=self.grpc_uds)
             yield
         finally:
+            if self._grpc is not None:
+                await self._grpc.stop(grace=5)
+                self._grpc = None
             self.close()
 
     # ------------------------------------------------------------------------------- descriptions
@@ -211,11 +245,30 @@ class ModelServer:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _call(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
-        if self._executor is None:
-            return function(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
+    async def parse(self, nbytes: int, function: Callable, *args: Any) -> Any:
+        """``function(*args)``: on the event loop for a small body, on the parse thread for a large one."""
+        if nbytes <= PARSE_THREAD_BYTES or self._parse_executor is None:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._parse_executor, function, *args)
+
+    async def score_invocations(self, body: bytes, content_type: str | None, timings: dict[str, float]) -> Answer:
+        """An ``/invocations`` answer: parsed and validated alone, predicted through the batcher. Never raises."""
+        try:
+            data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type, timings)
+            output = await self.batcher.predict(data, len(body), timings)
+            return Answer(200, scoring.write_invocations(output, timings))
+        except ScoringError as exc:
+            return Answer(exc.status, scoring.error_body(exc), exc.error_code)
+
+    async def score_v2(self, body: bytes, timings: dict[str, float]) -> Answer:
+        """A V2 ``infer`` answer, like :meth:`score_invocations`. Never raises."""
+        try:
+            data, request = await self.parse(len(body), scoring.read_v2, self.model, body, timings)
+            output = await self.batcher.predict(data, len(body), timings)
+            return Answer(200, scoring.write_v2(self.model, output, request, model_name=self.model_name,
+                                                model_version=self.model_version, timings=timings))
+        except ScoringError as exc:
+            return Answer(exc.status, scoring.error_body(exc, v2=True), exc.error_code)
 
     def _model_matches(self, request: Request) -> ScoringError | None:
         params = request.path_params
@@ -239,19 +292,21 @@ class ModelServer:
                 content_type = value.decode("latin-1") if content_type is None else content_type
             elif key == b"content-length":
                 content_length = value.decode("latin-1") if content_length is None else content_length
+        timings: dict[str, float] = {}
         try:
             body = await self._read_body(content_length, receive)
         except ScoringError as exc:
             answer = Answer(exc.status, scoring.error_body(exc), exc.error_code)
         else:
-            timings: dict[str, float] = {}
-            answer = await self._call(scoring.invocations, self.model, body, content_type, timings)
+            answer = await self.score_invocations(body, content_type, timings)
             self.metrics.observe_phases(route, timings)
         self.metrics.observe_request(route, "POST", answer.status)
         if answer.error_code is not None:
             self.metrics.observe_error(route, answer.error_code)
-        await send({"type": "http.response.start", "status": answer.status,
-                    "headers": [(b"content-length", str(len(answer.body)).encode()), _JSON_HEADER]})
+        headers = [(b"content-length", str(len(answer.body)).encode()), _JSON_HEADER]
+        if timings:  # this request's own phases, in milliseconds (the W3C Server-Timing header)
+            headers.append((b"server-timing", ", ".join(f"{k};dur={v * 1e3:.3f}" for k, v in timings.items()).encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
     async def v2_infer(self, request: Request) -> Response:
@@ -269,8 +324,7 @@ class ModelServer:
                                                            f"Content type {content_type!r} is not supported; "
                                                            f"send application/json"), v2=True)
         timings: dict[str, float] = {}
-        answer = await self._call(scoring.infer_v2, self.model, body, model_name=self.model_name,
-                                  model_version=self.model_version, timings=timings)
+        answer = await self.score_v2(body, timings)
         self.metrics.observe_phases(route, timings)
         return self._respond(route, "POST", answer.status, answer.body, answer.error_code)
 
@@ -357,16 +411,21 @@ class _TemplateRoute(Route):
 
 def create_app(package_path: str | os.PathLike, *, model_name: str | None = None,
                model_version: str | None = None, run_id: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = False) -> Starlette:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = True,
+               max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+               grpc_port: int | None = None, grpc_uds: str | None = None) -> Starlette:
     """The Starlette app serving the package at ``package_path``; the package loads when the app starts.
 
     ``model_name`` defaults to the package's metadata ``model_name`` or its class name; it is the ``{name}``
-    of the V2 routes. ``max_body_bytes`` bounds request bodies (413 beyond). ``predict_thread`` runs the
-    request work on a dedicated thread instead of the event loop. ``app.state.server`` is the
+    of the V2 routes. ``max_body_bytes`` bounds request bodies (413 beyond). ``predict_thread=False`` predicts
+    on the event loop (no batching). ``max_batch_rows`` / ``max_batch_bytes`` bound a batch (0 rows: no
+    batching). ``grpc_port`` / ``grpc_uds`` also serve gRPC while the app runs. ``app.state.server`` is the
     :class:`ModelServer`.
     """
     server = ModelServer(package_path, model_name=model_name, model_version=model_version, run_id=run_id,
-                         max_body_bytes=max_body_bytes, predict_thread=predict_thread)
+                         max_body_bytes=max_body_bytes, predict_thread=predict_thread,
+                         max_batch_rows=max_batch_rows, max_batch_bytes=max_batch_bytes,
+                         grpc_port=grpc_port, grpc_uds=grpc_uds)
     routes = [
         _TemplateRoute("/invocations", _AsgiEndpoint(server.invocations), methods=["POST"]),
         _TemplateRoute("/ping", server.ready, methods=["GET"]),
@@ -396,6 +455,11 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+def _env_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else int(value)
+
+
 def app_from_env() -> Starlette:
     """The app configured from ``PYML_*`` environment variables (uvicorn's factory in every worker)."""
     package = os.environ.get("PYML_PACKAGE")
@@ -407,6 +471,10 @@ def app_from_env() -> Starlette:
         model_version=os.environ.get("PYML_MODEL_VERSION") or None,
         run_id=os.environ.get("PYML_RUN_ID") or None,
         max_body_bytes=int(os.environ.get("PYML_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
-        predict_thread=_env_bool("PYML_PREDICT_THREAD", False),
+        predict_thread=_env_bool("PYML_PREDICT_THREAD", True),
+        max_batch_rows=_env_int("PYML_MAX_BATCH_ROWS", DEFAULT_MAX_BATCH_ROWS),
+        max_batch_bytes=_env_int("PYML_MAX_BATCH_BYTES", DEFAULT_MAX_BATCH_BYTES),
+        grpc_port=_env_int("PYML_GRPC_PORT", None),
+        grpc_uds=os.environ.get("PYML_GRPC_UDS") or None,
     )
 

@@ -2,7 +2,8 @@
 
 A model package is a folder::
 
-    pyml.json          the contract: kind, class name, input/output schemas, artifacts, python version
+    pyml.json          the contract: kind, class name, input/output schemas, artifacts, python version, and
+                       whether the contract check proved batch invariance (``batch_invariant``)
     model.py           the captured source (imports, helpers, the model class), readable and runnable
     artifacts/         the trained objects, one file each (joblib, numpy, torch or pickle)
     requirements.txt   pinned ``name==version`` lines, one per distribution the model needs
@@ -46,6 +47,9 @@ class PackageInfo:
     python_version: str
     takes_artifacts: bool
     metadata: dict = field(default_factory=dict)
+    # True only when the contract check proved that all rows at once predict like one row at a time; the
+    # serving runtime batches concurrent requests of such models only (absent: not proven).
+    batch_invariant: bool = False
 
     def read_sample(self) -> Any:
         """The sample input, with exactly the input schema's dtypes."""
@@ -74,6 +78,7 @@ def read_package(path: str | os.PathLike) -> PackageInfo:
         python_version=c.get("python_version", ""),
         takes_artifacts=c.get("takes_artifacts", True),
         metadata=c.get("metadata", {}),
+        batch_invariant=c.get("batch_invariant") is True,
     )
 
 

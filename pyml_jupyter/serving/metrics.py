@@ -1,10 +1,13 @@
 """Prometheus metrics of the serving runtime, in the text exposition format, written by hand.
 
-Three families, enough to see traffic, failures and where the time goes::
+Enough to see traffic, failures, where the time goes and how requests batch::
 
     pyml_requests_total{route, method, status}          counter
     pyml_errors_total{route, error_code}                counter
-    pyml_phase_seconds{route, phase}                    histogram: parse, validate, predict, serialize
+    pyml_phase_seconds{route, phase}                    histogram: parse, validate, queue, predict, serialize
+    pyml_batch_rows                                     histogram: rows per predict call
+    pyml_batch_requests                                 histogram: requests per predict call
+    pyml_queue_wait_seconds                             histogram: time a request waited for the model
 
 plus ``pyml_model_info{name, version, run_id, kind} 1``. Each uvicorn worker is its own process and keeps its
 own counts; a scrape sees the worker that answered it (run one worker per container to scrape exactly).
@@ -18,14 +21,16 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Iterable
 
-__all__ = ["Histogram", "Metrics", "PHASES", "DEFAULT_BUCKETS", "CONTENT_TYPE"]
+__all__ = ["Histogram", "Metrics", "PHASES", "DEFAULT_BUCKETS", "SIZE_BUCKETS", "CONTENT_TYPE"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PHASES = ("parse", "validate", "predict", "serialize")
+PHASES = ("parse", "validate", "queue", "predict", "serialize")
 # 50 µs .. 10 s: a 1-row request spends tens of µs per phase, a big batch through a big model seconds.
 DEFAULT_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
+# Rows and requests per predict call: powers of two up to far beyond any sensible budget.
+SIZE_BUCKETS = tuple(float(2 ** i) for i in range(17))
 
 
 def _escape(value: object) -> str:
@@ -78,6 +83,9 @@ class Metrics:
         self.requests: dict[tuple[str, str, int], int] = {}
         self.errors: dict[tuple[str, str], int] = {}
         self.phases: dict[tuple[str, str], Histogram] = {}
+        self.batch_rows = Histogram(SIZE_BUCKETS)
+        self.batch_requests = Histogram(SIZE_BUCKETS)
+        self.queue_wait = Histogram(buckets)
         self.info: dict[str, str] = {}
 
     def observe_request(self, route: str, method: str, status: int) -> None:
@@ -99,6 +107,13 @@ class Metrics:
         for phase, seconds in timings.items():
             self.observe_phase(route, phase, seconds)
 
+    def observe_batch(self, rows: int, requests: int, waits: list[float]) -> None:
+        """One predict call: its rows and requests, and how long each of its requests waited in the queue."""
+        self.batch_rows.observe(rows)
+        self.batch_requests.observe(requests)
+        for seconds in waits:
+            self.queue_wait.observe(seconds)
+
     def render(self) -> str:
         lines: list[str] = []
         if self.info:
@@ -112,7 +127,7 @@ class Metrics:
                   "# TYPE pyml_errors_total counter"]
         for (route, code), n in sorted(self.errors.items()):
             lines.append(f"pyml_errors_total{_labels(('route', 'error_code'), (route, code))} {n}")
-        lines += ["# HELP pyml_phase_seconds Time spent per request phase (parse, validate, predict, serialize).",
+        lines += ["# HELP pyml_phase_seconds Time spent per request phase (parse, validate, queue, predict, serialize).",
                   "# TYPE pyml_phase_seconds histogram"]
         for (route, phase), hist in sorted(self.phases.items()):
             names, values = ("route", "phase"), (route, phase)
@@ -121,4 +136,12 @@ class Metrics:
                 lines.append(f"pyml_phase_seconds_bucket{_labels(names, values, le)} {total}")
             lines.append(f"pyml_phase_seconds_sum{_labels(names, values)} {_number(hist.sum)}")
             lines.append(f"pyml_phase_seconds_count{_labels(names, values)} {hist.count}")
+        for name, help_text, hist in (
+                ("pyml_batch_rows", "Rows per predict call.", self.batch_rows),
+                ("pyml_batch_requests", "Requests per predict call (1 when nothing queued).", self.batch_requests),
+                ("pyml_queue_wait_seconds", "Time a request waited for the model to be free.", self.queue_wait)):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+            for bound, total in hist.cumulative():
+                lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {total}')
+            lines += [f"{name}_sum {_number(hist.sum)}", f"{name}_count {hist.count}"]
         return "\n".join(lines) + "\n"

@@ -60,6 +60,12 @@ __all__ = [
     "ScoringError",
     "invocations",
     "infer_v2",
+    "read_invocations",
+    "write_invocations",
+    "read_v2",
+    "write_v2",
+    "v2_input",
+    "v2_outputs",
     "parse_invocations",
     "parse_v2",
     "predict",
@@ -293,6 +299,20 @@ def predictions_json(output: Any) -> bytes:
     return dumps({"predictions": predictions})
 
 
+def read_invocations(model: LoadedModel, body: bytes, content_type: str | None,
+                     timings: dict[str, float] | None = None) -> Any:
+    """:func:`parse_invocations`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
+    return _guard(parse_invocations, "parse", model, body, content_type, timings)
+
+
+def write_invocations(output: Any, timings: dict[str, float] | None = None) -> bytes:
+    """:func:`predictions_json`, timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
+    timer = _Timer(timings)
+    payload = _guard(predictions_json, "serialize", output)
+    timer.lap("serialize")
+    return payload
+
+
 def invocations(model: LoadedModel, body: bytes, content_type: str | None,
                 timings: dict[str, float] | None = None) -> Answer:
     """Answer an ``/invocations`` request: ``(status, JSON body, error code)``. Never raises.
@@ -300,13 +320,11 @@ def invocations(model: LoadedModel, body: bytes, content_type: str | None,
     ``timings``, if given, receives the seconds spent per phase (parse, validate, predict, serialize).
     """
     try:
-        data = _guard(parse_invocations, "parse", model, body, content_type, timings)
+        data = read_invocations(model, body, content_type, timings)
         timer = _Timer(timings)
         output = predict(model, data)
         timer.lap("predict")
-        payload = _guard(predictions_json, "serialize", output)
-        timer.lap("serialize")
-        return Answer(200, payload)
+        return Answer(200, write_invocations(output, timings))
     except ScoringError as exc:
         return Answer(exc.status, error_body(exc), exc.error_code)
 
@@ -407,6 +425,14 @@ def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None =
             o.get("name"), str) for o in wanted)):
         raise ScoringError.bad_request("'outputs' must be a list of {\"name\": ...} objects")
     timer.lap("parse")
+    data = v2_input(model, inputs)
+    timer.lap("validate")
+    return data, payload
+
+
+def v2_input(model: LoadedModel, inputs: list[dict]) -> Any:
+    """The model's input, schema enforced, from V2 input tensors ``{"name", "shape", "datatype", "_flat"}``
+    whose flat values are a list (JSON) or a numpy array (gRPC). Raises :class:`ScoringError` (400, 422)."""
     try:
         if model.kind == "dataframe":
             columns = {}
@@ -415,25 +441,23 @@ def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None =
                 if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
                     raise ScoringError.bad_request(f"input '{item['name']}' is a DataFrame column: its shape "
                                                    f"must be [n] or [n, 1], not {shape}", field=item["name"])
-                columns[item["name"]] = item["_flat"]
-            data = dataframe_from_json(columns, model.info.input_schema)
-        else:
-            tensors = {}
-            for item in inputs:
-                # The values keep their JSON types; the schema (not the declared datatype) decides the
-                # casts, so INT64 data of 1.5 is refused rather than truncated.
-                try:
-                    flat = item["_flat"]
-                    arr = _object_array(flat) if item["datatype"] == "BYTES" else np.asarray(flat)
-                    tensors[item["name"]] = arr.reshape(item["shape"])
-                except (ValueError, TypeError, OverflowError) as exc:
-                    raise SchemaError([{"field": item["name"], "error": f"input '{item['name']}' cannot be read "
-                                        f"as {item['datatype']}: {exc}"}]) from None
-            data = tensors_from_json(tensors, model.info.input_schema)
+                flat = item["_flat"]
+                columns[item["name"]] = flat.tolist() if isinstance(flat, np.ndarray) else flat
+            return dataframe_from_json(columns, model.info.input_schema)
+        tensors = {}
+        for item in inputs:
+            # The values keep their JSON types; the schema (not the declared datatype) decides the
+            # casts, so INT64 data of 1.5 is refused rather than truncated.
+            try:
+                flat = item["_flat"]
+                arr = _object_array(flat) if item["datatype"] == "BYTES" else np.asarray(flat)
+                tensors[item["name"]] = arr.reshape(item["shape"])
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise SchemaError([{"field": item["name"], "error": f"input '{item['name']}' cannot be read "
+                                    f"as {item['datatype']}: {exc}"}]) from None
+        return tensors_from_json(tensors, model.info.input_schema)
     except SchemaError as exc:
         raise ScoringError.from_schema_error(exc) from None
-    timer.lap("validate")
-    return data, payload
 
 
 def _object_array(values: list) -> np.ndarray:
@@ -442,7 +466,8 @@ def _object_array(values: list) -> np.ndarray:
     return arr
 
 
-def _v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
+def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
+    """The model's output as V2 output tensors: ``[{"name", "datatype", "shape", "data" (flat, JSON-ready)}]``."""
     if isinstance(output, pd.Series):
         output = output.to_frame()
     if isinstance(output, pd.DataFrame):
@@ -465,7 +490,7 @@ def _v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
 
 def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name: str,
                 model_version: str | None) -> bytes:
-    outputs = _v2_outputs(model, output)
+    outputs = v2_outputs(model, output)
     wanted = request.get("outputs")
     if wanted:
         names = [o["name"] for o in wanted]
@@ -484,17 +509,30 @@ def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name
     return dumps(response)
 
 
+def read_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None) -> tuple[Any, dict]:
+    """:func:`parse_v2`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
+    return _guard(parse_v2, "parse", model, body, timings)
+
+
+def write_v2(model: LoadedModel, output: Any, request: Mapping, *, model_name: str, model_version: str | None,
+             timings: dict[str, float] | None = None) -> bytes:
+    """:func:`v2_response`, timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
+    timer = _Timer(timings)
+    payload = _guard(lambda: v2_response(model, output, request, model_name=model_name,
+                                         model_version=model_version), "serialize")
+    timer.lap("serialize")
+    return payload
+
+
 def infer_v2(model: LoadedModel, body: bytes, *, model_name: str, model_version: str | None = None,
              timings: dict[str, float] | None = None) -> Answer:
     """Answer a V2 ``infer`` request: ``(status, JSON body, error code)``. Never raises."""
     try:
-        data, request = _guard(parse_v2, "parse", model, body, timings)
+        data, request = read_v2(model, body, timings)
         timer = _Timer(timings)
         output = predict(model, data)
         timer.lap("predict")
-        payload = _guard(lambda: v2_response(model, output, request, model_name=model_name,
-                                             model_version=model_version), "serialize")
-        timer.lap("serialize")
-        return Answer(200, payload)
+        return Answer(200, write_v2(model, output, request, model_name=model_name, model_version=model_version,
+                                    timings=timings))
     except ScoringError as exc:
         return Answer(exc.status, error_body(exc, v2=True), exc.error_code)

@@ -1,0 +1,249 @@
+"""Row-counting adaptive batching with no timer: one ``predict`` call for the requests that queued meanwhile.
+
+Validated inputs of concurrent requests wait in one FIFO queue. Whenever the model is idle, one call to the
+model's ``predict`` takes everything queued, up to a row budget (``PYML_MAX_BATCH_ROWS``) and a byte budget
+(``PYML_MAX_BATCH_BYTES``, counted on the request bodies), and each request gets back its own rows of the
+output, by row range. Nothing ever waits on a timer: when the model is free the queue is empty and a request
+is predicted at once (a single request adds no latency); under load, batches form by themselves while the
+previous predict runs.
+
+Rules:
+
+* Only models whose contract check proved batch invariance (``"batch_invariant": true`` in ``pyml.json``) are
+  batched; the others, and ``PYML_MAX_BATCH_ROWS=0``, predict one request per call (through the same queue).
+* A request with more rows than the budget runs alone; a request with 0 rows, or tensors whose first
+  dimensions disagree, too.
+* DataFrames are concatenated with a fresh ``RangeIndex``; each request gets its slice back with its own index.
+  Tensors are concatenated along the first axis. An output that does not have one row per input row in the
+  input's order (a DataFrame whose index is not the batch's, a tensor of another length) is caught: the batch
+  is predicted again one request at a time and batching is turned off for this server, with a warning.
+* If ``predict`` raises on a batch, its requests are predicted again one by one, so only a faulty request
+  gets the error.
+
+``predict`` runs on one worker thread (user models need not be thread-safe), so the event loop stays free to
+answer health checks and metrics while a batch predicts; without an executor it runs inline, one request at a
+time. The queue is touched only from the event loop's thread. This module is part of the serving runtime:
+stdlib, numpy and pandas only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Batcher", "DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_BATCH_BYTES", "row_count", "merge_inputs",
+           "split_output"]
+
+DEFAULT_MAX_BATCH_ROWS = 256
+DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
+logger = logging.getLogger("pyml_jupyter.serving")
+
+
+def row_count(data: Any) -> int | None:
+    """The rows of a validated input (a DataFrame, or tensors sharing their first dimension), else ``None``."""
+    if isinstance(data, pd.DataFrame):
+        return len(data)
+    if isinstance(data, dict) and data:
+        firsts = {arr.shape[0] if getattr(arr, "ndim", 0) >= 1 else None for arr in data.values()}
+        if len(firsts) == 1:
+            return firsts.pop()
+    return None
+
+
+def merge_inputs(inputs: list[Any]) -> Any | None:
+    """One input holding the rows of ``inputs`` in order (``None`` when they cannot be merged exactly)."""
+    first = inputs[0]
+    if isinstance(first, pd.DataFrame):
+        dtypes = list(first.dtypes)
+        if all(isinstance(dt, np.dtype) for dt in dtypes):
+            # Plain numpy columns: one array per column from the requests' arrays (half the cost of pd.concat).
+            columns = {name: np.concatenate([data[name].to_numpy() for data in inputs]) for name in first.columns}
+            merged = pd.DataFrame(columns, copy=False)
+            return merged if list(merged.dtypes) == dtypes else None
+        merged = pd.concat(inputs, ignore_index=True, copy=False)
+        # Validated frames share the schema's dtypes; anything that changed in concatenation is not batched.
+        if not merged.dtypes.equals(first.dtypes):
+            return None
+        return merged
+    names = list(first)
+    if any(list(data) != names for data in inputs[1:]):
+        return None
+    merged = {}
+    for name in names:
+        arrays = [data[name] for data in inputs]
+        if any(a.dtype != arrays[0].dtype or a.shape[1:] != arrays[0].shape[1:] for a in arrays[1:]):
+            return None
+        merged[name] = np.concatenate(arrays, axis=0)
+    return merged
+
+
+def split_output(output: Any, merged: Any, inputs: list[Any], sizes: list[int]) -> list[Any] | None:
+    """Each request's rows of a batch's ``output``, or ``None`` when the output is not aligned with the input."""
+    total = sum(sizes)
+    bounds = np.cumsum([0] + sizes).tolist()
+    if isinstance(output, pd.Series):
+        output = output.to_frame()
+    if isinstance(output, pd.DataFrame):
+        if len(output) != total or not output.index.equals(merged.index):
+            return None
+        parts = []
+        for data, start, stop in zip(inputs, bounds, bounds[1:]):
+            part = output.iloc[start:stop]
+            part.index = data.index  # the request's own index, as if it had been predicted alone
+            parts.append(part)
+        return parts
+    if isinstance(output, dict) and output:
+        arrays = {name: np.asarray(value) for name, value in output.items()}
+        if any(a.ndim == 0 or a.shape[0] != total for a in arrays.values()):
+            return None
+        return [{name: a[start:stop] for name, a in arrays.items()} for start, stop in zip(bounds, bounds[1:])]
+    return None
+
+
+class _Pending:
+    __slots__ = ("data", "rows", "nbytes", "future", "queued", "waited", "predict_seconds")
+
+    def __init__(self, data: Any, rows: int | None, nbytes: int, future: asyncio.Future) -> None:
+        self.data = data
+        self.rows = rows
+        self.nbytes = nbytes
+        self.future = future
+        self.queued = time.perf_counter()
+        self.waited = 0.0
+        self.predict_seconds = 0.0
+
+
+class Batcher:
+    """The queue in front of one model. ``await predict(data, nbytes)`` gives this request's output.
+
+    ``predict_batch`` is the model's own call (anything it raises is retried one by one); ``predict_one``
+    predicts one request and raises the error that request should get. ``observe`` (optional) receives
+    ``(rows, requests)`` per predict call and ``wait`` seconds per request, on the event loop's thread.
+    """
+
+    def __init__(self, predict_batch: Callable[[Any], Any], predict_one: Callable[[Any], Any], *,
+                 executor: Executor | None, batching: bool, max_rows: int = DEFAULT_MAX_BATCH_ROWS,
+                 max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+                 observe: Callable[[int, int, list[float]], None] | None = None) -> None:
+        self.predict_batch = predict_batch
+        self.predict_one = predict_one
+        self.executor = executor
+        self.batching = bool(batching and max_rows > 0 and executor is not None)
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.observe = observe
+        self._queue: deque[_Pending] = deque()
+        self._busy = False
+
+    async def predict(self, data: Any, nbytes: int = 0, timings: dict[str, float] | None = None) -> Any:
+        """This request's output (raises what ``predict_one`` raises for it)."""
+        if self.executor is None:  # inline: the event loop itself predicts, one request at a time
+            started = time.perf_counter()
+            try:
+                return self.predict_one(data)
+            finally:
+                self._record(timings, 0.0, time.perf_counter() - started)
+                if self.observe is not None:
+                    self.observe(row_count(data) or 0, 1, [0.0])
+        pending = _Pending(data, row_count(data) if self.batching else None, nbytes,
+                           asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        if not self._busy:
+            self._start()
+        try:
+            return await pending.future
+        finally:
+            self._record(timings, pending.waited, pending.predict_seconds)
+
+    @staticmethod
+    def _record(timings: dict[str, float] | None, waited: float, seconds: float) -> None:
+        if timings is not None:
+            timings["queue"] = waited
+            timings["predict"] = seconds
+
+    # ------------------------------------------------------------------------------------ the loop side
+    def _take(self) -> list[_Pending]:
+        """The next batch: the queue's head, then what follows it within the budgets."""
+        head = self._queue.popleft()
+        batch = [head]
+        if not self.batching or not head.rows:
+            return batch
+        rows, nbytes = head.rows, head.nbytes
+        while self._queue:
+            item = self._queue[0]
+            if not item.rows or rows + item.rows > self.max_rows or nbytes + item.nbytes > self.max_bytes:
+                break
+            rows += item.rows
+            nbytes += item.nbytes
+            batch.append(self._queue.popleft())
+        return batch
+
+    def _start(self) -> None:
+        batch = self._take()
+        now = time.perf_counter()
+        waits = []
+        for item in batch:
+            item.waited = now - item.queued
+            waits.append(item.waited)
+        self._busy = True
+        future = asyncio.wrap_future(self.executor.submit(self._run, batch))
+        future.add_done_callback(lambda f: self._finish(batch, waits, f))
+
+    def _finish(self, batch: list[_Pending], waits: list[float], done: asyncio.Future) -> None:
+        self._busy = False
+        if self._queue:  # keep the model busy first: the next batch starts before this one is answered
+            self._start()
+        results = done.result() if not done.cancelled() and done.exception() is None else None
+        if self.observe is not None:
+            self.observe(sum(item.rows or row_count(item.data) or 0 for item in batch), len(batch), waits)
+        for i, item in enumerate(batch):
+            if item.future.done():  # the request was cancelled (its client went away)
+                continue
+            if results is None:
+                item.future.set_exception(done.exception() or asyncio.CancelledError())
+                continue
+            ok, value = results[i]
+            if ok:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+
+    # ---------------------------------------------------------------------------------- the thread side
+    def _run(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        """Predict a batch on the worker thread: ``(True, output)`` or ``(False, exception)`` per request."""
+        if len(batch) > 1:
+            inputs = [item.data for item in batch]
+            started = time.perf_counter()
+            merged = merge_inputs(inputs)
+            if merged is not None:
+                try:
+                    output = self.predict_batch(merged)
+                except Exception:  # noqa: BLE001 - retried one by one: only the faulty request fails
+                    logger.info("a batch of %d requests failed; predicting them one by one", len(batch))
+                else:
+                    parts = split_output(output, merged, inputs, [item.rows for item in batch])
+                    seconds = time.perf_counter() - started
+                    if parts is not None:
+                        for item in batch:
+                            item.predict_seconds = seconds
+                        return [(True, part) for part in parts]
+                    self.batching = False
+                    logger.warning("the model's output for a batch of %d requests does not keep one row per input "
+                                   "row in order; batching is now off for this server", len(batch))
+        return [self._run_one(item) for item in batch]
+
+    def _run_one(self, item: _Pending) -> tuple[bool, Any]:
+        started = time.perf_counter()
+        try:
+            return True, self.predict_one(item.data)
+        except Exception as exc:  # noqa: BLE001 - handed to the request's own future
+            return False, exc
+        finally:
+            item.predict_seconds = time.perf_counter() - started

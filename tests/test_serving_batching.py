@@ -1,0 +1,342 @@
+"""Row-counting adaptive batching: concurrent requests share one predict call, each gets exactly its rows,
+a bad or faulty request fails alone, and health answers while a slow predict runs (a real uvicorn server)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from pyml_jupyter.serving.app import create_app
+from pyml_jupyter.serving.batching import merge_inputs, split_output
+
+from test_serving_app import _free_port, _wait_ready
+
+# A DataFrame model whose answers are exact (no floating-point doubt about which row is which) and whose
+# predict takes a while, so that requests queue while it runs. It raises on x == -1 and sleeps x seconds
+# when city == "sleep".
+ECHO_SOURCE = textwrap.dedent(
+    """
+    import time
+    import pandas as pd
+    from pyml_jupyter.serving.contract import DataFrameModel
+
+
+    class Echo(DataFrameModel):
+        calls = 0
+
+        def predict(self, df):
+            Echo.calls += 1
+            if (df["x"] == -1).any():
+                raise ValueError("x must not be -1")
+            sleeping = df["city"] == "sleep"
+            time.sleep(float(df.loc[sleeping, "x"].max()) if sleeping.any() else 0.02)
+            out = pd.DataFrame({"y": df["x"] * 2, "tag": df["city"] + "!"}, index=df.index)
+            return out.iloc[::-1] if (df["city"] == "reverse").any() else out
+    """
+)
+
+TENSOR_SOURCE = textwrap.dedent(
+    """
+    import time
+    import numpy as np
+    from pyml_jupyter.serving.contract import TensorModel
+
+
+    class Doubler(TensorModel):
+        def predict(self, tensors):
+            time.sleep(0.02)
+            x = tensors["x"]
+            return {"y": x * np.float32(2), "total": x.sum(axis=1)}
+    """
+)
+
+
+def write_package(directory: Path, *, tensor: bool = False, batch_invariant: bool | None = True) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.py").write_text(TENSOR_SOURCE if tensor else ECHO_SOURCE)
+    if tensor:
+        sample = {"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]}
+        schemas = {
+            "input_schema": {"type": "tensor", "tensors": [{"name": "x", "dtype": "float32", "shape": [None, 3]}]},
+            "output_schema": {"type": "tensor", "tensors": [{"name": "y", "dtype": "float32", "shape": [None, 3]},
+                                                            {"name": "total", "dtype": "float32", "shape": [None]}]},
+        }
+    else:
+        sample = {"columns": ["x", "city"], "data": [[1, "paris"], [2, "lyon"]]}
+        schemas = {
+            "input_schema": {"type": "dataframe", "columns": [{"name": "x", "dtype": "int64", "nullable": False},
+                                                              {"name": "city", "dtype": "string", "nullable": False}]},
+            "output_schema": {"type": "dataframe", "columns": [{"name": "y", "dtype": "int64", "nullable": False},
+                                                               {"name": "tag", "dtype": "string", "nullable": False}]},
+        }
+    (directory / "sample.json").write_text(json.dumps(sample))
+    (directory / "requirements.txt").write_text("")
+    contract = {"format_version": 1, "kind": "tensor" if tensor else "dataframe",
+                "class_name": "Doubler" if tensor else "Echo",
+                "python_version": ".".join(map(str, sys.version_info[:3])), **schemas,
+                "artifacts": {}, "takes_artifacts": False, "metadata": {}}
+    if batch_invariant is not None:
+        contract["batch_invariant"] = batch_invariant
+    (directory / "pyml.json").write_text(json.dumps(contract))
+    return directory
+
+
+def run(app, requests):
+    """Send ``requests`` (``(method, path, json)``) concurrently to the app in-process, with its lifespan."""
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await asyncio.gather(*(client.request(m, p, json=j) for m, p, j in requests))
+    return asyncio.run(main())
+
+
+def metric(app, name: str) -> list[tuple[str, float]]:
+    text = run(app, [("GET", "/metrics", None)])[0].text
+    return [(labels, float(v)) for labels, v in re.findall(rf"^{name}(\S*) (\S+)$", text, re.M)]
+
+
+def histogram_max(app, name: str) -> float:
+    """The smallest bucket bound that holds every observation of a histogram."""
+    buckets = [(float(re.search(r'le="([^"]+)"', labels).group(1)), n)
+               for labels, n in metric(app, name + "_bucket")]
+    total = buckets[-1][1]
+    return min(bound for bound, n in buckets if n == total)
+
+
+def rows(sizes: list[int], seed: int = 0) -> list[list]:
+    rng = random.Random(seed)
+    return [[[rng.randint(0, 10**6), rng.choice(["paris", "lyon", "nice"])] for _ in range(n)] for n in sizes]
+
+
+def invocation(data: list[list]) -> tuple:
+    return ("POST", "/invocations", {"dataframe_split": {"columns": ["x", "city"], "data": data}})
+
+
+def expected(data: list[list]) -> list[dict]:
+    return [{"y": x * 2, "tag": city + "!"} for x, city in data]
+
+
+# ------------------------------------------------------------------------------------------- merge/split
+
+
+def test_split_gives_each_request_its_rows_with_its_own_index():
+    a = pd.DataFrame({"x": [1, 2]}, index=[10, 11])
+    b = pd.DataFrame({"x": [3]}, index=["k"])
+    merged = merge_inputs([a, b])
+    parts = split_output(merged * 10, merged, [a, b], [2, 1])
+    assert list(merged.index) == [0, 1, 2]
+    assert parts[0].equals(pd.DataFrame({"x": [10, 20]}, index=[10, 11]))
+    assert parts[1].equals(pd.DataFrame({"x": [30]}, index=["k"]))
+
+
+def test_split_refuses_an_output_that_reordered_or_dropped_rows():
+    a, b = pd.DataFrame({"x": [1, 2]}), pd.DataFrame({"x": [3]})
+    merged = merge_inputs([a, b])
+    assert split_output(merged.iloc[::-1], merged, [a, b], [2, 1]) is None
+    assert split_output(merged.iloc[:2], merged, [a, b], [2, 1]) is None
+    tensors = [{"x": np.zeros((2, 3))}, {"x": np.ones((1, 3))}]
+    assert split_output({"y": np.zeros(2)}, merge_inputs(tensors), tensors, [2, 1]) is None
+
+
+def test_tensors_merge_along_the_first_axis_and_split_back():
+    a, b = {"x": np.arange(6.0).reshape(2, 3)}, {"x": np.arange(3.0).reshape(1, 3) + 100}
+    merged = merge_inputs([a, b])
+    parts = split_output({"y": merged["x"] * 2}, merged, [a, b], [2, 1])
+    assert merged["x"].shape == (3, 3)
+    assert np.array_equal(parts[0]["y"], a["x"] * 2) and np.array_equal(parts[1]["y"], b["x"] * 2)
+
+
+# ---------------------------------------------------------------------------------------- the batcher
+
+
+def test_concurrent_requests_of_mixed_sizes_share_predict_calls_and_each_gets_exactly_its_rows(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"))
+    sizes = [1, 100, 3, 1, 17, 1, 64, 2, 1, 1, 5, 100, 1, 9, 1, 30] * 2
+    data = rows(sizes)
+    answers = run(app, [invocation(d) for d in data])
+
+    for d, answer in zip(data, answers):
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == expected(d)
+    assert histogram_max(app, "pyml_batch_requests") > 1
+
+
+def test_v2_requests_are_batched_with_exact_rows_too(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"), model_name="echo")
+    data = rows([1, 7, 2, 1, 40, 1, 1, 3] * 3, seed=1)
+    requests = [("POST", "/v2/models/echo/infer", {"id": str(i), "inputs": [
+        {"name": "x", "datatype": "INT64", "shape": [len(d)], "data": [r[0] for r in d]},
+        {"name": "city", "datatype": "BYTES", "shape": [len(d)], "data": [r[1] for r in d]}]})
+        for i, d in enumerate(data)]
+    answers = run(app, requests)
+
+    for i, (d, answer) in enumerate(zip(data, answers)):
+        body = answer.json()
+        assert body["id"] == str(i)
+        outputs = {o["name"]: o for o in body["outputs"]}
+        assert outputs["y"]["data"] == [r[0] * 2 for r in d] and outputs["y"]["shape"] == [len(d)]
+        assert outputs["tag"]["data"] == [r[1] + "!" for r in d]
+    assert histogram_max(app, "pyml_batch_requests") > 1
+
+
+def test_tensor_model_requests_are_concatenated_along_the_first_axis(tmp_path):
+    app = create_app(write_package(tmp_path / "tensor", tensor=True))
+    inputs = [np.arange(3 * n, dtype=np.float32).reshape(n, 3) + i for i, n in enumerate([1, 4, 2, 1, 8, 1] * 3)]
+    answers = run(app, [("POST", "/invocations", {"inputs": {"x": x.tolist()}}) for x in inputs])
+
+    for x, answer in zip(inputs, answers):
+        predictions = answer.json()["predictions"]
+        assert predictions["y"] == (x * 2).tolist()
+        assert predictions["total"] == x.sum(axis=1).tolist()
+    assert histogram_max(app, "pyml_batch_requests") > 1
+
+
+def test_batches_stay_within_the_row_budget_and_a_bigger_request_runs_alone(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"), max_batch_rows=10)
+    data = rows([3] * 12 + [50] + [3] * 12, seed=2)
+    answers = run(app, [invocation(d) for d in data])
+
+    assert all(a.json()["predictions"] == expected(d) for d, a in zip(data, answers))
+    buckets = dict((float(re.search(r'le="([^"]+)"', lab).group(1)), n) for lab, n in metric(app, "pyml_batch_rows_bucket"))
+    assert buckets[16.0] == buckets[32.0]  # no batch over the budget of 10 rows (3 requests of 3 at most)...
+    assert buckets[64.0] - buckets[32.0] == 1 == buckets[float("inf")] - buckets[32.0]  # ...but the 50-row one
+
+
+def test_a_model_without_proven_batch_invariance_predicts_one_request_per_call(tmp_path):
+    app = create_app(write_package(tmp_path / "echo", batch_invariant=None))
+    data = rows([1, 2, 3, 1] * 4)
+    answers = run(app, [invocation(d) for d in data])
+
+    assert all(a.json()["predictions"] == expected(d) for d, a in zip(data, answers))
+    assert histogram_max(app, "pyml_batch_requests") == 1
+
+
+def test_max_batch_rows_zero_turns_batching_off(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"), max_batch_rows=0)
+    run(app, [invocation(d) for d in rows([1] * 12)])
+    assert histogram_max(app, "pyml_batch_requests") == 1
+
+
+def test_a_bad_request_gets_its_422_and_its_batchmates_their_predictions(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"))
+    data = rows([2] * 10)
+    requests = [invocation(d) for d in data]
+    requests[4] = invocation([[1, "paris"], ["not a number", "lyon"]])
+    answers = run(app, requests)
+
+    assert answers[4].status_code == 422 and answers[4].json()["problems"][0]["field"] == "x"
+    assert all(a.json()["predictions"] == expected(d) for i, (d, a) in enumerate(zip(data, answers)) if i != 4)
+
+
+def test_a_request_that_makes_predict_raise_fails_alone(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"))
+    data = rows([2] * 10, seed=3)
+    data[6] = [[5, "paris"], [-1, "nice"]]
+    answers = run(app, [invocation(d) for d in data])
+
+    assert answers[6].status_code == 500 and answers[6].json()["error_code"] == "PREDICT_ERROR"
+    assert all(a.status_code == 200 and a.json()["predictions"] == expected(d)
+               for i, (d, a) in enumerate(zip(data, answers)) if i != 6)
+
+
+def test_a_model_that_reorders_rows_is_caught_and_batching_turned_off(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"))
+    data = rows([2] * 10, seed=4)
+    for d in data:
+        d[0][1] = "reverse"  # the model reverses its output rows whenever it sees this city
+    answers = run(app, [invocation(d) for d in data])
+
+    # Alone, each request gets what the model answers for it alone (reversed rows), never a batchmate's rows.
+    assert all(a.json()["predictions"] == expected(d)[::-1] for d, a in zip(data, answers))
+    assert app.state.server.batcher.batching is False
+
+
+# --------------------------------------------------------------------------------- a real slow server
+
+
+def _get(port: int, path: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", path)
+    status = connection.getresponse().status
+    return status, time.perf_counter() - started
+
+
+def test_health_and_metrics_answer_at_once_while_a_slow_predict_runs(tmp_path):
+    package = write_package(tmp_path / "echo")
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
+    )
+    try:
+        _wait_ready(port, process)
+        slow = {}
+
+        def predict_slowly():
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            body = json.dumps({"dataframe_split": {"columns": ["x", "city"], "data": [[3, "sleep"]]}})
+            started = time.perf_counter()
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            slow.update(status=response.status, body=json.loads(response.read()),
+                        seconds=time.perf_counter() - started)
+
+        thread = threading.Thread(target=predict_slowly)
+        thread.start()
+        time.sleep(0.5)  # the 3 s predict is running
+        for path in ("/ping", "/health", "/v2/health/live", "/v2/health/ready", "/metrics"):
+            status, seconds = _get(port, path)
+            assert status == 200
+            assert seconds < 1.0, f"{path} took {seconds:.2f} s while a predict ran"
+            assert thread.is_alive(), "the slow predict should still be running"
+        thread.join(timeout=30)
+        assert slow["status"] == 200 and slow["body"]["predictions"] == [{"y": 6, "tag": "sleep!"}]
+        assert slow["seconds"] >= 3
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------------------ worker count
+
+
+def test_the_cgroup_cpu_quota_is_read_from_v2_and_v1_files(tmp_path):
+    from pyml_jupyter.serving.server import _cgroup_cpu_quota
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_cpu_quota(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_cpu_quota(v2) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _cgroup_cpu_quota(v1) == 2.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert _cgroup_cpu_quota(v1) is None
+
+
+def test_auto_workers_are_the_cpus_this_process_may_use():
+    from pyml_jupyter.serving.server import available_cpus, worker_count
+
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+    assert worker_count("auto") == available_cpus() and worker_count(3) == 3

@@ -307,7 +307,7 @@ def test_an_all_null_column_fits_only_a_nullable_input():
 def test_a_statement_that_is_not_a_query_is_refused(spark, package):
     from pyml_jupyter.batch import predict_offline
 
-    with pytest.raises(BatchError, match="must be a SELECT"):
+    with pytest.raises(BatchError, match="is a DROP TABLE statement"):
         predict_offline(package, "DROP TABLE src", "scored_drop", spark=spark)
     assert spark.catalog.tableExists("src")
 

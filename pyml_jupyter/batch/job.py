@@ -28,7 +28,7 @@ from ..progress import Progress
 from ..serving.loader import PackageInfo, package_digest, read_package
 from ..serving.schema import DataFrameSchema
 from .destination import Destination, check_destination, check_mode, check_table_name, drop_quietly, publish
-from .query import check_keep, check_query, parse_keep, schema_error_message
+from .query import check_keep, check_not_empty, check_query, parse_keep, schema_error_message
 from .result import BatchResult
 from .session import classic_session, first_line, job_group, session_conf
 from .shipping import make_scorer, ship
@@ -62,9 +62,7 @@ def predict_offline(package_dir: str | os.PathLike, query: str, output_table: st
     check_mode(mode)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise BatchError(f"batch_size must be a positive number of rows, not {batch_size!r}.")
-    if not isinstance(query, str) or not query.strip(" \t\r\n;"):
-        raise BatchError("The query is empty; give a SELECT (or WITH ... SELECT, TABLE t, VALUES ...) whose columns "
-                         "are the model's inputs.")
+    check_not_empty(query)
     info = read_dataframe_package(package_dir)
     progress = progress if progress is not None else Progress(f"batch {info.class_name} -> {table}")
     if spark is None:

@@ -35,20 +35,29 @@ def parse_keep(text: str | Sequence[str] | None) -> list[str] | None:
     return list(text)
 
 
+def check_not_empty(query: str) -> None:
+    """Refuse a query that is not a string or holds nothing but spaces and semicolons (no Spark needed)."""
+    if not isinstance(query, str) or not query.strip(" \t\r\n;"):
+        raise BatchError(f"The query is empty; give {_QUERY_FORMS} whose columns are the model's inputs.")
+
+
 def check_query(spark: "SparkSession", query: str) -> str:
     """The query text to run, once Spark's parser reads it as one query; else a :class:`BatchError` naming the
     statement (nothing is executed: the text is only parsed). Trailing semicolons are dropped."""
-    if not isinstance(query, str) or not query.strip(" \t\r\n;"):
-        raise BatchError(f"The query is empty; give {_QUERY_FORMS} whose columns are the model's inputs.")
+    check_not_empty(query)
     text = query.rstrip(" \t\r\n;")
     parser = spark._jsparkSession.sessionState().sqlParser()
     from pyspark.errors import ParseException
 
     try:
-        parser.parseQuery(text)
-        return text
+        plan = parser.parseQuery(text)
     except ParseException as exc:
         not_a_query = exc
+    else:  # a session's parser extension may read more than queries as one: its plan must hold no command
+        command, _ = _statement(spark, plan)
+        if command is None:
+            return text
+        raise _not_a_query(command)
     try:
         plan = parser.parsePlan(query)
     except ParseException as exc:
@@ -61,8 +70,12 @@ def check_query(spark: "SparkSession", query: str) -> str:
     if command is None and _stopped_at_semicolon(not_a_query):  # one query, then `;` and comments
         raise BatchError(f"Spark reads only a query here; remove what follows its ';' ({first_line(not_a_query)}). "
                          f"Nothing was run.")
-    raise BatchError(f"The query is {_kind(command or node)}, which Spark would execute at once; predict_offline "
-                     f"only reads {_QUERY_FORMS} whose columns are the model's inputs. Nothing was run.")
+    raise _not_a_query(command or node)
+
+
+def _not_a_query(node) -> BatchError:
+    return BatchError(f"The query is {_kind(node)}, which Spark would execute at once; predict_offline only reads "
+                      f"{_QUERY_FORMS} whose columns are the model's inputs. Nothing was run.")
 
 
 def _stopped_at_semicolon(exc: Exception) -> bool:

@@ -241,9 +241,10 @@ def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any 
     return report
 
 
-def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None, keep: list[str] | None = None,
-                    mode: str = "error", progress: Progress | None = None):
-    """Score the rows of a SQL ``query`` with a registered version on Spark, into ``output_table``."""
+def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None,
+                    keep: str | list[str] | None = None, mode: str = "error", progress: Progress | None = None):
+    """Score the rows of a SQL ``query`` with a registered version on Spark, into ``output_table``; ``keep``
+    names the query columns stored beside the predictions (a list, or a comma-separated string)."""
     from .batch import predict_offline as run_batch
 
     name, version, _ = _resolve(ref)

@@ -67,9 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         print(report)
         return 0 if report.ok else 1
     elif cmd == "batch":
-        keep = [c for c in (args.keep or "").split(",") if c] or None
         with _progress(f"batch {args.ref}") as p:
-            print(api.predict_offline(args.ref, args.query, args.output, keep=keep, mode=args.mode, progress=p))
+            print(api.predict_offline(args.ref, args.query, args.output, keep=args.keep, mode=args.mode, progress=p))
     return 0
 
 

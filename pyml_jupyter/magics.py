@@ -261,8 +261,7 @@ class PymlMagics(Magics):
         if not query:
             raise UsageError("give the query: %pyml_batch NAME --query \"SELECT ...\" --output TABLE, or put it in the "
                              "cell body under %%pyml_batch NAME --output TABLE.")
-        keep = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else None
         return self._with_progress(
             f"batch {args.ref}",
-            lambda p: api.predict_offline(args.ref, query, args.output, keep=keep, mode=args.mode, progress=p),
+            lambda p: api.predict_offline(args.ref, query, args.output, keep=args.keep, mode=args.mode, progress=p),
         )

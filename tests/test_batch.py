@@ -19,33 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import EXAMPLE_MODEL_SOURCE, IN_CI, example_frame, write_example_package
+from conftest import EXAMPLE_MODEL_SOURCE, example_frame, write_example_package
 from pyml_jupyter.errors import BatchError, InvalidName
 from pyml_jupyter.progress import Progress
 from pyml_jupyter.serving.loader import load_package, read_package
+from spark_fixtures import require_spark, spark, workdir  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 N_ROWS = 5000
 
 pytestmark = pytest.mark.spark
-
-
-def _spark_missing() -> str | None:
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        return "pyspark is not installed"
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        return "no Java runtime (java on PATH or JAVA_HOME)"
-    return None
-
-
-def _require_spark() -> None:
-    missing = _spark_missing()
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Spark tests cannot run under CI: {missing}")
-        pytest.skip(missing)
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
@@ -60,30 +43,6 @@ def _variant(directory: Path, *, on_init: str = "", on_predict: str = "", header
     source = source.replace("        proba = ", textwrap.indent(on_predict, " " * 8) + "        proba = ")
     (package / "model.py").write_text(source)
     return package
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("batch")
-
-
-@pytest.fixture(scope="module")
-def spark(workdir):
-    """The process's Spark session (created here if none runs yet), in a database of this module's own.
-
-    It is not stopped: a later test module gets the same session from ``spark_session()``.
-    """
-    _require_spark()
-    from pyml_jupyter.batch import spark_session
-
-    session = spark_session(warehouse_dir=workdir / "spark-warehouse", master="local[2]")
-    database = f"pyml_test_batch_{uuid.uuid4().hex[:8]}"
-    previous = session.catalog.currentDatabase()
-    session.sql(f"CREATE DATABASE {database}")
-    session.catalog.setCurrentDatabase(database)
-    yield session
-    session.catalog.setCurrentDatabase(previous)
-    session.sql(f"DROP DATABASE {database} CASCADE")
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +232,7 @@ def test_the_input_schema_is_enforced_on_executors_too(spark, source, package):
     ],
 )
 def test_query_types_are_judged_by_the_schema_module(sql_type, declared, fits):
-    _require_spark()
+    require_spark()
     from pyml_jupyter.batch import check_query_schema
     from pyml_jupyter.serving.schema import DataFrameSchema
     from pyspark.sql import types as T
@@ -292,7 +251,7 @@ def test_query_types_are_judged_by_the_schema_module(sql_type, declared, fits):
 
 
 def test_an_all_null_column_fits_only_a_nullable_input():
-    _require_spark()
+    require_spark()
     from pyml_jupyter.batch import check_query_schema
     from pyml_jupyter.serving.schema import DataFrameSchema
     from pyspark.sql import types as T
@@ -307,7 +266,7 @@ def test_an_all_null_column_fits_only_a_nullable_input():
 def test_a_statement_that_is_not_a_query_is_refused(spark, package):
     from pyml_jupyter.batch import predict_offline
 
-    with pytest.raises(BatchError, match="must be a SELECT"):
+    with pytest.raises(BatchError, match="is a DROP TABLE statement"):
         predict_offline(package, "DROP TABLE src", "scored_drop", spark=spark)
     assert spark.catalog.tableExists("src")
 
@@ -564,7 +523,7 @@ _SESSION_SCRIPT = textwrap.dedent(
 
 
 def test_tables_persist_across_sessions(tmp_path, package):
-    _require_spark()
+    require_spark()
     script = tmp_path / "session.py"
     script.write_text(_SESSION_SCRIPT)
     warehouse = tmp_path / "wh" / "spark-warehouse"

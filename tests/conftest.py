@@ -15,6 +15,17 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+
+def require_torch():
+    """The ``torch`` module, or a skip (a failure under CI=true, where scripts/test.sh installs it)."""
+    try:
+        import torch
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs PyTorch (pip install torch==2.13.0): {exc}")
+        pytest.skip(f"PyTorch is not installed: {exc}")
+    return torch
+
 EXAMPLE_MODEL_SOURCE = textwrap.dedent(
     '''
     # Captured by pyml_jupyter (hand-written test fixture).

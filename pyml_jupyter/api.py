@@ -131,17 +131,12 @@ def load(ref: str) -> LoadedModel:
 
 
 def config() -> dict[str, Any]:
-    """Where models live: the tracking store (without any password it carries) and the MLflow UI link."""
-    from urllib.parse import urlsplit, urlunsplit
-
+    """Where models live: the tracking store (its credentials masked) and the MLflow UI link."""
     from . import __version__
+    from .uris import redact
 
-    uri = tracking.tracking_uri()
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        uri = urlunsplit(parts._replace(netloc=netloc))
-    return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": uri, "version": __version__}
+    return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": redact(tracking.tracking_uri()),
+            "version": __version__}
 
 
 # ------------------------------------------------------------------------------------------- images, deployments

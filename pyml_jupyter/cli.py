@@ -20,6 +20,7 @@ from pathlib import Path
 from . import api
 from .errors import PymlError
 from .progress import Progress
+from .uris import redact
 from .widgets import show_progress
 
 
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except PymlError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - a library's own error: its text may carry a URI's credentials
+        print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from .. import api
 from ..container_security import ContainerSettings
 from ..errors import PymlError
 from ..jobs import Job, JobManager, error_dict
+from ..uris import redact
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[^/]+)"
@@ -86,7 +87,7 @@ class PymlHandler(APIHandler):
             self.set_status(exc.status)
             payload = exc.to_dict()
         elif isinstance(exc, tornado.web.HTTPError) or exc is None:
-            message = (exc.log_message if exc is not None else None) or _phrase(status_code)
+            message = redact((exc.log_message if exc is not None else None) or _phrase(status_code))
             payload = {"error": f"http_{status_code}", "message": message}
         else:
             payload = error_dict(exc)

@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from .scoring import ScoringError
+from .answers import ScoringError
 
 __all__ = ["RAW_DTYPES", "decode_raw", "encode_tensor", "raw_size"]
 

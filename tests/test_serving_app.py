@@ -193,7 +193,7 @@ def test_core_invocations_works_without_the_web_framework(example_package, sampl
     model = load_package(example_package)
     timings: dict[str, float] = {}
     body = json.dumps({"dataframe_split": split(sample)}).encode()
-    status, payload, error_code = scoring.invocations(model, body, "application/json", timings)
+    status, payload, error_code, _ = scoring.invocations(model, body, "application/json", timings)
     assert (status, error_code) == (200, None)
     assert_scores(json.loads(payload)["predictions"], expected)
     assert set(timings) == {"parse", "validate", "predict", "serialize"}

@@ -28,11 +28,13 @@ logger = logging.getLogger("pyml_jupyter.serving")
 
 
 class Answer(NamedTuple):
-    """A response: HTTP status, JSON body, and the error code when it is an error (for metrics)."""
+    """A response: HTTP status, JSON body, and the error code when it is an error (for metrics); a V2 answer
+    with binary outputs has the length of its JSON part in ``json_length`` (see v2_binary.py)."""
 
     status: int
     body: bytes
     error_code: str | None = None
+    json_length: int | None = None
 
 
 class ScoringError(Exception):

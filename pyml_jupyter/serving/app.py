@@ -62,6 +62,8 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .openapi import openapi_document
 from .scoring import Answer, ScoringError, dumps, v2_datatype
+from .v2_binary import HEADER as BINARY_HEADER
+from .v2_binary import header_length
 
 __all__ = ["create_app", "app_from_env", "ModelServer", "DEFAULT_MAX_BODY_BYTES"]
 
@@ -141,7 +143,8 @@ class ModelServer:
         self._static = {
             "metadata": dumps(self.metadata()),
             "v2_model": dumps(self.v2_model_metadata()),
-            "v2_server": dumps({"name": "pyml_jupyter.serving", "version": _runtime_version(), "extensions": []}),
+            "v2_server": dumps({"name": "pyml_jupyter.serving", "version": _runtime_version(),
+                                "extensions": ["binary_tensor_data"]}),
         }
         batching = (f"batching up to {self.max_batch_rows} rows" if self.batcher.batching else
                     "no batching" + ("" if info.batch_invariant else " (batch invariance not proven)"))
@@ -271,13 +274,17 @@ class ModelServer:
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc), exc.error_code)
 
-    async def score_v2(self, body: bytes, timings: dict[str, float]) -> Answer:
-        """A V2 ``infer`` answer, like :meth:`score_invocations`. Never raises."""
+    async def score_v2(self, body: bytes, timings: dict[str, float], json_length: str | None = None) -> Answer:
+        """A V2 ``infer`` answer, like :meth:`score_invocations`; ``json_length`` is the request's
+        ``Inference-Header-Content-Length`` (binary inputs follow the JSON). Never raises."""
         try:
-            data, request = await self.parse(len(body), scoring.read_v2, self.model, body, timings, self.limits)
+            length = header_length(json_length, len(body))
+            data, request = await self.parse(len(body), lambda: scoring.read_v2(self.model, body, timings,
+                                                                                json_length=length,
+                                                                                limits=self.limits))
             output = await self.batcher.predict(data, len(body), timings)
-            return Answer(200, scoring.write_v2(self.model, output, request, model_name=self.model_name,
-                                                model_version=self.model_version, timings=timings))
+            return scoring.write_v2(self.model, output, request, model_name=self.model_name,
+                                    model_version=self.model_version, timings=timings)
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc, v2=True), exc.error_code)
 
@@ -330,14 +337,20 @@ class ModelServer:
         except ScoringError as exc:
             return self._error(route, "POST", exc, v2=True)
         content_type = request.headers.get("content-type")
-        if content_type and content_type.partition(";")[0].strip().lower() != JSON:
+        json_length = request.headers.get(BINARY_HEADER)
+        accepted = (JSON, "application/octet-stream") if json_length is not None else (JSON,)
+        if content_type and content_type.partition(";")[0].strip().lower() not in accepted:
             return self._error(route, "POST", ScoringError(415, "UNSUPPORTED_MEDIA_TYPE",
                                                            f"Content type {content_type!r} is not supported; "
-                                                           f"send application/json"), v2=True)
+                                                           f"send {' or '.join(accepted)}"), v2=True)
         timings: dict[str, float] = {}
-        answer = await self.score_v2(body, timings)
+        answer = await self.score_v2(body, timings, json_length)
         self.metrics.observe_phases(route, timings)
-        return self._respond(route, "POST", answer.status, answer.body, answer.error_code)
+        if answer.json_length is None:
+            return self._respond(route, "POST", answer.status, answer.body, answer.error_code)
+        self.metrics.observe_request(route, "POST", answer.status)
+        return Response(answer.body, status_code=answer.status, media_type="application/octet-stream",
+                        headers={BINARY_HEADER: str(answer.json_length)})
 
     async def v2_model(self, request: Request) -> Response:
         route = request.scope["route_template"]

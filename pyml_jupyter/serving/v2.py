@@ -17,6 +17,7 @@ from .jsonio import dumps
 from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
 from .schema import SchemaError, dataframe_from_json, dataframe_to_json, tensors_from_json, tensors_to_json
+from .v2_binary import attach_binary_inputs, binary_outputs
 
 __all__ = ["infer_v2", "read_v2", "write_v2", "parse_v2", "v2_input", "v2_outputs", "v2_response",
            "v2_datatype", "V2_DATATYPES"]
@@ -81,7 +82,9 @@ def _v2_inputs(payload: Any) -> list[dict]:
                                            f"{', '.join(_V2_TO_NUMPY)}", field=name)
         if "data" not in item:
             raise ScoringError.bad_request(f"{where} needs 'data'", field=name)
-        flat = _flatten(item["data"]) if isinstance(item["data"], list) else [item["data"]]
+        data = item["data"]  # JSON values, or a numpy array decoded from binary data (v2_binary.py)
+        flat = data.reshape(-1) if isinstance(data, np.ndarray) else _flatten(data) if isinstance(data, list) \
+            else [data]
         if len(flat) != math.prod(shape):
             raise ScoringError.bad_request(f"{where} has {len(flat)} values but its shape {shape} needs "
                                            f"{math.prod(shape)}", field=name)
@@ -89,12 +92,17 @@ def _v2_inputs(payload: Any) -> list[dict]:
     return inputs
 
 
-def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None,
-             limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
-    """The model's input from a V2 inference request, and the request (for its ``id`` and ``outputs``)."""
+def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None, *,
+             json_length: int | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
+    """The model's input from a V2 inference request, and the request (for its ``id`` and ``outputs``).
+    With ``json_length`` (the ``Inference-Header-Content-Length``), the JSON is followed by the inputs' binary
+    data (see v2_binary.py). The JSON's nesting, the inputs and their rows are checked against ``limits``."""
     timer = Timer(timings)
-    limits.check_depth(body)
-    payload = parse_json(body)
+    text = body if json_length is None else body[:json_length]
+    limits.check_depth(text)
+    payload = parse_json(text)
+    if json_length is not None:
+        attach_binary_inputs(payload, memoryview(body)[json_length:])
     inputs = _v2_inputs(payload)
     wanted = payload.get("outputs")
     if wanted is not None and not (isinstance(wanted, list) and all(isinstance(o, dict) and isinstance(
@@ -174,6 +182,13 @@ def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
 
 def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name: str,
                 model_version: str | None) -> bytes:
+    """The JSON answer to a V2 request."""
+    return dumps(v2_response_dict(model, output, request, model_name=model_name, model_version=model_version))
+
+
+def v2_response_dict(model: LoadedModel, output: Any, request: Mapping, *, model_name: str,
+                     model_version: str | None) -> dict:
+    """The answer to a V2 request as a dict: the outputs it asks for (all by default), its ``id``."""
     outputs = v2_outputs(model, output)
     wanted = request.get("outputs")
     if wanted:
@@ -190,21 +205,27 @@ def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name
     if request.get("id") is not None:
         response["id"] = request["id"]
     response["outputs"] = outputs
-    return dumps(response)
+    return response
 
 
-def read_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None,
-            limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
+def read_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None, *,
+            json_length: int | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
     """:func:`parse_v2`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
-    return guard(parse_v2, "parse", model, body, timings, limits)
+    return guard(lambda: parse_v2(model, body, timings, json_length=json_length, limits=limits), "parse")
 
 
 def write_v2(model: LoadedModel, output: Any, request: Mapping, *, model_name: str, model_version: str | None,
-             timings: dict[str, float] | None = None) -> bytes:
-    """:func:`v2_response`, timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
+             timings: dict[str, float] | None = None) -> Answer:
+    """The 200 answer: JSON, or JSON then the binary outputs the request asks for (``json_length`` set, see
+    v2_binary.py); timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
     timer = Timer(timings)
-    payload = guard(lambda: v2_response(model, output, request, model_name=model_name,
-                                         model_version=model_version), "serialize")
+
+    def answer() -> Answer:
+        response = v2_response_dict(model, output, request, model_name=model_name, model_version=model_version)
+        binary = binary_outputs(response, request)
+        return Answer(200, dumps(response)) if binary is None else Answer(200, binary[0], json_length=binary[1])
+
+    payload = guard(answer, "serialize")
     timer.lap("serialize")
     return payload
 
@@ -215,11 +236,10 @@ def infer_v2(model: LoadedModel, body: bytes, *, model_name: str, model_version:
     try:
         if len(body) > limits.max_body_bytes:
             raise limits.too_large(len(body))
-        data, request = read_v2(model, body, timings, limits)
+        data, request = read_v2(model, body, timings, limits=limits)
         timer = Timer(timings)
         output = predict(model, data)
         timer.lap("predict")
-        return Answer(200, write_v2(model, output, request, model_name=model_name, model_version=model_version,
-                                    timings=timings))
+        return write_v2(model, output, request, model_name=model_name, model_version=model_version, timings=timings)
     except ScoringError as exc:
         return Answer(exc.status, error_body(exc, v2=True), exc.error_code)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .answers import Answer, ScoringError, Timer, error_body, guard, parse_json, predict
 from .jsonio import dumps
+from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
 from .schema import SchemaError, dataframe_from_json, dataframe_to_json, tensors_from_json, tensors_to_json
 from .v2_binary import attach_binary_inputs, binary_outputs
@@ -92,15 +93,15 @@ def _v2_inputs(payload: Any) -> list[dict]:
 
 
 def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None, *,
-             json_length: int | None = None) -> tuple[Any, dict]:
+             json_length: int | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
     """The model's input from a V2 inference request, and the request (for its ``id`` and ``outputs``).
     With ``json_length`` (the ``Inference-Header-Content-Length``), the JSON is followed by the inputs' binary
-    data (see v2_binary.py)."""
+    data (see v2_binary.py). The JSON's nesting, the inputs and their rows are checked against ``limits``."""
     timer = Timer(timings)
-    if json_length is None:
-        payload = parse_json(body)
-    else:
-        payload = parse_json(body[:json_length])
+    text = body if json_length is None else body[:json_length]
+    limits.check_depth(text)
+    payload = parse_json(text)
+    if json_length is not None:
         attach_binary_inputs(payload, memoryview(body)[json_length:])
     inputs = _v2_inputs(payload)
     wanted = payload.get("outputs")
@@ -108,14 +109,22 @@ def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None =
             o.get("name"), str) for o in wanted)):
         raise ScoringError.bad_request("'outputs' must be a list of {\"name\": ...} objects")
     timer.lap("parse")
-    data = v2_input(model, inputs)
+    data = v2_input(model, inputs, limits)
     timer.lap("validate")
     return data, payload
 
 
-def v2_input(model: LoadedModel, inputs: list[dict]) -> Any:
+def v2_input(model: LoadedModel, inputs: list[dict], limits: Limits = DEFAULT_LIMITS) -> Any:
     """The model's input, schema enforced, from V2 input tensors ``{"name", "shape", "datatype", "_flat"}``
-    whose flat values are a list (JSON) or a numpy array (gRPC). Raises :class:`ScoringError` (400, 422)."""
+    whose flat values are a list (JSON) or a numpy array (gRPC). Raises :class:`ScoringError` (400, 413, 422).
+
+    The number of inputs and their first dimension are checked against ``limits``; inputs the schema does
+    not name are skipped (never converted)."""
+    declared = model.info.input_schema.names
+    limits.check_columns(len(inputs), "'inputs'", len(declared))
+    limits.check_rows(max((item["shape"][0] for item in inputs if item["shape"]), default=0))
+    wanted = set(declared)
+    inputs = [item for item in inputs if item["name"] in wanted]
     try:
         if model.kind == "dataframe":
             columns = {}
@@ -154,7 +163,7 @@ def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
     if isinstance(output, pd.Series):
         output = output.to_frame()
     if isinstance(output, pd.DataFrame):
-        split = dataframe_to_json(output)
+        split = dataframe_to_json(output, allow_nan=True)
         n = len(output)
         return [{"name": name, "datatype": v2_datatype(output.dtypes.iloc[j]), "shape": [n],
                  "data": [row[j] for row in split["data"]]} for j, name in enumerate(split["columns"])]
@@ -165,7 +174,7 @@ def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
         for name, value in output.items():
             arr = np.asarray(value)
             out.append({"name": str(name), "datatype": v2_datatype(arr.dtype), "shape": list(arr.shape),
-                        "data": tensors_to_json({"_": arr.reshape(-1)})["_"]})
+                        "data": tensors_to_json({"_": arr.reshape(-1)}, allow_nan=True)["_"]})
         return out
     raise ScoringError(500, "PREDICT_ERROR", f"The model's predict() returned a {type(output).__name__}; it "
                                              f"must return a DataFrame or a dict of numpy arrays")
@@ -200,9 +209,9 @@ def v2_response_dict(model: LoadedModel, output: Any, request: Mapping, *, model
 
 
 def read_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None, *,
-            json_length: int | None = None) -> tuple[Any, dict]:
+            json_length: int | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
     """:func:`parse_v2`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
-    return guard(lambda: parse_v2(model, body, timings, json_length=json_length), "parse")
+    return guard(lambda: parse_v2(model, body, timings, json_length=json_length, limits=limits), "parse")
 
 
 def write_v2(model: LoadedModel, output: Any, request: Mapping, *, model_name: str, model_version: str | None,
@@ -222,10 +231,12 @@ def write_v2(model: LoadedModel, output: Any, request: Mapping, *, model_name: s
 
 
 def infer_v2(model: LoadedModel, body: bytes, *, model_name: str, model_version: str | None = None,
-             timings: dict[str, float] | None = None) -> Answer:
+             timings: dict[str, float] | None = None, limits: Limits = DEFAULT_LIMITS) -> Answer:
     """Answer a V2 ``infer`` request: ``(status, JSON body, error code)``. Never raises."""
     try:
-        data, request = read_v2(model, body, timings)
+        if len(body) > limits.max_body_bytes:
+            raise limits.too_large(len(body))
+        data, request = read_v2(model, body, timings, limits=limits)
         timer = Timer(timings)
         output = predict(model, data)
         timer.lap("predict")

@@ -24,7 +24,7 @@ from .errors import InvalidName, NotFound, PymlError
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
     "RegisteredModel", "validate_name", "parse_ref", "log_and_register", "resolve_version",
-    "download_package", "set_version_tags", "list_registered", "tracking_uri", "ui_url",
+    "download_package", "set_version_tags", "list_registered", "tracking_uri", "ui_url", "aliases", "set_alias",
 ]
 
 TAG_STATUS = "pyml.contract_status"
@@ -318,3 +318,19 @@ def list_registered() -> list[tuple[Any, list[Any]]]:
         out.append((rm, versions))
     out.sort(key=lambda item: -(item[0].last_updated_timestamp or 0))
     return out
+
+
+def aliases(name: str) -> dict[str, int]:
+    """The aliases of a registered model, ``{alias: version}`` (empty for an unknown model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client().get_registered_model(validate_name(name))
+    except MlflowException:
+        return {}
+    return {alias: int(version) for alias, version in (found.aliases or {}).items()}
+
+
+def set_alias(name: str, alias: str, version: int) -> None:
+    """Point the registered-model alias ``alias`` of ``name`` at ``version``."""
+    _client().set_registered_model_alias(validate_name(name), alias, str(version))

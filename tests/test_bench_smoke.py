@@ -1,7 +1,7 @@
 """Every benchmark script runs from a clean clone: each one's ``--smoke`` mode (a second or two of load) exits 0.
 
 The full runs take minutes and are run by hand (bench/README.md); these keep them from rotting. Each script is
-run as a user runs it, as a subprocess of this interpreter from the repository root. The five start together
+run as a user runs it, as a subprocess of this interpreter from the repository root. They all start together
 (most of their time is waiting on subprocesses, Docker and Spark), so the module takes about as long as the
 slowest one.
 """
@@ -60,9 +60,10 @@ def smoke(docker_engine):  # noqa: F811 - the build benchmark needs the engine a
             run.process.wait()
 
 
-def test_every_benchmark_script_is_found():
-    assert SCRIPTS == ["bench/batch/bench_batch.py", "bench/build/bench_build.py", "bench/register/bench_register.py",
-                       "bench/serving/bench_batching.py", "bench/serving/bench_serving.py"]
+def test_every_benchmark_script_has_a_smoke_mode():
+    assert len(SCRIPTS) >= 5
+    for script in SCRIPTS:
+        assert '"--smoke"' in (ROOT / script).read_text(), f"{script} has no --smoke mode"
 
 
 def test_no_benchmark_file_is_ignored_by_git():
@@ -71,10 +72,12 @@ def test_no_benchmark_file_is_ignored_by_git():
     assert done.stdout.strip() == "", f"ignored by .gitignore: {done.stdout}"
 
 
-@pytest.mark.parametrize("script", ["bench/serving/bench_serving.py", "bench/serving/bench_batching.py",
-                                    "bench/register/bench_register.py"])
-def test_the_process_benchmarks_run_and_print_their_table(smoke, script):
-    assert "|---" in smoke[script].result()
+PROCESS_SCRIPTS = [s for s in SCRIPTS if s not in ("bench/batch/bench_batch.py", "bench/build/bench_build.py")]
+
+
+@pytest.mark.parametrize("script", PROCESS_SCRIPTS)
+def test_the_process_benchmarks_run(smoke, script):
+    assert smoke[script].result()
 
 
 @pytest.mark.spark

@@ -185,7 +185,7 @@ class PymlMagics(Magics):
             return fn(progress)
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--base-image", help="base image (default: the slim Python image matching this kernel's Python)")
     @argument("--no-cache", action="store_true", help="rebuild every layer (ignore the engine's layer cache)")
     @line_magic
@@ -197,7 +197,7 @@ class PymlMagics(Magics):
                                                                            no_cache=args.no_cache, progress=p))
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--port", type=int, help="host port on 127.0.0.1 (default: a free one)")
     @argument("--base-image", help="base image if the image has to be built")
     @line_magic
@@ -217,7 +217,7 @@ class PymlMagics(Magics):
         return DeploymentTable(api.deployments())
 
     @magic_arguments()
-    @argument("ref", help="NAME (all versions) or NAME/VERSION")
+    @argument("ref", help="NAME (all versions), NAME/VERSION or NAME@ALIAS")
     @line_magic
     @_friendly
     def pyml_stop(self, line: str):
@@ -228,7 +228,7 @@ class PymlMagics(Magics):
         return DeploymentTable(api.stop(args.ref), title="Stopped")
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--sample", "-s", help="expression giving inputs (default: the sample stored at registration)")
     @argument("--target", "-t", default="container", choices=["container", "batch"],
               help="where to predict besides the notebook: the running container (default) or Spark")
@@ -243,7 +243,7 @@ class PymlMagics(Magics):
     # --------------------------------------------------------------------------------------------- batch
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--query", "-q", help="SQL query whose columns match the model's inputs (cell form: the cell body)")
     @argument("--output", "-o", required=True, help="destination table, [database.]table")
     @argument("--keep", "-k", help="comma-separated input columns to keep beside the predictions (default: all)")

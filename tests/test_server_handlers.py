@@ -234,13 +234,14 @@ async def test_an_unknown_job_is_a_404(fetch_json):
     assert payload["error"] == "not_found"
 
 
-async def test_a_deploy_of_an_unknown_model_is_a_job_that_fails_with_not_found(store, fetch_json):
-    status, job = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_xyz/1"})
-    assert status == 202
-    job = await _poll(fetch_json, job["id"], timeout=60)
-    assert job["state"] == "failed"
-    assert job["error"]["error"] == "not_found"
-    assert job["progress"]["state"] == "failed"
+@pytest.mark.parametrize("path", ["deployments", "builds"])
+@pytest.mark.parametrize("ref", ["no_such_model_xyz/1", "no_such_model_xyz", "no_such_model_xyz@champion"])
+async def test_building_or_deploying_an_unknown_model_is_a_404_before_any_job(store, fetch_json, path, ref):
+    status, payload = await fetch_json(path, method="POST", body={"ref": ref})
+    assert status == 404
+    assert payload["error"] == "not_found"
+    _, body = await fetch_json("jobs")
+    assert not any(job["ref"].startswith("no_such_model_xyz") for job in body["jobs"])
 
 
 async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
@@ -249,13 +250,14 @@ async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
     assert payload["error"] == "not_found"
 
 
-async def test_jobs_lists_the_jobs_newest_first(store, fetch_json):
-    _, first = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_a/1"})
-    _, second = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_b/1"})
+async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
+    manager = jp_serverapp.web_app.settings["pyml_jobs"]
+    first = manager.submit("build", "m/1", lambda progress: None).wait(10)
+    second = manager.submit("build", "m/2", lambda progress: None).wait(10)
     status, body = await fetch_json("jobs")
     assert status == 200
     ids = [job["id"] for job in body["jobs"]]
-    assert ids.index(second["id"]) < ids.index(first["id"])
+    assert ids.index(second.id) < ids.index(first.id)
 
 
 async def _poll(fetch_json, job_id: str, timeout: float) -> dict:

@@ -2,8 +2,10 @@
 
 :func:`build_image` is the whole path: resolve the wheels on the host (:mod:`.wheelhouse`), render the build
 context (:mod:`.context`), stream the engine's build log into a :class:`~pyml_jupyter.progress.Progress`, and
-return an :class:`ImageInfo`. Images carry labels (``pyml.model``, ``pyml.version``, ``pyml.run_id``,
-``pyml.digest``, ``pyml.managed=true``), so :func:`find_image` asks the engine rather than any local state.
+return an :class:`ImageInfo`. Images carry labels (``pyml.model``, the exact registered name, ``pyml.version``,
+``pyml.run_id``, ``pyml.digest``, ``pyml.store``, ``pyml.managed=true``), so :func:`find_image` asks the engine
+rather than any local state, and matches the run and the store: ``churn`` v1 of two stores (or of a model
+deleted and registered again) are two images.
 """
 
 from __future__ import annotations
@@ -18,19 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError, NotFound, PymlError
+from ..names import validate_name
 from ..progress import Progress
 from .context import (
     BuildContext,
     default_base_image,
     render_context,
     requirements_for,
-    sanitize_name,
     sanitize_tag,
     sanitize_version,
 )
 from .wheelhouse import TargetPlatform, cache_dir, ensure_wheelhouse
 
-__all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images",
+__all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images", "identity_filters",
            "remove_image", "probe_target", "MANAGED_LABEL"]
 
 MANAGED_LABEL = "pyml.managed"
@@ -84,6 +86,10 @@ class ImageInfo:
     @property
     def digest(self) -> str:
         return self.labels.get("pyml.digest", "")
+
+    @property
+    def store(self) -> str:
+        return self.labels.get("pyml.store", "")
 
     @property
     def short_id(self) -> str:
@@ -228,6 +234,7 @@ def build_image(
     name: str,
     version: str | int,
     run_id: str = "",
+    store: str = "",
     base_image: str | None = None,
     progress: Progress | None = None,
     client=None,
@@ -250,10 +257,11 @@ def build_image(
     client = docker_client(client, timeout=BUILD_TIMEOUT)
     base_image = base_image or default_base_image()
     labels = {
-        "pyml.model": sanitize_name(name),
+        "pyml.model": validate_name(name),
         "pyml.version": sanitize_version(version),
         "pyml.run_id": run_id or "",
         "pyml.digest": package_digest(package),
+        "pyml.store": store or "",
         "pyml.base_image": base_image,
         MANAGED_LABEL: "true",
         "org.opencontainers.image.title": tag.rsplit(":", 1)[0],
@@ -283,27 +291,41 @@ def build_image(
 # --------------------------------------------------------------------------------------------- lookups
 
 
-def list_images(name: str | None = None, version: str | int | None = None, client=None) -> list[ImageInfo]:
-    """Model images on the engine (newest first), optionally of one model or one model version."""
-    client = docker_client(client)
+def identity_filters(name: str | None = None, version: str | int | None = None, *, run_id: str | None = None,
+                     store: str | None = None, digest: str | None = None) -> list[str]:
+    """Engine label filters for pyml images or containers: of one model (its exact name), version, run, store."""
     filters = [f"{MANAGED_LABEL}=true"]
-    if name is not None:
-        filters.append(f"pyml.model={sanitize_name(name)}")
-    if version is not None:
-        filters.append(f"pyml.version={sanitize_version(version)}")
+    for label, value in (("pyml.model", None if name is None else validate_name(name)),
+                         ("pyml.version", None if version is None else sanitize_version(version)),
+                         ("pyml.run_id", run_id), ("pyml.store", store), ("pyml.digest", digest)):
+        if value:
+            filters.append(f"{label}={value}")
+    return filters
+
+
+def list_images(name: str | None = None, version: str | int | None = None, client=None, *,
+                run_id: str | None = None, store: str | None = None, digest: str | None = None) -> list[ImageInfo]:
+    """Model images on the engine (newest first), optionally of one model, version, run, store or package."""
+    client = docker_client(client)
+    filters = identity_filters(name, version, run_id=run_id, store=store, digest=digest)
     images = client.images.list(filters={"label": filters})
     images.sort(key=lambda im: im.attrs.get("Created", ""), reverse=True)
     out = []
     for image in images:
         labels = (image.attrs.get("Config") or {}).get("Labels") or {}
-        wanted = f"pyml/{labels.get('pyml.model', '')}:{labels.get('pyml.version', '')}"
+        try:
+            wanted = sanitize_tag(labels.get("pyml.model", ""), labels.get("pyml.version", ""))
+        except PymlError:
+            wanted = ""
         out.append(ImageInfo.from_image(image, tag=wanted if wanted in (image.tags or []) else None))
     return out
 
 
-def find_image(name: str, version: str | int, client=None) -> ImageInfo | None:
-    """The newest image of a model version, found by its labels; ``None`` if there is none."""
-    images = list_images(name, version, client=client)
+def find_image(name: str, version: str | int, client=None, *, run_id: str | None = None, store: str | None = None,
+               digest: str | None = None) -> ImageInfo | None:
+    """The newest image of a model version, found by its labels (and, when given, its run, store and package
+    digest: an image of another store's or a re-created model's version does not match); ``None`` if none."""
+    images = list_images(name, version, client=client, run_id=run_id, store=store, digest=digest)
     return images[0] if images else None
 
 

@@ -19,6 +19,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import uuid
 import urllib.request
 from dataclasses import dataclass, field
@@ -58,6 +59,12 @@ def container_name(name: str, version: str | int) -> str:
 # --------------------------------------------------------------------------------------------- the client
 
 
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Local traffic (readiness pings, test predictions) never goes through http_proxy: behind a corporate proxy
+# without no_proxy, the proxy cannot reach this machine's loopback, and sample rows must not be sent to it.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
              headers: dict | None = None) -> tuple[int, bytes]:
     """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too. The
@@ -65,8 +72,9 @@ def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    opener = _DIRECT if urllib.parse.urlsplit(url).hostname in LOCAL_HOSTS else urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             if headers is not None:
                 headers.update((k.lower(), v) for k, v in resp.headers.items())
             return resp.status, resp.read()
@@ -419,6 +427,10 @@ def _join_or_clear(client, cname: str, img, progress: Progress | None, *, replac
         if progress:
             progress.log(f"{cname} already runs this image: joining it")
         return existing
+    labels = (existing.attrs.get("Config") or {}).get("Labels") or {}
+    if labels.get(MANAGED_LABEL) != "true":
+        raise DeployError(f"A container named {cname} exists and was not started by pyml_jupyter: it is left alone. "
+                          f"Rename or remove it (docker rm -f {cname}) and deploy again.")
     if not replace:
         return None
     if progress:

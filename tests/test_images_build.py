@@ -65,6 +65,20 @@ def test_find_image_asks_the_engine_by_label(built):
     assert info.image_id in {i.image_id for i in list_images(model_name())}
 
 
+def test_find_image_matches_the_run_store_and_package_not_only_name_and_version(built):
+    package, info, _ = built
+    assert find_image(model_name(), "1", run_id="run-1", digest=package_digest(package)).image_id == info.image_id
+    assert find_image(model_name(), "1", run_id="run-2") is None  # the model was deleted and registered again
+    assert find_image(model_name(), "1", run_id="run-1", store="another-store") is None
+    assert find_image(model_name(), "1", digest="sha256:" + "0" * 64) is None
+    assert find_image(model_name().upper(), "1") is None  # names are matched exactly
+
+
+def test_the_image_is_also_tagged_with_its_run_so_it_never_dangles(built, docker_engine):
+    _, info, _ = built
+    assert f"pyml/{model_name()}:1-run-1" in docker_engine.images.get(info.image_id).tags
+
+
 def test_image_runs_as_an_unprivileged_user(built, docker_engine):
     _, info, _ = built
     config = docker_engine.api.inspect_image(info.image_id)["Config"]

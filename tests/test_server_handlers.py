@@ -260,12 +260,39 @@ async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
     assert ids.index(second.id) < ids.index(first.id)
 
 
+@pytest.fixture
+def job_left_running(tmp_path, monkeypatch):
+    """A job file left by a server that stopped while a build ran (the next server reads PYML_JOBS_FILE)."""
+    import threading
+
+    from pyml_jupyter.jobs import JobManager
+
+    state = tmp_path / "jobs.json"
+    monkeypatch.setenv("PYML_JOBS_FILE", str(state))
+    previous, release = JobManager(state_file=state), threading.Event()
+    job = previous.submit("build", "churn/3", lambda p: (p.set_stage("building image", 0.4), release.wait(30)))
+    yield job
+    release.set()
+    previous.shutdown(wait=True)
+
+
+async def test_a_job_running_when_the_server_restarted_is_listed_as_lost(job_left_running, fetch_json):
+    status, body = await fetch_json("jobs")
+    assert status == 200
+    (job,) = [job for job in body["jobs"] if job["id"] == job_left_running.id]
+    assert job["state"] == "lost" and job["ref"] == "churn/3"
+    assert job["progress"]["state"] == "lost"
+    assert "stopped while this build was" in job["error"]["message"]
+    status, again = await fetch_json("jobs", job_left_running.id)
+    assert status == 200 and again["state"] == "lost"
+
+
 async def _poll(fetch_json, job_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         status, job = await fetch_json("jobs", job_id)
         assert status == 200
-        if job["state"] in ("succeeded", "failed"):
+        if job["state"] in ("succeeded", "failed", "lost"):
             return job
         assert time.monotonic() < deadline, f"job still {job['state']} after {timeout}s: {job['progress']}"
         await asyncio.sleep(0.5)

@@ -32,7 +32,7 @@ from .context import (
 )
 from .wheelhouse import TargetPlatform, cache_dir, ensure_wheelhouse
 
-__all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images", "identity_filters",
+__all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images", "identity_filters", "identity_tag",
            "remove_image", "probe_target", "MANAGED_LABEL"]
 
 MANAGED_LABEL = "pyml.managed"
@@ -280,6 +280,11 @@ def build_image(
         context = render_context(package, Path(tmp) / "context", base_image=base_image,
                                  requirements=requirements, labels=labels, wheelhouse=wheelhouse)
         info = build_context(context, tag=tag, progress=progress, client=client, no_cache=no_cache)
+    if run_id:
+        # A second tag naming the run: when ``pyml/NAME:VERSION`` moves to another store's (or a re-created
+        # model's) version, this image keeps a name and is found again by its labels, never left dangling.
+        repository, _, _ = tag.rpartition(":")
+        client.api.tag(info.image_id, repository, identity_tag(version, run_id))
     info.build_seconds = round(time.perf_counter() - started, 2)
     info.base_image = base_image
     if progress:
@@ -289,6 +294,11 @@ def build_image(
 
 
 # --------------------------------------------------------------------------------------------- lookups
+
+
+def identity_tag(version: str | int, run_id: str) -> str:
+    """The tag naming one registered version's run: ``VERSION-RUNID`` (the run id cut to 12 characters)."""
+    return sanitize_version(f"{sanitize_version(version)}-{run_id[:12]}")
 
 
 def identity_filters(name: str | None = None, version: str | int | None = None, *, run_id: str | None = None,

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from . import tracking
 from .checks import ContractReport, run_check
-from .errors import CheckFailed, NotFound, PymlError
+from .errors import CheckFailed, InvalidName, NotFound, PymlError
 from .locks import version_lock
 from .progress import Progress
 from .serving.loader import LoadedModel, load_package
@@ -22,7 +22,7 @@ from .tracking import RegisteredModel, resolve_ref, store_id
 
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "test", "predict_offline", "parse_ref", "resolve_ref", "ModelRef", "store_id", "config",
+    "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref", "ModelRef", "store_id", "config",
 ]
 
 
@@ -196,6 +196,16 @@ def deploy(ref: str | ModelRef, *, port: int | None = None, base_image: str | No
             image = build(ModelRef(name, version), base_image=base_image, progress=progress)
         return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port,
                               grpc_port=grpc_port, workers=workers, progress=progress)
+
+
+def prune(name: str, *, keep: int = 1) -> list:
+    """Remove the old Docker images of model ``name``: all but the ``keep`` newest, never one a container uses."""
+    from .images.builder import prune_images
+
+    ref = parse_ref(name)
+    if ref.version is not None or ref.alias is not None:
+        raise InvalidName(f"prune takes a model name, not a version ({name!r}): e.g. prune('{ref.name}', keep=2).")
+    return prune_images(ref.name, keep)
 
 
 def deployments() -> list:

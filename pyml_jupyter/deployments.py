@@ -399,7 +399,7 @@ def run_deployment(
                                                  _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)})
     except docker.errors.APIError as exc:
         if exc.status_code == 409:  # another deploy created the container meanwhile: join it, never remove it
-            joined = _join_or_clear(client, cname, img, progress, replace=False)
+            joined = _join_or_clear(client, cname, img, progress, replace=False, wait=10.0)
             if joined is not None:
                 return _ready(joined, client, timeout, progress, remove_on_failure=False)
             raise DeployError(f"Could not start {cname}: another deploy created a container of that name from "
@@ -413,16 +413,23 @@ def run_deployment(
     return _ready(container, client, timeout, progress, remove_on_failure=True)
 
 
-def _join_or_clear(client, cname: str, img, progress: Progress | None, *, replace: bool = True):
+def _join_or_clear(client, cname: str, img, progress: Progress | None, *, replace: bool = True,
+                   wait: float = 0.0):
     """The container ``cname`` if it is (or is becoming) a deployment of the image ``img``; otherwise, with
     ``replace``, a stopped one or one of another image (a rebuild, another store's or a re-created model's
-    version) is removed and ``None`` returned."""
+    version) is removed and ``None`` returned. ``wait``: seconds to wait for a container whose name the engine
+    has reserved (a concurrent create) to become visible."""
     import docker
 
-    try:
-        existing = client.containers.get(cname)
-    except docker.errors.NotFound:
-        return None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            existing = client.containers.get(cname)
+            break
+        except docker.errors.NotFound:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
     if existing.attrs.get("Image") == img.id and existing.status in ("created", "running", "restarting"):
         if progress:
             progress.log(f"{cname} already runs this image: joining it")

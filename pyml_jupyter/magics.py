@@ -61,7 +61,7 @@ def _friendly(fn: Callable) -> Callable:
 @magics_class
 class PymlMagics(Magics):
     """``%pyml_check``, ``%pyml_register``, ``%pyml_models``, ``%pyml_build``, ``%pyml_deploy``,
-    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_test``, ``%pyml_batch``."""
+    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_prune``, ``%pyml_test``, ``%pyml_batch``."""
 
     # ------------------------------------------------------------------------------------------- evaluation
 
@@ -226,6 +226,17 @@ class PymlMagics(Magics):
         from .displays import DeploymentTable
 
         return DeploymentTable(api.stop(args.ref), title="Stopped")
+
+    @magic_arguments()
+    @argument("name", help="the model whose old images are removed")
+    @argument("--keep", type=int, default=1, help="how many of the newest images to keep (default 1)")
+    @line_magic
+    @_friendly
+    def pyml_prune(self, line: str):
+        """Remove a model's old Docker images: all but the --keep newest, never one a container uses."""
+        args = _parse_args(self.pyml_prune, line)
+        removed = api.prune(args.name, keep=args.keep)
+        print(f"Removed {len(removed)} image(s) of {args.name}" + "".join(f"\n  {image!r}" for image in removed))
 
     @magic_arguments()
     @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import tempdirs
 from .errors import InvalidName, NotFound, PymlError
 from .names import ModelRef, name_key, parse_ref, validate_name
 
@@ -181,7 +181,7 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
         # The experiment is looked up (or created) without making it the notebook's active experiment.
         experiment_id = _experiment_id(client, experiment) if experiment else None
         model_existed = bool(client.search_registered_models(filter_string=f"name = '{name}'"))
-        with tempfile.TemporaryDirectory(prefix="pyml-log-") as tmp:
+        with tempdirs.temporary("pyml-log-") as tmp:
             staged = Path(tmp) / PACKAGE_DIR_NAME
             shutil.copytree(package_dir, staged, ignore=shutil.ignore_patterns("__pycache__"))
             code_dir = _serving_code_dir(Path(tmp))
@@ -319,7 +319,7 @@ def download_package(name: str, version: int) -> Path:
     package = target / "data" / PACKAGE_DIR_NAME
     if (package / "pyml.json").is_file():
         return package
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=_ensure(target.parent)))
+    tmp = tempdirs.make(".download-", target.parent)
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
         if not (tmp / "data" / PACKAGE_DIR_NAME / "pyml.json").is_file():

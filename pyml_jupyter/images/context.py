@@ -286,9 +286,13 @@ def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bo
 # Only {VENV_DIR} leaves this stage: the wheels and requirements.txt stay behind. The venv is made without pip
 # (the base image's pip, 22.3 or later, installs into it with --python): it holds only what requirements.txt lists.
 FROM {base_image} AS dependencies
+# Every image of this stage says what it is; the builder tags its result pyml-stages/dependencies:ID (shared
+# by every model with the same requirements, kept for the layer cache), so none is left without a name.
+LABEL "pyml.stage"="dependencies"
 {install}
 # ---- Stage 2: the served model ---------------------------------------------------------------------------
 FROM {base_image}
+LABEL "pyml.stage"="serving"
 
 # Logs unbuffered, no .pyc written at run time (the venv's are compiled at install), the venv first on PATH,
 # and the runtime importable from {RUNTIME_ROOT}.

@@ -25,9 +25,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import DeployError, NotFound
-from .names import validate_name
+from .container_security import ContainerSettings
+from .errors import DeployError, NotFound, PymlError
 from .images.builder import MANAGED_LABEL, ImageInfo, docker_client, identity_filters
+from .names import validate_name
 from .images.context import CONTAINER_PORT, GRPC_CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
 from .progress import Progress
 
@@ -66,10 +67,13 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
-             headers: dict | None = None) -> tuple[int, bytes]:
+             headers: dict | None = None, token: str = "") -> tuple[int, bytes]:
     """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too. The
-    response's headers are copied into ``headers`` (lower-case names) when it is given."""
+    response's headers are copied into ``headers`` (lower-case names) when it is given. A ``token`` is sent as
+    ``Authorization: Bearer``."""
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("Content-Type", "application/json")
     opener = _DIRECT if urllib.parse.urlsplit(url).hostname in LOCAL_HOSTS else urllib.request.build_opener()
@@ -106,6 +110,7 @@ class Deployment:
     container_name: str = ""
     store: str = ""
     grpc_target: str = ""  # host:port of the Open Inference Protocol over gRPC (tritonclient.grpc's url)
+    token: str = field(default="", repr=False, compare=False)  # the bearer token (PYML_TOKEN), never shown
     _client: Any = field(default=None, repr=False, compare=False)
     _metadata: dict | None = field(default=None, repr=False, compare=False)
     last_timing: dict = field(default_factory=dict, repr=False, compare=False)
@@ -118,12 +123,14 @@ class Deployment:
         port, grpc_port = _host_port(published.get(_PORT_KEY)), _host_port(published.get(_GRPC_PORT_KEY))
         url = f"http://127.0.0.1:{port}" if port else ""
         image = labels.get("pyml.image") or (attrs.get("Config") or {}).get("Image", "")
+        env = (attrs.get("Config") or {}).get("Env") or []
+        token = next((item[len("PYML_TOKEN="):] for item in env if item.startswith("PYML_TOKEN=")), "")
         return cls(name=labels.get("pyml.model", ""), version=labels.get("pyml.version", ""),
                    run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
                    digest=labels.get("pyml.digest", ""), container_name=container.name,
                    store=labels.get("pyml.store", ""),
-                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", _client=client)
+                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", token=token, _client=client)
 
     def to_dict(self) -> dict:
         """A JSON-ready form (for the panel and the CLI)."""
@@ -160,6 +167,16 @@ class Deployment:
         """The last ``tail`` lines the server wrote (stdout and stderr)."""
         return self._container().logs(tail=tail).decode("utf-8", "replace")
 
+    def error_log(self, error_id: str, tail: int = 2000) -> str:
+        """The server's log lines for one error (a 500's ``error_id``): its message, exception and traceback,
+        each tagged ``[error_id=...]`` by the server; "" when the last ``tail`` lines hold none."""
+        tag = f"[error_id={error_id}]"
+        try:
+            lines = self.logs(tail=tail).splitlines()
+        except Exception:  # noqa: BLE001 - the log is a courtesy: a vanished container has none
+            return ""
+        return "\n".join(line.split(tag, 1)[1].strip(" ") for line in lines if tag in line)
+
     def stop(self) -> list["Deployment"]:
         """Stop and remove this deployment's container."""
         return stop_deployment(self.name, self.version, client=self._client)
@@ -187,7 +204,7 @@ class Deployment:
             raise DeployError(f"Deployment {self.name}/{self.version} has no published port (status "
                               f"{self.status}).")
         try:
-            status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers)
+            status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers, token=self.token)
         except OSError as exc:
             raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}); "
                               "see .logs() or %pyml_deployments.") from exc
@@ -197,8 +214,11 @@ class Deployment:
             except ValueError:
                 answer = {"message": body.decode("utf-8", "replace")[:2000]}
             code = answer.get("error_code") or answer.get("error") or "error"
-            raise DeployError(f"{self.name}/{self.version} answered {status} {code}: "
-                              f"{answer.get('message', answer)}", details={"status": status, "response": answer})
+            message = f"{self.name}/{self.version} answered {status} {code}: {answer.get('message', answer)}"
+            log = self.error_log(str(answer["error_id"])) if status >= 500 and answer.get("error_id") else ""
+            if log:  # the server keeps the model's exception to its log: show it to the notebook's user
+                message += f"\nThe container's log for error_id {answer['error_id']}:\n{log}"
+            raise DeployError(message, details={"status": status, "response": answer, "log": log})
         return status, body
 
     def predict(self, data: Any, *, timing: bool = False, timeout: float = 60.0) -> Any:
@@ -347,6 +367,7 @@ def run_deployment(
     port: int | None = None,
     grpc_port: int | None = None,
     workers: int | None = None,
+    settings: ContainerSettings | None = None,
     timeout: float = 60,
     progress: Progress | None = None,
     client=None,
@@ -354,13 +375,15 @@ def run_deployment(
     """Run a model image as a detached container on ``127.0.0.1`` and wait until ``/ping`` answers.
 
     ``port=None`` (``grpc_port=None``) lets the engine pick a free port for HTTP (gRPC). ``workers`` sets the
-    server's worker processes (default: one per CPU the container may use). The container gets this process's
-    numeric-library settings (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as
-    the notebook. A container of this version that runs (or is starting) from the same image is joined; one
-    from another image (a rebuild, another store's or a re-created model's version) or a stopped one is
-    replaced. A container-name conflict with a concurrent deploy never removes the other call's container. On
-    failure the container this call created is removed and :class:`~pyml_jupyter.errors.DeployError` shows the
-    end of its log.
+    server's worker processes (default: one per CPU the container may use). ``settings`` confine the container
+    and say who may call it (default: :meth:`ContainerSettings.build`'s: memory and process limits, read-only
+    root, no capabilities, loopback hosts, no token). The container gets this process's numeric-library settings
+    (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. A container
+    of this version that runs (or is starting) from the same image with the same settings is joined; one from
+    another image (a rebuild, another store's or a re-created model's version), with other settings, or a
+    stopped one is replaced. A container-name conflict with a concurrent deploy never removes the other call's
+    container. On failure the container this call created is removed and
+    :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
     """
     import docker
 
@@ -368,10 +391,14 @@ def run_deployment(
     tag = sanitize_tag(name, version)
     cname = container_name(name, version)
     img = _resolve_image(client, image)
+    try:
+        settings = settings or ContainerSettings.build()
+    except PymlError as exc:
+        raise DeployError(str(exc)) from None
     image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
     if progress:
         progress.set_stage("starting container")
-    joined = _join_or_clear(client, cname, img, progress)
+    joined = _join_or_clear(client, cname, img, settings, progress)
     if joined is not None:
         return _ready(joined, client, timeout, progress, remove_on_failure=False)
 
@@ -388,22 +415,25 @@ def run_deployment(
     }
     environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
     environment.update({"PYML_MODEL_NAME": labels["pyml.model"], "PYML_MODEL_VERSION": labels["pyml.version"],
-                        "PYML_RUN_ID": labels["pyml.run_id"]})
+                        "PYML_RUN_ID": labels["pyml.run_id"], **settings.environment()})
     if workers is not None:
         if int(workers) < 1:
             raise DeployError(f"workers must be at least 1, not {workers}.")
         environment["PYML_WORKERS"] = str(int(workers))
     try:
-        container = client.containers.run(img.id, detach=True, name=cname, labels=labels, environment=environment,
+        # The host name is the container's name, which its own Host allow-list accepts (a Docker network's name).
+        container = client.containers.run(img.id, detach=True, name=cname, hostname=cname, labels=labels,
+                                          environment=environment,
                                           ports={_PORT_KEY: ("127.0.0.1", port),
-                                                 _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)})
+                                                 _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)},
+                                          **settings.run_options())
     except docker.errors.APIError as exc:
         if exc.status_code == 409:  # another deploy created the container meanwhile: join it, never remove it
-            joined = _join_or_clear(client, cname, img, progress, replace=False, wait=10.0)
+            joined = _join_or_clear(client, cname, img, settings, progress, replace=False, wait=10.0)
             if joined is not None:
                 return _ready(joined, client, timeout, progress, remove_on_failure=False)
             raise DeployError(f"Could not start {cname}: another deploy created a container of that name from "
-                              f"another image meanwhile. Stop it (stop('{name}/{version}')) and deploy again.") from exc
+                              f"another image or with other settings meanwhile. Stop it (stop('{name}/{version}')) and deploy again.") from exc
         _remove_own(client, cname, deploy_id)  # created, then failed to start (a port in use...)
         hint = " (is the port already in use?)" if port and "port" in str(exc).lower() else ""
         raise DeployError(f"Could not start {cname} from {tag}: {exc.explanation or exc}{hint}") from exc
@@ -413,9 +443,10 @@ def run_deployment(
     return _ready(container, client, timeout, progress, remove_on_failure=True)
 
 
-def _join_or_clear(client, cname: str, img, progress: Progress | None, *, replace: bool = True,
-                   wait: float = 0.0):
-    """The container ``cname`` if it is (or is becoming) a deployment of the image ``img``; otherwise, with
+def _join_or_clear(client, cname: str, img, settings: ContainerSettings, progress: Progress | None, *,
+                   replace: bool = True, wait: float = 0.0):
+    """The container ``cname`` if it is (or is becoming) a deployment of the image ``img`` with ``settings``;
+    otherwise, with
     ``replace``, a stopped one or one of another image (a rebuild, another store's or a re-created model's
     version) is removed and ``None`` returned. ``wait``: seconds to wait for a container whose name the engine
     has reserved (a concurrent create) to become visible."""
@@ -430,7 +461,8 @@ def _join_or_clear(client, cname: str, img, progress: Progress | None, *, replac
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.1)
-    if existing.attrs.get("Image") == img.id and existing.status in ("created", "running", "restarting"):
+    if (existing.attrs.get("Image") == img.id and existing.status in ("created", "running", "restarting")
+            and settings.matches(existing)):
         if progress:
             progress.log(f"{cname} already runs this image: joining it")
         return existing
@@ -493,7 +525,9 @@ def _wait_ready(container, client, deployment: Deployment, timeout: float, progr
     while True:
         container.reload()
         if container.status in ("exited", "dead"):
-            code = (container.attrs.get("State") or {}).get("ExitCode")
+            state = container.attrs.get("State") or {}
+            code = f"{state.get('ExitCode')}, out of memory: raise deploy(memory=...)" if state.get("OOMKilled") \
+                else state.get("ExitCode")
             raise DeployError(f"{container.name} stopped (exit code {code}) before it served /ping. Last lines of "
                               f"its log:\n{_tail(container)}", details={"log": _tail(container).splitlines()})
         if not deployment.url:

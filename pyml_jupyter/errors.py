@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .uris import redact
+
 __all__ = [
     "PymlError",
     "CaptureError",
@@ -17,16 +19,18 @@ __all__ = [
     "BuildError",
     "DeployError",
     "BatchError",
+    "TrackingError",
 ]
 
 
 class PymlError(Exception):
-    """Base error: ``message`` says what is wrong and how to fix it."""
+    """Base error: ``message`` says what is wrong and how to fix it (any credentials of a URI in it masked)."""
 
     status: int = 400
     code: str = "pyml_error"
 
     def __init__(self, message: str, *, details: Any = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.details = details
@@ -51,7 +55,7 @@ class CheckFailed(PymlError):
     code = "check_failed"
 
     def __init__(self, message: str, report: Any) -> None:
-        super().__init__(message)
+        super().__init__(message)  # redacted there
         self.report = report
 
 
@@ -78,3 +82,10 @@ class DeployError(PymlError):
 
 class BatchError(PymlError):
     code = "batch_error"
+
+
+class TrackingError(PymlError):
+    """MLflow (the tracking store or registry) failed: unreachable, refused, or an error of its own."""
+
+    status = 502
+    code = "tracking_error"

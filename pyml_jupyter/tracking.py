@@ -8,18 +8,20 @@ SQLite store (``mlflow.db``, which supports the registry) and ``./mlruns`` artif
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 from . import tempdirs
-from .errors import InvalidName, NotFound, PymlError
+from .errors import InvalidName, NotFound, PymlError, TrackingError
 from .names import ModelRef, name_key, parse_ref, validate_name
+from .uris import redact
 
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
@@ -35,6 +37,27 @@ TAG_DIGEST = "pyml.digest"
 TAG_IMAGE_ID = "pyml.image_id"
 TAG_IMAGE_TAG = "pyml.image_tag"
 PACKAGE_DIR_NAME = "package"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mlflow_errors(fn: F) -> F:
+    """MLflow's own failures (server down, refused, bad URI) become a :class:`TrackingError` naming the store.
+
+    Their text is redacted there: MLflow's messages carry the tracking URI, credentials included.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PymlError:
+            raise
+        except Exception as e:  # noqa: BLE001 - MlflowException, requests' errors, OSError, ...
+            raise TrackingError(f"MLflow at {redact(tracking_uri())} failed: {type(e).__name__}: {e}") from e
+
+    return wrapper  # type: ignore[return-value]
+
 
 @dataclass
 class RegisteredModel:
@@ -115,7 +138,7 @@ def _client():
 def tracking_uri() -> str:
     import mlflow
 
-    return mlflow.get_tracking_uri()
+    return mlflow.get_tracking_uri()  # may carry credentials: show it through uris.redact only
 
 
 def registry_uri() -> str:
@@ -148,7 +171,7 @@ def ui_url(path: str = "") -> str | None:
     if not base:
         uri = tracking_uri()
         base = uri if uri.startswith(("http://", "https://")) else None
-    return f"{base.rstrip('/')}/{path.lstrip('/')}" if base else None
+    return redact(f"{base.rstrip('/')}/{path.lstrip('/')}") if base else None
 
 
 def _serving_code_dir(tmp: Path) -> Path:
@@ -251,11 +274,13 @@ def _rollback(client, name: str, version: int | None, run, model_existed: bool) 
         pass
 
 
+@_mlflow_errors
 def resolve_version(name: str, version: int | None = None):
     """The MLflow ``ModelVersion`` for NAME/VERSION (latest when version is None), or :class:`NotFound`."""
     return resolve_ref(ModelRef(validate_name(name), version)).entity
 
 
+@_mlflow_errors
 def resolve_ref(ref: str | ModelRef) -> ModelRef:
     """The registered version a reference means, asked of MLflow's registry: an alias or "latest" becomes its
     version number. The returned ref has ``version`` set and MLflow's ``ModelVersion`` as ``entity``."""
@@ -273,11 +298,11 @@ def resolve_ref(ref: str | ModelRef) -> ModelRef:
             mv = max(versions, key=lambda v: int(v.version)) if versions else None
     except MlflowException as e:
         if getattr(e, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            raise PymlError(f"MLflow could not look up {ref}: {e.message}") from e
+            raise  # the store failed: a TrackingError (redacted), not "not registered"
         mv = None
     if mv is None:
         what = f"model {ref.name!r}" if ref.version is None and ref.alias is None else repr(str(ref))
-        raise NotFound(f"{what} is not registered in {tracking_uri()}: register it with %pyml_register or "
+        raise NotFound(f"{what} is not registered in {redact(tracking_uri())}: register it with %pyml_register or "
                        "pyml_jupyter.register()" + (f", or set the alias with MLflow's set_registered_model_alias."
                                                     if ref.alias else "."))
     return ModelRef(ref.name, int(mv.version), ref.alias, entity=mv)
@@ -290,8 +315,8 @@ def check_name_available(name: str) -> str:
     try:
         found = _client().search_registered_models(filter_string=f"name ILIKE '%{name}%'", max_results=1000)
     except Exception as e:  # noqa: BLE001 - an unreachable or failing store: nothing was written yet
-        raise PymlError(f"registering {name!r} in MLflow ({tracking_uri()}) failed, and nothing was kept: "
-                        f"{type(e).__name__}: {e}") from e
+        raise TrackingError(redact(f"registering {name!r} in MLflow ({tracking_uri()}) failed, and nothing was "
+                                   f"kept: {type(e).__name__}: {e}")) from e
     for rm in found:
         if rm.name != name and name_key(rm.name) == name_key(name):
             raise InvalidName(f"{name!r} differs only in case or spaces from the registered model {rm.name!r}, and "
@@ -304,6 +329,7 @@ def _cache_root() -> Path:
     return Path(os.environ.get("PYML_CACHE_DIR", Path.home() / ".cache" / "pyml_jupyter"))
 
 
+@_mlflow_errors
 def download_package(name: str, version: int) -> Path:
     """The package of a registered version, downloaded once into the local cache.
 
@@ -340,12 +366,14 @@ def _ensure(path: Path) -> Path:
     return path
 
 
+@_mlflow_errors
 def set_version_tags(name: str, version: int, tags: dict[str, str]) -> None:
     client = _client()
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
 
 
+@_mlflow_errors
 def list_registered() -> list[tuple[Any, list[Any]]]:
     """Every registered model with its versions (newest first), models newest first."""
     client = _client()

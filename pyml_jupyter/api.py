@@ -23,6 +23,7 @@ from .tracking import RegisteredModel, resolve_ref, store_id
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
     "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref", "ModelRef", "store_id", "config",
+    "promote", "push", "export",
 ]
 
 
@@ -103,6 +104,9 @@ def list_models() -> list[ModelInfo]:
     out = []
     for rm, versions in tracking.list_registered():
         info = ModelInfo(name=rm.name, description=rm.description or "")
+        aliases: dict[int, list[str]] = {}
+        for alias, number in sorted(tracking.aliases(rm.name).items()):
+            aliases.setdefault(number, []).append(alias)
         for mv in versions:
             image = images.get((store, mv.run_id))
             dep = deps.get((store, mv.run_id))
@@ -113,6 +117,7 @@ def list_models() -> list[ModelInfo]:
                 "contract_status": mv.tags.get(tracking.TAG_STATUS),
                 "kind": mv.tags.get(tracking.TAG_KIND),
                 "model_uri": f"models:/{rm.name}/{mv.version}",
+                "aliases": aliases.get(int(mv.version), []),
                 "image": {"tag": image.tag, "id": image.image_id, "size_bytes": image.size_bytes} if image else None,
                 "deployment": {"url": dep.url, "status": dep.status, "container_id": dep.container_id} if dep else None,
             })
@@ -285,3 +290,32 @@ def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = Non
     result.ref = f"{name}/{version}"
     return result
 
+
+
+# ----------------------------------------------------------------------------------- promote, push, export
+
+
+def promote(ref: str, alias: str = "champion", *, compare: str | int | None = None,
+            progress: Progress | None = None):
+    """Point the MLflow alias ``alias`` at the version ``ref`` names, after its contract and parity gates pass;
+    ``compare`` (an alias, a version) also compares their predictions. See :mod:`pyml_jupyter.promotion`."""
+    from .promotion import promote as run_promotion
+
+    return run_promotion(ref, alias, compare=compare, progress=progress)
+
+
+def push(ref: str, registry: str, *, progress: Progress | None = None):
+    """Tag the version's image ``REGISTRY/pyml/NAME:VERSION`` (plus its alias tags) and push it, with the
+    engine's credentials. See :mod:`pyml_jupyter.registry`."""
+    from .registry import push as run_push
+
+    return run_push(ref, registry, progress=progress)
+
+
+def export(ref: str, format: str = "kserve", *, registry: str | None = None, output: str | None = None,
+           progress: Progress | None = None):
+    """Write Kubernetes manifests (``format`` "kserve": an InferenceService; "kubernetes": Deployment, Service,
+    HorizontalPodAutoscaler) for the version's image in ``registry``. See :mod:`pyml_jupyter.manifests`."""
+    from .manifests import export as run_export
+
+    return run_export(ref, format, registry=registry, output=output, progress=progress)

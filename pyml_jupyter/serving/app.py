@@ -212,10 +212,12 @@ class ModelServer:
     def openapi(self) -> bytes:
         if self._openapi is None:
             info = self.model.info
-            try:
-                sample = info.read_sample()
-            except Exception:  # noqa: BLE001 - a package without a readable sample still gets its document
-                sample = None
+            sample = None
+            if _env_bool("PYML_OPENAPI_SAMPLE", False):  # the sample is real data: published only when asked
+                try:
+                    sample = info.read_sample()
+                except Exception:  # noqa: BLE001 - a package without a readable sample still gets its document
+                    sample = None
             self._openapi = dumps(openapi_document(info, model_name=self.model_name,
                                                    model_version=self.model_version, sample=sample))
         return self._openapi

@@ -213,6 +213,11 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
             }},
             f"{v2_path}/infer": {"post": {
                 "summary": "Predict (Open Inference Protocol, KServe V2)",
+                "description": "JSON as below; or the binary tensor data extension: this JSON (inputs with "
+                               "parameters.binary_data_size instead of data) followed by the inputs' raw bytes, "
+                               "its length in the Inference-Header-Content-Length header. Outputs come back in "
+                               "binary when asked (parameters.binary_data_output, or an output's "
+                               "parameters.binary_data).",
                 "operationId": "infer",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["inputs"], "properties": {

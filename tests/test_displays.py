@@ -17,8 +17,9 @@ class Model:
         self.name, self.versions = name, versions
 
 
-def version(number: int, *, status: str | None = "passed", image: str | None = None, url: str | None = None) -> dict:
-    return {"version": number, "contract_status": status,
+def version(number: int, *, status: str | None = "passed", image: str | None = None, url: str | None = None,
+            aliases: tuple[str, ...] = ()) -> dict:
+    return {"version": number, "contract_status": status, "aliases": list(aliases),
             "image": {"tag": image, "id": "sha256:1", "size_bytes": 1} if image else None,
             "deployment": {"url": url, "status": "running", "container_id": "c"} if url else None}
 
@@ -28,12 +29,13 @@ def deployment(name: str, number: str, **extra) -> Deployment:
         "url", "http://127.0.0.1:8123"), status="running", image=f"pyml/{name}:{number}", **extra)
 
 
-def test_a_model_table_has_one_row_per_version_with_its_contract_image_and_deployment():
-    table = ModelTable([Model("churn", [version(2, image="pyml/churn:2", url="http://127.0.0.1:9000"),
+def test_a_model_table_has_one_row_per_version_with_its_aliases_contract_image_and_deployment():
+    table = ModelTable([Model("churn", [version(2, image="pyml/churn:2", url="http://127.0.0.1:9000",
+                                                aliases=("champion", "prod")),
                                         version(1, status=None)])])
 
-    assert table.rows() == [["churn", 2, "passed", "pyml/churn:2", "http://127.0.0.1:9000"],
-                            ["churn", 1, "unknown", "-", "-"]]
+    assert table.rows() == [["churn", 2, "champion, prod", "passed", "pyml/churn:2", "http://127.0.0.1:9000"],
+                            ["churn", 1, "-", "unknown", "-", "-"]]
 
 
 def test_the_text_form_is_an_aligned_table_under_its_title():
@@ -41,8 +43,8 @@ def test_the_text_form_is_an_aligned_table_under_its_title():
 
     title, header, *rows = text.splitlines()
     assert title == "Registered models"
-    assert header.split() == ["model", "version", "contract", "image", "deployment"]
-    assert rows[0].split() == ["churn", "1", "passed", "-", "-"]
+    assert header.split() == ["model", "version", "aliases", "contract", "image", "deployment"]
+    assert rows[0].split() == ["churn", "1", "-", "passed", "-", "-"]
     assert header.index("version") == rows[1].index("3")  # columns line up
 
 

@@ -1,5 +1,6 @@
-"""pyml_jupyter.tracking: names and references, the registered version as MLflow holds it, the package cache, and
-register()'s all-or-nothing logging (a failure half-way leaves no run, model or version behind).
+"""pyml_jupyter.tracking: the registered version as MLflow holds it, the package cache, version tags, and
+register()'s all-or-nothing logging (a failure half-way leaves no run, model or version behind). Names and
+references are specified in test_names.
 
 The store is real: a local SQLite file and a real ``mlflow server`` process (each test runs against both).
 """
@@ -13,7 +14,7 @@ import pytest
 from mlflow_fixtures import all_runs, logged_models, mlflow_server, registered_models, store  # noqa: F401
 from notebook_shell import CHURN_NOTEBOOK, ipython, run, shell  # noqa: F401
 from pyml_jupyter import tracking
-from pyml_jupyter.errors import InvalidName, NotFound
+from pyml_jupyter.errors import NotFound
 
 REGISTER = "registered = register(ChurnModel, {name!r}, sample, {{'scaler': scaler, 'clf': clf}})"
 
@@ -43,34 +44,6 @@ def registered(store, ipython):
     return name, versions
 
 
-# -- names and references ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["churn", "churn_model", "Churn.v2", "a-b", "0churn", "x" * 63])
-def test_a_name_of_letters_digits_and_separators_is_accepted(name):
-    assert tracking.validate_name(name) == name
-
-
-@pytest.mark.parametrize("name", ["", " churn", "churn model", "../churn", "a..b", "-churn", "churn/2", "x" * 64,
-                                  "churn'; DROP TABLE x; --", None])
-def test_a_name_unsafe_for_tags_paths_or_sql_is_refused_with_the_rule(name):
-    with pytest.raises(InvalidName, match="use 1 to 63 letters, digits"):
-        tracking.validate_name(name)
-
-
-@pytest.mark.parametrize("ref, parsed", [("churn", ("churn", None)), ("churn/3", ("churn", 3)),
-                                         ("churn@latest", ("churn", None)), (" churn/12 ", ("churn", 12))])
-def test_a_reference_is_a_name_and_an_optional_version(ref, parsed):
-    assert tracking.parse_ref(ref) == parsed
-
-
-@pytest.mark.parametrize("ref, message", [("", "NAME or NAME/VERSION"), ("churn/0", "positive integers"),
-                                          ("churn/latest", "positive integers"), ("chu rn/1", "not a valid model name")])
-def test_a_bad_reference_says_what_a_reference_is(ref, message):
-    with pytest.raises(InvalidName, match=message):
-        tracking.parse_ref(ref)
-
-
 # -- the registered version -------------------------------------------------------------------------------------
 
 
@@ -96,7 +69,7 @@ def test_an_unknown_model_or_version_is_not_found_and_says_how_to_register(regis
 
     with pytest.raises(NotFound, match="register it with %pyml_register"):
         tracking.resolve_version(unique_name("missing"))
-    with pytest.raises(NotFound, match=f"'{name}'/7 is not registered"):
+    with pytest.raises(NotFound, match=f"'{name}/7' is not registered"):
         tracking.resolve_version(name, 7)
 
 

@@ -299,12 +299,18 @@ def test_grpc_applies_the_same_limits(example_package, tmp_path, monkeypatch):
     from test_serving_grpc import frame_inputs, serve
 
     monkeypatch.setenv("PYML_MAX_ROWS", "3")
+    monkeypatch.setenv("PYML_MAX_BODY_BYTES", "20000")
     served = serve(example_package, tmp_path, "example")
     server = next(served)
     try:
         with pytest.raises(InferenceServerException, match="PYML_MAX_ROWS") as refused:
             server.client().infer("example", frame_inputs(example_frame(4)))
         assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        big = example_frame(1)
+        big["city"] = "x" * 30_000
+        with pytest.raises(InferenceServerException) as too_large:
+            server.client().infer("example", frame_inputs(big))
+        assert too_large.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
         assert server.client().infer("example", frame_inputs(example_frame(3))).as_numpy("label").shape == (3,)
     finally:
         served.close()

@@ -133,7 +133,7 @@ def push(ref: str, registry: str, *, progress: Progress | None = None, client=No
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"push {name}/{version}")
     client = docker_client(client, error=PushError)
-    image = find_image(name, str(version), client=client, **_identity(mv))  # this very version's image
+    image = find_image(name, str(version), client=client, **_identity(mv))  # this store's, this run's image
     if image is None:
         raise NotFound(f"{name}/{version} has no image on this Docker engine: build it first (%pyml_build "
                        f"{name}/{version}), then push. Nothing was pushed.")

@@ -191,10 +191,11 @@ def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, 
 
 
 def deployments() -> list:
-    """Running deployments, as the Docker engine knows them (state survives kernel and server restarts)."""
+    """Deployments as the Docker engine knows them (state survives kernel and server restarts): running ones,
+    and stopped ones with their exit code and last log lines (a crashed or killed server shows why)."""
     from .deployments import list_deployments
 
-    return list_deployments()
+    return list_deployments(all=True)
 
 
 def stop(ref: str) -> list:

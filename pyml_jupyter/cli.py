@@ -6,8 +6,12 @@
     pyml deploy NAME[/VERSION]           run it as a container on 127.0.0.1
     pyml deployments                     list running deployments
     pyml stop NAME[/VERSION]             stop a deployment
+    pyml prune NAME [--keep N]           remove a model's old images (all but the N newest)
     pyml test NAME[/VERSION]             compare the container's predictions with in-process ones
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
+    pyml promote NAME/VERSION [--alias champion] [--compare champion]   move an alias behind the gates
+    pyml push NAME[/VERSION] --registry HOST[:PORT]   push its image (REGISTRY/pyml/NAME:VERSION, alias tags)
+    pyml export NAME[/VERSION] [--format kserve|kubernetes] [--registry R] [--output PATH]   write manifests
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ def _run(args: argparse.Namespace) -> int:
         from .displays import DeploymentTable
 
         print(DeploymentTable(api.stop(args.ref), title="Stopped"))
+    elif cmd == "prune":
+        removed = api.prune(args.name, keep=args.keep)
+        print(f"Removed {len(removed)} image(s) of {args.name}" + "".join(f"\n  {image!r}" for image in removed))
     elif cmd == "test":
         report = api.test(args.ref, target=args.target)
         print(report)
@@ -72,6 +79,14 @@ def _run(args: argparse.Namespace) -> int:
     elif cmd == "batch":
         with _progress(f"batch {args.ref}") as p:
             print(api.predict_offline(args.ref, args.query, args.output, keep=args.keep, mode=args.mode, progress=p))
+    elif cmd == "promote":
+        with _progress(f"promote {args.ref}") as p:
+            print(api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+    elif cmd == "push":
+        with _progress(f"push {args.ref}") as p:
+            print(api.push(args.ref, args.registry, progress=p))
+    elif cmd == "export":
+        print(api.export(args.ref, args.format, registry=args.registry, output=args.output))
     return 0
 
 
@@ -99,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("deployments", help="list running deployments")
     stop = sub.add_parser("stop", help="stop a deployment")
     stop.add_argument("ref")
+    prune = sub.add_parser("prune", help="remove a model's old Docker images")
+    prune.add_argument("name")
+    prune.add_argument("--keep", type=int, default=1, help="how many of the newest images to keep (default 1)")
     test = sub.add_parser("test", help="compare a target's predictions with in-process ones on the stored sample")
     test.add_argument("ref")
     test.add_argument("--target", choices=["container", "batch"], default="container")
@@ -108,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", required=True)
     batch.add_argument("--keep")
     batch.add_argument("--mode", choices=["error", "overwrite", "append"], default="error")
+    promote = sub.add_parser("promote", help="point an alias at a version once its contract and parity gates pass")
+    promote.add_argument("ref")
+    promote.add_argument("--alias", default="champion")
+    promote.add_argument("--compare", help="also compare predictions with this alias or version")
+    push = sub.add_parser("push", help="push a version's image to a registry")
+    push.add_argument("ref")
+    push.add_argument("--registry", required=True, help="HOST[:PORT][/PATH]")
+    export = sub.add_parser("export", help="write KServe or Kubernetes manifests for a version's image")
+    export.add_argument("ref")
+    export.add_argument("--format", choices=["kserve", "kubernetes"], default="kserve")
+    export.add_argument("--registry", help="HOST[:PORT][/PATH] (default: where the image was pushed)")
+    export.add_argument("--output", help="file or folder (default: NAME-vVERSION.FORMAT.yaml here)")
     return parser
 
 

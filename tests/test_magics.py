@@ -284,3 +284,12 @@ def test_an_artifact_expression_naming_nothing_is_a_usage_error(notebook):
     cell = run_cell(notebook, "%pyml_check ChurnModel --sample customers.head() --artifacts clf=classifier")
 
     assert_usage_error(cell, "artifact 'clf' `classifier` refers to a name that is not defined")
+
+
+def test_pyml_deploy_takes_container_limits_and_refuses_bad_ones_in_one_paragraph(notebook):
+    help_text = run_cell(notebook, "%pyml_deploy?").text
+    for flag in ("--memory", "--pids-limit", "--allowed-hosts", "--token"):
+        assert flag in help_text
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --memory lots"), "memory must be a size")
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --pids-limit 4"), "pids_limit")
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --allowed-hosts 'bad host'"), "allowed_hosts")

@@ -49,7 +49,7 @@ export interface IProgress {
   title: string;
   stage: string;
   fraction: number | null;
-  state: 'running' | 'succeeded' | 'failed';
+  state: 'running' | 'succeeded' | 'failed' | 'lost';
   error: string | null;
   started: number;
   finished: number | null;
@@ -64,8 +64,22 @@ export interface IErrorBody {
   details?: unknown;
 }
 
+/** How a deployment's container is confined and who may call it (`POST /pyml/deployments`; see `deploy()`). */
+export interface IDeployOptions {
+  port?: number;
+  /** Memory limit such as '512m' or '8g' (default 4g). */
+  memory?: string;
+  /** Processes and threads the container may run (default 1024). */
+  pids_limit?: number;
+  /** Host names to serve besides loopback and the container's own. */
+  allowed_hosts?: string[];
+  /** true: require a random bearer token (the notebook's Deployment sends it). */
+  token?: boolean;
+}
+
 export type JobKind = 'build' | 'deploy';
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+/** `lost`: the Jupyter server restarted while the job ran; nothing runs it any more. */
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'lost';
 
 /** A long job (image build, deployment) as `GET /pyml/jobs/{id}` answers it. */
 export interface IJob {

@@ -364,19 +364,20 @@ def test_dockerd_stopped_mid_build_gives_a_clear_error_and_leaves_no_tag(isolate
     from pyml_jupyter.images.builder import build_image
     from pyml_jupyter.progress import Progress
 
-    name, progress, stopping = unique_name("dockerd"), Progress("build"), threading.Event()
+    name, progress, stopping = unique_name("dockerd"), Progress("build"), []
 
     def stop_during_the_dependency_step(_, event, line) -> None:
-        if event == "log" and line.startswith("Step ") and "RUN python -m venv" in line and not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=isolated_dockerd.stop, daemon=True).start()
+        if event == "log" and line.startswith("Step ") and "RUN python -m venv" in line and not stopping:
+            stopping.append(threading.Thread(target=isolated_dockerd.stop, daemon=True))
+            stopping[0].start()
 
     progress.subscribe(stop_during_the_dependency_step)
     with pytest.raises(BuildError) as raised:
         build_image(session_package, name=name, version="1", base_image=BASE_IMAGE, progress=progress,
                     client=isolated_dockerd.client())
 
-    assert stopping.is_set()
+    assert stopping, "the build never reached its dependency step"
+    stopping[0].join(90)  # the engine has finished shutting down
     message = raised.value.message
     assert f"Building image pyml/{name}:1 failed at step `RUN python -m venv" in message
     assert "the Docker engine stopped answering mid-build" in message and "nothing was tagged" in message

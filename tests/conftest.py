@@ -19,6 +19,18 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # deployment allows its own names (serving/access.py). The access tests pass their own policies.
 os.environ.setdefault("PYML_ALLOWED_HOSTS", "testserver,test")
 
+
+def require_torch():
+    """The ``torch`` module, or a skip (a failure under CI=true, where scripts/test.sh installs it)."""
+    try:
+        import torch
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs PyTorch (pip install torch==2.13.0): {exc}")
+        pytest.skip(f"PyTorch is not installed: {exc}")
+    return torch
+
+
 EXAMPLE_MODEL_SOURCE = textwrap.dedent(
     '''
     # Captured by pyml_jupyter (hand-written test fixture).

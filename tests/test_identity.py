@@ -127,3 +127,18 @@ def test_a_name_differing_only_in_case_from_a_registered_model_is_refused(in_sto
         with pytest.raises(InvalidName, match=f"registered model {name!r}"):
             api.register(PlusTen, name.upper(), SAMPLE)
         assert [m.name for m in api.list_models()] == [name]
+
+
+def test_concurrent_downloads_of_a_package_all_get_the_whole_package_and_leave_no_temporary_folder(
+        in_store, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"download-{uuid.uuid4().hex[:8]}"
+    with in_store(tmp_path / "store"):
+        registered = api.register(PlusOne, name, SAMPLE)
+        with ThreadPoolExecutor(4) as pool:
+            paths = set(pool.map(lambda _: api.package_path(name), range(4)))
+        (path,) = paths
+        assert (path / "pyml.json").is_file()
+        assert api.store_id() in path.parts and registered.run_id in path.parts  # keyed by store and run
+        assert not list(path.parents[2].glob(".download-*"))

@@ -129,13 +129,6 @@ async def test_config_names_the_store_without_secrets(store, fetch_json):
     assert body["version"]
 
 
-def test_config_hides_a_database_password(monkeypatch):
-    from pyml_jupyter.api import config
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow:s3cret@db.internal:5432/mlflow")
-    assert config()["tracking_uri"] == "postgresql://***@db.internal:5432/mlflow"  # the user may be a token too
-
-
 ROUTES = [
     ("GET", "pyml/models"),
     ("GET", "pyml/config"),
@@ -269,6 +262,35 @@ async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
     assert status == 200
     ids = [job["id"] for job in body["jobs"]]
     assert ids.index(second.id) < ids.index(first.id)
+
+
+async def test_latest_an_alias_and_the_explicit_version_are_one_job(store, fetch_json, monkeypatch):
+    """Jobs are keyed by the version a ref resolves to: three spellings of version 1, one build."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    release, calls = threading.Event(), []
+
+    def slow_build(ref, **kwargs):  # the handler's keying is under test here, not the build itself
+        calls.append(str(ref))
+        release.wait(30)
+        return {"ref": str(ref)}
+
+    monkeypatch.setattr(api, "build", slow_build)
+    MlflowClient().set_registered_model_alias(store["name"], "champion", "1")
+    try:
+        ids = set()
+        for ref in (store["name"], f"{store['name']}/1", f"{store['name']}@champion", f"models:/{store['name']}@latest"):
+            status, job = await fetch_json("builds", method="POST", body={"ref": ref})
+            assert status == 202, job
+            assert job["ref"] == f"{store['name']}/1"
+            ids.add(job["id"])
+        assert len(ids) == 1
+    finally:
+        release.set()
+    job = await _poll(fetch_json, ids.pop(), timeout=30)
+    assert job["state"] == "succeeded" and calls == [f"{store['name']}/1"]
 
 
 @pytest.fixture

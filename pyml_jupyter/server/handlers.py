@@ -211,19 +211,22 @@ def optional_text(body: dict[str, Any], key: str) -> str | None:
 
 class AliasesHandler(PymlHandler):
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         from ..promotion import validate_alias
 
         body = self.json_body()
         ref, alias, compare = self.body_ref(body), optional_text(body, "alias") or "champion", \
             optional_text(body, "compare")
         validate_alias(alias)
-        self.write_job(self.submit("promote", ref, lambda p: api.promote(ref, alias, compare=compare, progress=p)))
+        self.write_job(await self.submit("promote", ref,
+                                         lambda r, p: api.promote(r, alias, compare=compare, progress=p)))
 
 
 class PushesHandler(PymlHandler):
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         from ..registry import validate_registry
 
         body = self.json_body()
@@ -231,7 +234,7 @@ class PushesHandler(PymlHandler):
         if registry is None:
             raise BadRequest('Say where to push: send {"ref": "NAME/VERSION", "registry": "HOST[:PORT]"}.')
         validate_registry(registry)
-        self.write_job(self.submit("push", ref, lambda p: api.push(ref, registry, progress=p)))
+        self.write_job(await self.submit("push", ref, lambda r, p: api.push(r, registry, progress=p)))
 
 
 class ConfigHandler(PymlHandler):

@@ -95,8 +95,9 @@ def _clean(obj: Any) -> Any:
 
 
 def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sample: Any) -> dict:
-    columns = {"type": "object", "description": "{column: [values]}",
-               "properties": {c.name: {"type": "array", "items": _column(c)} for c in inputs.columns}}
+    columns = {"type": "object", "description": "{column: [values]}, every list of the same length",
+               "properties": {c.name: {"type": "array", "items": _column(c)} for c in inputs.columns},
+               "required": [c.name for c in inputs.columns if not c.nullable] or None}
     split = {
         "type": "object", "required": ["data"],  # without 'columns', the values are in the schema's order
         "properties": {

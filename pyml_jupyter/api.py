@@ -15,11 +15,12 @@ from .checks import ContractReport, run_check
 from .errors import CheckFailed, NotFound, PymlError
 from .progress import Progress
 from .serving.loader import LoadedModel, load_package
-from .tracking import RegisteredModel, parse_ref
+from .parity import ParityReport
+from .tracking import ModelVersion, parse_ref
 
 __all__ = [
-    "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "test", "predict_offline", "parse_ref", "config",
+    "check", "register", "list_models", "RegisteredModel", "ModelVersion", "package_path", "load", "build", "deploy",
+    "deployments", "stop", "test", "predict_offline", "parse_ref", "config",
 ]
 
 
@@ -33,7 +34,7 @@ def check(model_class: type, sample: Any, artifacts: Mapping[str, Any] | None = 
 
 
 def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, Any] | None = None, *,
-             namespace: Mapping[str, Any] | None = None, experiment: str | None = None) -> RegisteredModel:
+             namespace: Mapping[str, Any] | None = None, experiment: str | None = None) -> ModelVersion:
     """Check, capture and log ``model_class`` to MLflow as a pyfunc model, registered as a new version of ``name``.
 
     Raises :class:`~pyml_jupyter.errors.CheckFailed` (with the report) and logs nothing when the check fails.
@@ -51,8 +52,8 @@ def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, 
 
 
 @dataclass
-class ModelInfo:
-    """A registered model, its versions and their state (contract, image, deployment), newest first."""
+class RegisteredModel:
+    """A registered model: its versions and their state (contract, image, deployment), newest first."""
 
     name: str
     versions: list[dict[str, Any]] = field(default_factory=list)
@@ -92,29 +93,30 @@ def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], A
     return images, deps
 
 
-def list_models() -> list[ModelInfo]:
+def list_models() -> list[RegisteredModel]:
     """Every registered model with its versions and their contract, image and deployment state."""
     from .images.context import sanitize_name
 
     images, deps = _engine_state()
     out = []
     for rm, versions in tracking.list_registered():
-        info = ModelInfo(name=rm.name, description=rm.description or "")
+        model = RegisteredModel(name=rm.name, description=rm.description or "")
         label = sanitize_name(rm.name)  # images and containers carry the Docker-safe form of the name
         for mv in versions:
             image = images.get((label, str(mv.version)))
             dep = deps.get((label, str(mv.version)))
-            info.versions.append({
-                "version": int(mv.version),
-                "run_id": mv.run_id,
+            version = ModelVersion.from_mlflow(mv)
+            model.versions.append({
+                "version": version.version,
+                "run_id": version.run_id,
                 "created": mv.creation_timestamp,
-                "contract_status": mv.tags.get(tracking.TAG_STATUS),
-                "kind": mv.tags.get(tracking.TAG_KIND),
-                "model_uri": f"models:/{rm.name}/{mv.version}",
+                "contract_status": version.contract_status or None,
+                "kind": version.tags.get(tracking.TAG_KIND),
+                "uri": version.uri,
                 "image": {"tag": image.tag, "id": image.image_id, "size_bytes": image.size_bytes} if image else None,
                 "deployment": {"url": dep.url, "status": dep.status, "container_id": dep.container_id} if dep else None,
             })
-        out.append(info)
+        out.append(model)
     return out
 
 
@@ -205,7 +207,7 @@ def stop(ref: str) -> list:
 
 
 def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any = None,
-         progress: Progress | None = None):
+         progress: Progress | None = None) -> ParityReport:
     """Predict ``sample`` (default: the version's stored sample) in this process and on ``target``, and compare.
 
     ``target="container"`` sends it to the running deployment (deploying it first if needed);

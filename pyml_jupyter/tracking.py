@@ -23,7 +23,7 @@ from .errors import InvalidName, NotFound, PymlError
 
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
-    "RegisteredModel", "validate_name", "parse_ref", "log_and_register", "resolve_version",
+    "ModelVersion", "validate_name", "parse_ref", "log_and_register", "resolve_version",
     "download_package", "set_version_tags", "list_registered", "tracking_uri", "ui_url",
 ]
 
@@ -61,15 +61,22 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 
 @dataclass
-class RegisteredModel:
-    """A registered model version: ``models:/NAME/VERSION``."""
+class ModelVersion:
+    """One registered version of a model: ``models:/NAME/VERSION``, its run and its contract status."""
 
     name: str
     version: int
     run_id: str
-    status: str = ""
+    contract_status: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     report: Any = field(default=None, repr=False, compare=False)  # the ContractReport it was registered with
+
+    @classmethod
+    def from_mlflow(cls, mv: Any) -> "ModelVersion":
+        """From MLflow's own ``ModelVersion`` entity (its version is a string there)."""
+        tags = dict(mv.tags or {})
+        return cls(name=mv.name, version=int(mv.version), run_id=mv.run_id or "",
+                   contract_status=tags.get(TAG_STATUS, ""), tags=tags)
 
     @property
     def uri(self) -> str:
@@ -81,16 +88,16 @@ class RegisteredModel:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "uri": self.uri,
-                "status": self.status, "tags": self.tags}
+                "contract_status": self.contract_status, "tags": self.tags}
 
     def __repr__(self) -> str:
-        return f"RegisteredModel({self.uri}, run_id={self.run_id}, contract={self.status or 'unknown'})"
+        return f"ModelVersion({self.uri}, run_id={self.run_id}, contract={self.contract_status or 'unknown'})"
 
     def _repr_html_(self) -> str:
         link = ui_url(f"#/models/{self.name}/versions/{self.version}")
         where = f" (<a href='{link}' target='_blank'>MLflow UI</a>)" if link else ""
         return (f"<div class='pyml-registered'>Registered <code>{self.uri}</code>{where}<br>"
-                f"run <code>{self.run_id}</code>, contract check: <b>{self.status or 'unknown'}</b></div>")
+                f"run <code>{self.run_id}</code>, contract check: <b>{self.contract_status or 'unknown'}</b></div>")
 
 
 # The MLflow column type of each DataFrame schema dtype (tests/test_schema_tables.py checks that every column
@@ -159,7 +166,7 @@ def _serving_code_dir(tmp: Path) -> Path:
     return dst
 
 
-def log_and_register(name: str, report: Any, *, experiment: str | None = None) -> RegisteredModel:
+def log_and_register(name: str, report: Any, *, experiment: str | None = None) -> ModelVersion:
     """Log a checked package (``report.package_dir``) as a pyfunc model in a new run, registered as a new
     version of ``name``, with ``report.sample`` as the input example.
 
@@ -212,8 +219,8 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
                 tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest},
             )
             version = int(mv.version)
-            return RegisteredModel(name=name, version=version, run_id=run.info.run_id, status=report.status,
-                                   tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest})
+            return ModelVersion(name=name, version=version, run_id=run.info.run_id, contract_status=report.status,
+                                tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest})
     except Exception as e:
         _rollback(client, name, version, run, model_existed)
         if isinstance(e, PymlError):

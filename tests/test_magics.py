@@ -142,20 +142,20 @@ def test_pyml_register_registers_the_class_and_shows_the_report(notebook):
     assert cell.error is None
     assert versions(name) == [1]
     assert any("ContractReport(ChurnModel): PASSED" in d for d in cell.displayed)
-    assert f"RegisteredModel(models:/{name}/1" in cell.stdout
+    assert f"ModelVersion(models:/{name}/1" in cell.stdout
 
 
-def test_pyml_register_returns_the_registered_model_to_an_assignment(notebook):
-    from pyml_jupyter import RegisteredModel
+def test_pyml_register_returns_the_model_version_to_an_assignment(notebook):
+    from pyml_jupyter import ModelVersion
 
     name = unique_name("assigned")
 
     run(notebook, f"registered = %pyml_register ChurnModel --name {name} {ARGS}")
 
     registered = notebook.user_ns["registered"]
-    assert isinstance(registered, RegisteredModel)
+    assert isinstance(registered, ModelVersion)
     assert registered.uri == f"models:/{name}/1"
-    assert registered.status == "passed"
+    assert registered.contract_status == "passed"
 
 
 def test_the_cell_form_runs_the_cell_and_registers_the_class_it_defines(notebook):
@@ -175,7 +175,7 @@ class TenureModel(DataFrameModel):
     assert cell.error is None, cell.text
     assert "TenureModel" in notebook.user_ns
     assert versions(name) == [1]
-    assert f"RegisteredModel(models:/{name}/1" in cell.stdout
+    assert f"ModelVersion(models:/{name}/1" in cell.stdout
 
 
 def test_pyml_models_lists_registered_versions_with_their_contract_status(notebook):

@@ -104,16 +104,16 @@ def registered_models(name: str) -> list:
 # -- what register() returns ------------------------------------------------------------------------------------
 
 
-def test_register_returns_the_name_version_run_id_and_model_uri(churn, store):
+def test_register_returns_the_model_version_with_its_run_id_uri_and_contract_status(churn, store):
     registered = churn.registered
 
     assert registered.name.startswith("churn-")
     assert registered.version == 1
     assert len(registered.run_id) == 32
     assert registered.uri == f"models:/{registered.name}/1"
-    assert registered.status == "passed"
+    assert registered.contract_status == "passed"
     assert registered.report.ok
-    assert repr(registered).startswith(f"RegisteredModel(models:/{registered.name}/1, run_id=")
+    assert repr(registered).startswith(f"ModelVersion(models:/{registered.name}/1, run_id=")
 
 
 def test_registering_the_same_name_again_creates_version_2(notebook):
@@ -135,7 +135,7 @@ def test_list_models_shows_versions_newest_first_with_their_contract_status(note
     (model,) = [m for m in list_models() if m.name == name]
     assert [v["version"] for v in model.versions] == [2, 1]
     assert [v["contract_status"] for v in model.versions] == ["passed", "passed"]
-    assert model.versions[0]["model_uri"] == f"models:/{name}/2"
+    assert model.versions[0]["uri"] == f"models:/{name}/2"
     assert model.latest_version == 2
 
 

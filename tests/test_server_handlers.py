@@ -117,7 +117,7 @@ async def test_models_lists_the_registered_versions(store, fetch_json):
     (version,) = model["versions"]
     assert version["version"] == 1
     assert version["contract_status"] == "passed"
-    assert version["model_uri"] == f"models:/{store['name']}/1"
+    assert version["uri"] == f"models:/{store['name']}/1"
     assert model["mlflow_ui_url"] is None  # a sqlite store has no UI to link to
 
 

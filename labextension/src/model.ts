@@ -6,7 +6,7 @@ import {
   IConfig,
   IJob,
   IJobsReply,
-  IModel,
+  IRegisteredModel,
   IModelVersion,
   IModelsReply,
   IParityReport,
@@ -39,7 +39,7 @@ export class PymlModel implements IDisposable {
     return this._changed;
   }
 
-  get models(): ReadonlyArray<IModel> {
+  get models(): ReadonlyArray<IRegisteredModel> {
     return this._models;
   }
 
@@ -286,7 +286,7 @@ export class PymlModel implements IDisposable {
   }
 
   private _changed = new Signal<this, void>(this);
-  private _models: IModel[] = [];
+  private _models: IRegisteredModel[] = [];
   private _config: IConfig | null = null;
   private _error: string | null = null;
   private _refreshing = false;

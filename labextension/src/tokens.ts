@@ -22,14 +22,14 @@ export interface IModelVersion {
   run_id: string;
   created: number | null;
   contract_status: 'passed' | 'failed' | null;
-  model_uri: string;
+  uri: string;
   image: IImage | null;
   deployment: IDeploymentState | null;
   kind?: string | null;
 }
 
 /** A registered model, versions newest first. */
-export interface IModel {
+export interface IRegisteredModel {
   name: string;
   latest_version: number | null;
   description?: string;
@@ -103,7 +103,7 @@ export interface IParityReport {
 
 /** Response bodies of the list endpoints. */
 export interface IModelsReply {
-  models: IModel[];
+  models: IRegisteredModel[];
 }
 export interface IJobsReply {
   jobs: IJob[];

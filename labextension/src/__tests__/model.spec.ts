@@ -3,7 +3,7 @@
  */
 import { PymlRequestError, requestAPI } from '../handler';
 import { PymlModel } from '../model';
-import { IJob, IModel, IParityReport } from '../tokens';
+import { IJob, IRegisteredModel, IParityReport } from '../tokens';
 
 jest.mock('../handler', () => {
   const actual = jest.requireActual('../handler');
@@ -29,7 +29,7 @@ function serve(routes: Record<string, Route>): string[] {
   return calls;
 }
 
-function model(name: string, versions: Partial<IModel['versions'][0]>[]): IModel {
+function model(name: string, versions: Partial<IRegisteredModel['versions'][0]>[]): IRegisteredModel {
   return {
     name,
     latest_version: versions.length ? (versions[0].version as number) : null,
@@ -39,7 +39,7 @@ function model(name: string, versions: Partial<IModel['versions'][0]>[]): IModel
       run_id: 'r',
       created: 0,
       contract_status: 'passed',
-      model_uri: `models:/${name}/${v.version}`,
+      uri: `models:/${name}/${v.version}`,
       image: null,
       deployment: null,
       ...v

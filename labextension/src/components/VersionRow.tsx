@@ -40,7 +40,7 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
   return (
     <li className="pyml-version" data-ref={ref}>
       <div className="pyml-version-line">
-        <span className="pyml-version-number" title={version.model_uri}>
+        <span className="pyml-version-number" title={version.uri}>
           v{version.version}
         </span>
         <span className="pyml-badges">

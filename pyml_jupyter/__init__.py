@@ -32,7 +32,7 @@ from .parity import ParityReport
 from .serving.contract import DataFrameModel, TensorModel
 from .tracking import ModelVersion
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "DataFrameModel",

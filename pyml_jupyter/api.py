@@ -5,23 +5,46 @@ A model reference (``ref``) is ``"NAME"`` (the latest version) or ``"NAME/VERSIO
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import tracking
+from ._version import __version__
 from .checks import ContractReport, run_check
-from .errors import CheckFailed, NotFound, PymlError
-from .progress import Progress
-from .serving.loader import LoadedModel, load_package
+from .errors import HINT_DEPLOYMENTS, CheckFailed, InvalidInput, NotFound, PymlError
 from .parity import ParityReport
+from .progress import Progress
+from .serving.contract import model_kind
+from .serving.loader import CONTRACT_FILE, LoadedModel, load_package
+from .serving.schema import SchemaError
+from .serving.scoring import ScoringError
 from .tracking import ModelVersion, parse_ref
 
 __all__ = [
-    "check", "register", "list_models", "RegisteredModel", "ModelVersion", "package_path", "load", "build", "deploy",
-    "deployments", "stop", "test", "predict_offline", "parse_ref", "config",
+    "check", "register", "is_model_class", "list_models", "RegisteredModel", "ModelVersion", "package_path", "load",
+    "build", "deploy", "deployments", "stop", "test", "predict_offline", "parse_ref", "config",
 ]
+
+
+def _runtime_errors(fn):
+    """The serving runtime's errors about data, as :class:`InvalidInput` (422 with the problems list): the
+    runtime is a leaf that knows nothing of :class:`PymlError`, so the core maps its errors here, once."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SchemaError as e:
+            raise InvalidInput(str(e), e.problems) from e
+        except ScoringError as e:
+            if e.status >= 500:
+                raise PymlError(e.message, details=e.to_dict()) from e
+            raise InvalidInput(e.message, e.extra.get("problems", ())) from e
+
+    return wrapper
 
 
 # ----------------------------------------------------------------------------------------------- check, register
@@ -76,7 +99,7 @@ class RegisteredModel:
         return "\n".join(lines)
 
 
-def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
+def _engine_state() -> tuple[dict[tuple[str, int], Any], dict[tuple[str, int], Any]]:
     """Images and running deployments by (name, version), asked from the Docker engine; empty without one."""
     try:
         from .deployments import list_deployments
@@ -84,10 +107,10 @@ def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], A
     except ImportError:
         return {}, {}
     try:
-        images: dict[tuple[str, str], Any] = {}
+        images: dict[tuple[str, int], Any] = {}
         for image in list_images():  # newest first: keep the newest image of each version
-            images.setdefault((image.labels.get("pyml.model"), image.labels.get("pyml.version")), image)
-        deps = {(d.name, str(d.version)): d for d in list_deployments()}
+            images.setdefault((image.name, image.version), image)
+        deps = {(d.name, d.version): d for d in list_deployments()}
     except PymlError:
         return {}, {}
     return images, deps
@@ -103,9 +126,8 @@ def list_models() -> list[RegisteredModel]:
         model = RegisteredModel(name=rm.name, description=rm.description or "")
         label = sanitize_name(rm.name)  # images and containers carry the Docker-safe form of the name
         for mv in versions:
-            image = images.get((label, str(mv.version)))
-            dep = deps.get((label, str(mv.version)))
             version = ModelVersion.from_mlflow(mv)
+            image, dep = images.get((label, version.version)), deps.get((label, version.version))
             model.versions.append({
                 "version": version.version,
                 "run_id": version.run_id,
@@ -120,11 +142,19 @@ def list_models() -> list[RegisteredModel]:
     return out
 
 
-def package_path(ref: str) -> Path:
-    """The local folder of a registered version's package (downloaded from MLflow once)."""
-    name, version = parse_ref(ref)
+def package_path(ref: str | Path) -> Path:
+    """The local folder of a model package: ``ref`` is a package folder, ``models:/NAME/VERSION`` or a registered
+    ``NAME[/VERSION]`` (downloaded from MLflow once)."""
+    if (Path(ref) / CONTRACT_FILE).is_file():
+        return Path(ref)
+    name, version = parse_ref(str(ref).removeprefix("models:/"))
     mv = tracking.resolve_version(name, version)
     return tracking.download_package(name, int(mv.version))
+
+
+def is_model_class(obj: Any) -> bool:
+    """True for a model class: a subclass of ``DataFrameModel`` or ``TensorModel``."""
+    return model_kind(obj) is not None
 
 
 def load(ref: str) -> LoadedModel:
@@ -135,8 +165,6 @@ def load(ref: str) -> LoadedModel:
 def config() -> dict[str, Any]:
     """Where models live: the tracking store (without any password it carries) and the MLflow UI link."""
     from urllib.parse import urlsplit, urlunsplit
-
-    from . import __version__
 
     uri = tracking.tracking_uri()
     parts = urlsplit(uri)
@@ -164,7 +192,7 @@ def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, pr
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"build {name}/{version}")
     package = tracking.download_package(name, version)
-    image = build_image(package, name=name, version=str(version), run_id=mv.run_id, base_image=base_image,
+    image = build_image(package, name=name, version=version, run_id=mv.run_id, base_image=base_image,
                         progress=progress, no_cache=no_cache)
     tracking.set_version_tags(name, version, {tracking.TAG_IMAGE_ID: image.image_id, tracking.TAG_IMAGE_TAG: image.tag})
     return image
@@ -181,10 +209,10 @@ def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, 
 
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"deploy {name}/{version}")
-    image = find_image(name, str(version))
+    image = find_image(name, version)
     if image is None:
         image = build(f"{name}/{version}", base_image=base_image, progress=progress)
-    return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port, grpc_port=grpc_port,
+    return run_deployment(image, name=name, version=version, run_id=mv.run_id, port=port, grpc_port=grpc_port,
                           workers=workers, progress=progress)
 
 
@@ -200,12 +228,13 @@ def stop(ref: str) -> list:
     from .deployments import stop_deployment
 
     name, version = parse_ref(ref)
-    stopped = stop_deployment(name, None if version is None else str(version))
+    stopped = stop_deployment(name, version)
     if not stopped:
-        raise NotFound(f"no deployment of {ref!r} is running: see %pyml_deployments.")
+        raise NotFound(f"no deployment of {ref!r} is running.", hint=HINT_DEPLOYMENTS)
     return stopped
 
 
+@_runtime_errors
 def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any = None,
          progress: Progress | None = None) -> ParityReport:
     """Predict ``sample`` (default: the version's stored sample) in this process and on ``target``, and compare.
@@ -227,7 +256,7 @@ def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any 
     if target == "container":
         from .deployments import find_deployment
 
-        dep = find_deployment(name, str(version)) or deploy(f"{name}/{version}", progress=progress)
+        dep = find_deployment(name, version) or deploy(f"{name}/{version}", progress=progress)
         t0 = time.perf_counter()
         actual = dep.predict(sample, timing=True)  # timing: the server's parse/validate/predict/serialize split
     else:
@@ -243,6 +272,7 @@ def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any 
     return report
 
 
+@_runtime_errors
 def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None,
                     keep: str | list[str] | None = None, mode: str = "error", progress: Progress | None = None):
     """Score the rows of a SQL ``query`` with a registered version on Spark, into ``output_table``; ``keep``

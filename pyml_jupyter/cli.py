@@ -15,20 +15,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from . import api
-from .errors import PymlError
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_REGISTER, PymlError, with_hint
 from .progress import Progress
 from .widgets import show_progress
 
 
+# What to do next after a core error, in a shell's words (errors.with_hint).
+HINTS = {
+    HINT_REGISTER: "Register it from a notebook: %pyml_register or pyml_jupyter.register().",
+    HINT_BUILD: "Build it with `pyml build NAME/VERSION`.",
+    HINT_DEPLOYMENTS: "See `pyml deployments`.",
+}
+
+
 def _serve(args: argparse.Namespace) -> int:
-    target = args.model
-    if (Path(target) / "pyml.json").is_file():
-        package = Path(target)
-    else:
-        package = api.package_path(target.removeprefix("models:/"))
+    package = api.package_path(args.model)
     argv = [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--host", args.host, "--port", str(args.port),
             "--workers", str(args.workers)]
     os.execv(sys.executable, argv)
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except PymlError as e:
-        print(f"error: {e.message}", file=sys.stderr)
+        print(f"error: {with_hint(e, HINTS)}", file=sys.stderr)
         return 2
 
 

@@ -22,8 +22,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import DeployError, NotFound
-from .images.builder import MANAGED_LABEL, ImageInfo, docker_client
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, DeployError, InvalidInput, NotFound
+from .images import labels as L
+from .images.builder import ImageInfo, docker_client
 from .images.context import CONTAINER_PORT, GRPC_CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
 from .progress import Progress
 
@@ -36,7 +37,6 @@ _GRPC_PORT_KEY = f"{GRPC_CONTAINER_PORT}/tcp"
 # (OpenBLAS picks its kernels by CPU unless OPENBLAS_CORETYPE says otherwise; MKL_CBWR pins MKL's code path;
 # thread counts change how reductions are split). The container gets the notebook's, for parity.
 _NUMERIC_ENV = re.compile(r"^(OPENBLAS_|GOTO_|MKL_|OMP_|BLIS_|VECLIB_|NUMEXPR_)[A-Z0-9_]*$")
-_LABELS = ("pyml.model", "pyml.version", "pyml.run_id", "pyml.digest")
 
 
 def _host_port(bindings: list | None) -> str:
@@ -47,7 +47,7 @@ def _host_port(bindings: list | None) -> str:
     return (binding or {}).get("HostPort") or ""
 
 
-def container_name(name: str, version: str | int) -> str:
+def container_name(name: str, version: int) -> str:
     """``pyml-<name>-<version>``: one container per model version."""
     return f"pyml-{sanitize_name(name)}-{sanitize_version(version)}"
 
@@ -84,7 +84,7 @@ class Deployment:
     """A model version running in a container, and a client to it."""
 
     name: str
-    version: str
+    version: int
     run_id: str
     container_id: str
     url: str
@@ -105,11 +105,11 @@ class Deployment:
         published = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
         port, grpc_port = _host_port(published.get(_PORT_KEY)), _host_port(published.get(_GRPC_PORT_KEY))
         url = f"http://127.0.0.1:{port}" if port else ""
-        image = labels.get("pyml.image") or (attrs.get("Config") or {}).get("Image", "")
-        return cls(name=labels.get("pyml.model", ""), version=labels.get("pyml.version", ""),
-                   run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
+        image = labels.get(L.IMAGE) or (attrs.get("Config") or {}).get("Image", "")
+        return cls(name=labels.get(L.MODEL, ""), version=L.label_version(labels),
+                   run_id=labels.get(L.RUN_ID, ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
-                   digest=labels.get("pyml.digest", ""), container_name=container.name,
+                   digest=labels.get(L.DIGEST, ""), container_name=container.name,
                    grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", _client=client)
 
     def to_dict(self) -> dict:
@@ -175,14 +175,17 @@ class Deployment:
         try:
             status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers)
         except OSError as exc:
-            raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}); "
-                              "see .logs() or %pyml_deployments.") from exc
+            raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}).",
+                              hint=HINT_DEPLOYMENTS) from exc
         if status >= 400:
             try:
                 answer = json.loads(body)
             except ValueError:
                 answer = {"message": body.decode("utf-8", "replace")[:2000]}
             code = answer.get("error_code") or answer.get("error") or "error"
+            if status == 422 and isinstance(answer.get("problems"), list):  # the input, not the deployment
+                raise InvalidInput(f"{self.name}/{self.version} rejected the input: {answer.get('message', code)}",
+                                   answer["problems"])
             raise DeployError(f"{self.name}/{self.version} answered {status} {code}: "
                               f"{answer.get('message', answer)}", details={"status": status, "response": answer})
         return status, body
@@ -260,38 +263,29 @@ class Deployment:
 # --------------------------------------------------------------------------------------------- engine calls
 
 
-def _containers(client, *, name: str | None = None, version: str | None = None, all: bool = False) -> list:
-    filters = [f"{MANAGED_LABEL}=true"]
-    if name is not None:
-        filters.append(f"pyml.model={sanitize_name(name)}")
-    if version is not None:
-        filters.append(f"pyml.version={sanitize_version(version)}")
-    return client.containers.list(all=all, filters={"label": filters})
+def _containers(client, *, name: str | None = None, version: int | None = None, all: bool = False) -> list:
+    return client.containers.list(all=all, filters={"label": L.label_filters(name, version)})
 
 
 def list_deployments(client=None, *, all: bool = False) -> list[Deployment]:
     """The deployments the engine runs (``all=True``: stopped ones too), by model name and version."""
     client = docker_client(client, error=DeployError)
     found = [Deployment.from_container(c, client) for c in _containers(client, all=all)]
-    return sorted(found, key=lambda d: (d.name, _version_key(d.version)))
+    return sorted(found, key=lambda d: (d.name, d.version))
 
 
-def _version_key(version: str):
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
-
-
-def find_deployment(name: str, version: str | int, client=None, *, all: bool = False) -> Deployment | None:
+def find_deployment(name: str, version: int, client=None, *, all: bool = False) -> Deployment | None:
     """The running deployment of a model version (``all=True``: in any state), or ``None``."""
     client = docker_client(client, error=DeployError)
-    found = _containers(client, name=name, version=str(version), all=all)
+    found = _containers(client, name=name, version=version, all=all)
     return Deployment.from_container(found[0], client) if found else None
 
 
-def stop_deployment(name: str, version: str | int | None = None, client=None) -> list[Deployment]:
+def stop_deployment(name: str, version: int | None = None, client=None) -> list[Deployment]:
     """Stop and remove the deployments of a model (every version, or one); returns what was removed."""
     client = docker_client(client, error=DeployError)
     removed = []
-    for container in _containers(client, name=name, version=None if version is None else str(version), all=True):
+    for container in _containers(client, name=name, version=version, all=True):
         deployment = Deployment.from_container(container, client)
         try:
             if container.status in ("running", "restarting", "paused"):
@@ -313,7 +307,7 @@ def _resolve_image(client, image: ImageInfo | str):
         return client.images.get(ref)
     except docker.errors.ImageNotFound:
         tag = image.tag if isinstance(image, ImageInfo) else ref
-        raise NotFound(f"Image {tag} is not on this Docker engine: build it first (%pyml_build).") from None
+        raise NotFound(f"Image {tag} is not on this Docker engine.", hint=HINT_BUILD) from None
 
 
 def _tail(container, lines: int = 40) -> str:
@@ -327,7 +321,7 @@ def run_deployment(
     image: ImageInfo | str,
     *,
     name: str,
-    version: str | int,
+    version: int,
     run_id: str = "",
     port: int | None = None,
     grpc_port: int | None = None,
@@ -339,54 +333,84 @@ def run_deployment(
     """Run a model image as a detached container on ``127.0.0.1`` and wait until ``/ping`` answers.
 
     ``port=None`` (``grpc_port=None``) lets the engine pick a free port for HTTP (gRPC). ``workers`` sets the
-    server's worker processes (default: one per CPU the container may use). The container gets this process's numeric-library settings
-    (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. If the
-    container of this version already runs from the same
-    image it is returned as is; one from another image (a rebuild) or a stopped one is replaced. On failure the
-    container is removed and :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
+    server's worker processes (default: one per CPU the container may use). The container gets this process's
+    numeric-library settings (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as
+    the notebook. If the container of this version already runs from the same image it is returned as is; one
+    from another image (a rebuild) or a stopped one is replaced. On failure the container is removed and
+    :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
     """
-    import docker
-
     client = docker_client(client, error=DeployError)
     tag = sanitize_tag(name, version)
-    cname = container_name(name, version)
     img = _resolve_image(client, image)
-    image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
     if progress:
         progress.set_stage("starting container")
+    deployment = _already_running(client, container_name(name, version), img, tag, timeout, progress)
+    if deployment is None:
+        labels = _container_labels(image, img, name=name, version=version, run_id=run_id, tag=tag)
+        container = _start_container(client, img, tag, container_name(name, version), labels,
+                                     _container_environment(labels, workers), port, grpc_port)
+        deployment = Deployment.from_container(container, client)
+        if progress:
+            progress.log(f"Started {container.name} ({container.short_id}) from {tag}, published at "
+                         f"{deployment.url}")
+        _wait_ready_or_remove(container, client, deployment, timeout, progress)
+    if progress:
+        progress.set_stage("running", 1.0)
+    return deployment
+
+
+def _already_running(client, cname: str, img, tag: str, timeout: float,
+                     progress: Progress | None) -> Deployment | None:
+    """The deployment when ``cname`` already runs ``img``; a container of another image (or stopped) is removed."""
+    import docker
 
     try:
         existing = client.containers.get(cname)
     except docker.errors.NotFound:
-        existing = None
-    if existing is not None:
-        if existing.status == "running" and existing.image.id == img.id:
-            deployment = Deployment.from_container(existing, client)
-            if progress:
-                progress.log(f"{cname} already runs {tag} at {deployment.url}")
-            _wait_ready(existing, client, deployment, timeout, progress)
-            if progress:
-                progress.set_stage("running", 1.0)
-            return deployment
+        return None
+    if existing.status == "running" and existing.image.id == img.id:
+        deployment = Deployment.from_container(existing, client)
         if progress:
-            progress.log(f"Replacing {cname} ({existing.status}, image {existing.image.short_id})")
-        existing.remove(force=True)
+            progress.log(f"{cname} already runs {tag} at {deployment.url}")
+        _wait_ready(existing, client, deployment, timeout, progress)
+        return deployment
+    if progress:
+        progress.log(f"Replacing {cname} ({existing.status}, image {existing.image.short_id})")
+    existing.remove(force=True)
+    return None
 
-    labels = {
-        "pyml.model": sanitize_name(name),
-        "pyml.version": sanitize_version(version),
-        "pyml.run_id": run_id or image_labels.get("pyml.run_id", ""),
-        "pyml.digest": image_labels.get("pyml.digest", ""),
-        "pyml.image": (image.tag or tag) if isinstance(image, ImageInfo) else str(image),
-        MANAGED_LABEL: "true",
+
+def _container_labels(image: ImageInfo | str, img, *, name: str, version: int, run_id: str,
+                      tag: str) -> dict[str, str]:
+    """What the container says it serves: the image's labels, for the engine to find it again."""
+    image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
+    return {
+        L.MODEL: sanitize_name(name),
+        L.VERSION: sanitize_version(version),
+        L.RUN_ID: run_id or image_labels.get(L.RUN_ID, ""),
+        L.DIGEST: image_labels.get(L.DIGEST, ""),
+        L.IMAGE: (image.tag or tag) if isinstance(image, ImageInfo) else str(image),
+        L.MANAGED: "true",
     }
+
+
+def _container_environment(labels: Mapping[str, str], workers: int | None) -> dict[str, str]:
+    """The notebook's numeric-library settings, what the model is, and the server's worker count."""
     environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
-    environment.update({"PYML_MODEL_NAME": labels["pyml.model"], "PYML_MODEL_VERSION": labels["pyml.version"],
-                        "PYML_RUN_ID": labels["pyml.run_id"]})
+    environment.update({"PYML_MODEL_NAME": labels[L.MODEL], "PYML_MODEL_VERSION": labels[L.VERSION],
+                        "PYML_RUN_ID": labels[L.RUN_ID]})
     if workers is not None:
         if int(workers) < 1:
             raise DeployError(f"workers must be at least 1, not {workers}.")
         environment["PYML_WORKERS"] = str(int(workers))
+    return environment
+
+
+def _start_container(client, img, tag: str, cname: str, labels: dict[str, str], environment: dict[str, str],
+                     port: int | None, grpc_port: int | None):
+    """Run ``img`` detached as ``cname``, its ports published on 127.0.0.1; a half-created container is removed."""
+    import docker
+
     try:
         container = client.containers.run(img.id, detach=True, name=cname, labels=labels, environment=environment,
                                           ports={_PORT_KEY: ("127.0.0.1", port),
@@ -399,9 +423,14 @@ def run_deployment(
         hint = " (is the port already in use?)" if port and "port" in str(exc).lower() else ""
         raise DeployError(f"Could not start {cname} from {tag}: {exc.explanation or exc}{hint}") from exc
     container.reload()
-    deployment = Deployment.from_container(container, client)
-    if progress:
-        progress.log(f"Started {cname} ({container.short_id}) from {tag}, published at {deployment.url}")
+    return container
+
+
+def _wait_ready_or_remove(container, client, deployment: Deployment, timeout: float,
+                          progress: Progress | None) -> None:
+    """:func:`_wait_ready`, removing the container when it never gets ready."""
+    import docker
+
     try:
         _wait_ready(container, client, deployment, timeout, progress)
     except DeployError:
@@ -410,9 +439,6 @@ def run_deployment(
         except docker.errors.APIError:
             pass
         raise
-    if progress:
-        progress.set_stage("running", 1.0)
-    return deployment
 
 
 def _wait_ready(container, client, deployment: Deployment, timeout: float, progress: Progress | None) -> None:

@@ -17,12 +17,18 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from . import api
-from .errors import CheckFailed, PymlError
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_REGISTER, CheckFailed, PymlError, with_hint
 from .progress import Progress
-from .serving.contract import model_kind
 from .widgets import show_progress
 
 __all__ = ["PymlMagics"]
+
+# What to do next after a core error, in a notebook's words (errors.with_hint).
+HINTS = {
+    HINT_REGISTER: "Register it with %pyml_register (or pyml_jupyter.register()).",
+    HINT_BUILD: "Build it with %pyml_build NAME/VERSION.",
+    HINT_DEPLOYMENTS: "See %pyml_deployments.",
+}
 
 
 def _unquote(value: Any) -> Any:
@@ -51,9 +57,9 @@ def _friendly(fn: Callable) -> Callable:
             return fn(self, *args, **kwargs)
         except CheckFailed as e:
             display(e.report)
-            raise UsageError(e.message) from None
+            raise UsageError(with_hint(e, HINTS)) from None
         except PymlError as e:
-            raise UsageError(e.message) from None
+            raise UsageError(with_hint(e, HINTS)) from None
 
     return wrapper
 
@@ -160,7 +166,7 @@ class PymlMagics(Magics):
             if wanted not in defined:
                 raise UsageError(f"the cell does not define `{wanted}`; it defines: {', '.join(defined) or 'no class'}.")
             return wanted
-        models = [n for n in defined if model_kind(self.shell.user_ns.get(n)) is not None]
+        models = [n for n in defined if api.is_model_class(self.shell.user_ns.get(n))]
         if len(models) != 1:
             found = ", ".join(models) or "none"
             raise UsageError(f"the cell must define exactly one DataFrameModel/TensorModel subclass to register "

@@ -4,22 +4,32 @@ MLflow is the source of truth for models: names, versions, contract status and i
 (model versions and their tags). With nothing configured, MLflow's own embedded default is used: a local
 SQLite store (``mlflow.db``, which supports the registry) and ``./mlruns`` artifacts in the working directory;
 ``MLFLOW_TRACKING_URI`` (a remote ``mlflow server``) is honoured as MLflow always does.
+
+MLflow's own INFO lines ("Creating initial MLflow database tables...", "Successfully registered model ...") are
+kept out of notebook and CLI output while pyml_jupyter calls MLflow; its warnings still show.
+``PYML_MLFLOW_LOGS=1`` shows everything MLflow says.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidName, NotFound, PymlError
+from .errors import HINT_REGISTER, InvalidName, NotFound, PymlError
+from .serving.loader import CONTRACT_FILE, package_digest
 
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
@@ -143,6 +153,61 @@ def _client():
     return MlflowClient()
 
 
+class _QuietMlflow:
+    """While pyml_jupyter calls MLflow: MLflow's INFO lines and printed notices ("Creating initial MLflow
+    database tables...", "Successfully registered model ...") are dropped, its logged warnings still reach
+    stderr. Muting goes through MLflow's own counter (the one its autologging uses), so it nests and is shared
+    by threads (the server's jobs) with MLflow's own muting; the last one out restores the output."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._muted: Any = None
+        self._warnings: logging.Handler | None = None
+
+    def __enter__(self) -> None:
+        from mlflow.utils.autologging_utils.logging_and_warnings import MlflowEventsAndWarningsBehaviorGlobally
+
+        with self._lock:
+            self._depth += 1
+            if self._depth == 1:
+                self._muted = MlflowEventsAndWarningsBehaviorGlobally(
+                    disable_event_logs=True, disable_warnings=False, reroute_warnings=False)
+                self._muted.__enter__()
+                self._warnings = logging.StreamHandler(sys.stderr)  # today's stderr (a kernel replaces it)
+                self._warnings.setLevel(logging.WARNING)
+                self._warnings.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                logging.getLogger("mlflow").addHandler(self._warnings)
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                logging.getLogger("mlflow").removeHandler(self._warnings)
+                self._muted.__exit__(None, None, None)
+
+
+_QUIET = _QuietMlflow()
+
+
+def quiet_mlflow() -> contextlib.AbstractContextManager:
+    """Keep MLflow's INFO output out of the notebook and CLI; ``PYML_MLFLOW_LOGS=1`` shows it."""
+    if os.environ.get("PYML_MLFLOW_LOGS", "").strip().lower() in ("1", "true", "yes"):
+        return contextlib.nullcontext()
+    return _QUIET
+
+
+def _quiet(fn):
+    """Run ``fn`` inside :func:`quiet_mlflow`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with quiet_mlflow():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def tracking_uri() -> str:
     import mlflow
 
@@ -166,6 +231,7 @@ def _serving_code_dir(tmp: Path) -> Path:
     return dst
 
 
+@_quiet
 def log_and_register(name: str, report: Any, *, experiment: str | None = None) -> ModelVersion:
     """Log a checked package (``report.package_dir``) as a pyfunc model in a new run, registered as a new
     version of ``name``, with ``report.sample`` as the input example.
@@ -177,8 +243,7 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
     validate_name(name)
     package_dir, sample = Path(report.package_dir), report.sample
     client = _client()
-    info = json.loads((package_dir / "pyml.json").read_text())
-    from .serving.loader import package_digest
+    info = json.loads((package_dir / CONTRACT_FILE).read_text())
 
     digest = package_digest(package_dir)
     run = None
@@ -258,6 +323,7 @@ def _rollback(client, name: str, version: int | None, run, model_existed: bool) 
         pass
 
 
+@_quiet
 def resolve_version(name: str, version: int | None = None):
     """The MLflow ``ModelVersion`` for NAME/VERSION (latest when version is None), or :class:`NotFound`."""
     from mlflow.exceptions import MlflowException
@@ -270,10 +336,9 @@ def resolve_version(name: str, version: int | None = None):
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException as e:
         raise NotFound(f"model {name!r}{'/' + str(version) if version else ''} is not registered in "
-                       f"{tracking_uri()}: register it with %pyml_register or pyml_jupyter.register().") from e
+                       f"{tracking_uri()}.", hint=HINT_REGISTER) from e
     if not versions:
-        raise NotFound(f"model {name!r} is not registered in {tracking_uri()}: register it with %pyml_register "
-                       "or pyml_jupyter.register().")
+        raise NotFound(f"model {name!r} is not registered in {tracking_uri()}.", hint=HINT_REGISTER)
     return max(versions, key=lambda v: int(v.version))
 
 
@@ -281,6 +346,7 @@ def _cache_root() -> Path:
     return Path(os.environ.get("PYML_CACHE_DIR", Path.home() / ".cache" / "pyml_jupyter"))
 
 
+@_quiet
 def download_package(name: str, version: int) -> Path:
     """The package of a registered version, downloaded once into the local cache."""
     import mlflow
@@ -289,12 +355,12 @@ def download_package(name: str, version: int) -> Path:
     store = re.sub(r"[^A-Za-z0-9]+", "_", tracking_uri())[-80:]
     target = _cache_root() / "packages" / store / name / str(mv.version)
     package = target / "data" / PACKAGE_DIR_NAME
-    if (package / "pyml.json").is_file():
+    if (package / CONTRACT_FILE).is_file():
         return package
     tmp = Path(tempfile.mkdtemp(prefix="download-", dir=_ensure(target.parent)))
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
-        if not (tmp / "data" / PACKAGE_DIR_NAME / "pyml.json").is_file():
+        if not (tmp / "data" / PACKAGE_DIR_NAME / CONTRACT_FILE).is_file():
             raise NotFound(f"models:/{name}/{mv.version} is not a pyml_jupyter model (no package in its data).")
         if target.exists():
             shutil.rmtree(target)
@@ -310,12 +376,14 @@ def _ensure(path: Path) -> Path:
     return path
 
 
+@_quiet
 def set_version_tags(name: str, version: int, tags: dict[str, str]) -> None:
     client = _client()
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
 
 
+@_quiet
 def list_registered() -> list[tuple[Any, list[Any]]]:
     """Every registered model with its versions (newest first), models newest first."""
     client = _client()

@@ -106,3 +106,42 @@ def test_an_unknown_model_is_reported_not_raised(store, tmp_path):
     result = pyml("test", "never_registered", cwd=tmp_path)
     assert result.returncode == 2
     assert "is not registered" in result.stderr and "Traceback" not in result.stderr
+    assert "Register it from a notebook: %pyml_register or pyml_jupyter.register()." in result.stderr
+
+
+REGISTER_SCRIPT = """
+import pandas as pd
+from pyml_jupyter import DataFrameModel, register
+
+
+class Twice(DataFrameModel):
+    def predict(self, df):
+        return pd.DataFrame({"y": df["x"] * 2.0}, index=df.index)
+
+
+register(Twice, "quiet_twice", pd.DataFrame({"x": [1.0, 2.0]}))
+"""
+
+
+def _register_in_a_fresh_store(folder: Path, **env: str) -> str:
+    """Register a model in a new process on a new store; what it printed (stdout and stderr)."""
+    folder.mkdir()
+    (folder / "register.py").write_text(REGISTER_SCRIPT)
+    environment = {k: v for k, v in os.environ.items() if k != "PYML_MLFLOW_LOGS"}
+    environment.update(MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}", **env)
+    result = subprocess.run([sys.executable, "register.py"], cwd=folder, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def test_mlflow_info_lines_stay_out_of_the_output(tmp_path):
+    printed = _register_in_a_fresh_store(tmp_path / "quiet")
+    assert "Creating initial MLflow database tables" not in printed
+    assert "Successfully registered model" not in printed
+
+
+def test_pyml_mlflow_logs_shows_mlflow_info_lines(tmp_path):
+    printed = _register_in_a_fresh_store(tmp_path / "loud", PYML_MLFLOW_LOGS="1")
+    assert "Creating initial MLflow database tables" in printed
+    assert "Successfully registered model 'quiet_twice'" in printed

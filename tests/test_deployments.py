@@ -64,7 +64,7 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
 def test_deployment_runs_on_localhost_with_its_labels(deployment, docker_engine):
     assert deployment.status == "running"
     assert deployment.url.startswith("http://127.0.0.1:")
-    assert deployment.name == model_name() and deployment.version == "1" and deployment.run_id == "run-1"
+    assert deployment.name == model_name() and deployment.version == 1 and deployment.run_id == "run-1"
     container = docker_engine.containers.get(deployment.container_id)
     assert container.name == container_name(model_name(), "1") == f"pyml-{model_name()}-1"
     assert container.labels["pyml.managed"] == "true" and container.labels["pyml.digest"].startswith("sha256:")
@@ -128,7 +128,7 @@ def test_logs_and_metadata(deployment):
 
 def test_json_form(deployment):
     data = json.loads(json.dumps(deployment.to_dict()))
-    assert data["url"] == deployment.url and data["status"] == "running" and data["version"] == "1"
+    assert data["url"] == deployment.url and data["status"] == "running" and data["version"] == 1
 
 
 def test_repr_and_html(deployment):
@@ -146,7 +146,7 @@ def test_deployment_is_found_again_after_a_restart(deployment):
 
     fresh = docker.from_env()  # as a new kernel would: no state but the engine's
     found = [d for d in list_deployments(client=fresh) if d.name == model_name()]
-    assert [(d.version, d.container_id, d.url) for d in found] == [("1", deployment.container_id, deployment.url)]
+    assert [(d.version, d.container_id, d.url) for d in found] == [(1, deployment.container_id, deployment.url)]
     again = find_deployment(model_name(), "1", client=fresh)
     assert again is not None and again.container_id == deployment.container_id
     assert again.ping()

@@ -284,3 +284,19 @@ def test_an_artifact_expression_naming_nothing_is_a_usage_error(notebook):
     cell = run_cell(notebook, "%pyml_check ChurnModel --sample customers.head() --artifacts clf=classifier")
 
     assert_usage_error(cell, "artifact 'clf' `classifier` refers to a name that is not defined")
+
+
+def test_a_sample_that_does_not_match_the_schema_is_one_paragraph_naming_the_column(notebook):
+    name = unique_name("badsample")
+    run(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+
+    cell = run_cell(notebook, f'%pyml_test {name} --sample "customers.drop(columns=[\'tenure_months\']).head()"')
+
+    assert_usage_error(cell, "tenure_months")
+    assert "\n" not in str(cell.error)
+
+
+def test_a_model_that_is_not_registered_gets_the_notebook_hint(notebook):
+    cell = run_cell(notebook, f"%pyml_test {unique_name('nowhere')}")
+
+    assert_usage_error(cell, "is not registered in", "Register it with %pyml_register")

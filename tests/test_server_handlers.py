@@ -247,6 +247,21 @@ async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
     status, payload = await fetch_json("tests", method="POST", body={"ref": "no_such_model_xyz/1"})
     assert status == 404
     assert payload["error"] == "not_found"
+    assert payload["message"].endswith("Register it from a notebook with %pyml_register, then refresh the panel.")
+
+
+async def test_a_sample_that_does_not_match_the_schema_is_a_422_with_the_problems(store, fetch_json):
+    name = f"doubler_{uuid.uuid4().hex[:8]}"
+    api.register(Doubler, name, pd.DataFrame({"x": [1.0, 2.0]}))
+    sample = api.package_path(name) / "sample.json"  # the stored sample, edited by hand into the wrong shape
+    sample.write_text(json.dumps({"columns": ["z"], "data": [[1.0]]}))
+
+    status, payload = await fetch_json("tests", method="POST", body={"ref": name})
+
+    assert status == 422
+    assert payload["error"] == "invalid_input"
+    assert "'x'" in payload["message"]
+    assert [p["field"] for p in payload["details"]["problems"]] == ["x"]
 
 
 async def test_jobs_lists_the_jobs_newest_first(store, fetch_json):

@@ -141,11 +141,6 @@ export class PymlModel implements IDisposable {
     return this._startJob(ref, 'deployments', body);
   }
 
-  /** Start (or join) an image build of `ref`. */
-  build(ref: string): Promise<IJob | null> {
-    return this._startJob(ref, 'builds', { ref });
-  }
-
   /** Send the version's sample through the notebook and the container and compare. */
   async test(ref: string): Promise<IParityReport | null> {
     this._errors.delete(ref);

@@ -113,6 +113,6 @@ export interface IStopReply {
 }
 
 /** `NAME/VERSION`, the reference every call uses. */
-export function refOf(name: string, version: number | string): string {
+export function refOf(name: string, version: number): string {
   return `${name}/${version}`;
 }

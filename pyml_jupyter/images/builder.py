@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import BuildError, NotFound, PymlError
 from ..progress import Progress
+from ..serving.loader import CONTRACT_FILE, package_digest
 from .context import (
     BuildContext,
     default_base_image,
@@ -28,12 +29,13 @@ from .context import (
     sanitize_tag,
     sanitize_version,
 )
+from . import labels as L
 from .wheelhouse import TargetPlatform, cache_dir, ensure_wheelhouse
 
 __all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images",
            "remove_image", "probe_target", "MANAGED_LABEL"]
 
-MANAGED_LABEL = "pyml.managed"
+MANAGED_LABEL = L.MANAGED
 ENGINE_UNREACHABLE = "Docker engine not reachable: start dockerd or set DOCKER_HOST"
 BUILD_TIMEOUT = 3600  # seconds the engine may stay silent during one build step (a large pip install)
 
@@ -71,19 +73,19 @@ class ImageInfo:
 
     @property
     def name(self) -> str:
-        return self.labels.get("pyml.model", "")
+        return self.labels.get(L.MODEL, "")
 
     @property
-    def version(self) -> str:
-        return self.labels.get("pyml.version", "")
+    def version(self) -> int:
+        return L.label_version(self.labels)
 
     @property
     def run_id(self) -> str:
-        return self.labels.get("pyml.run_id", "")
+        return self.labels.get(L.RUN_ID, "")
 
     @property
     def digest(self) -> str:
-        return self.labels.get("pyml.digest", "")
+        return self.labels.get(L.DIGEST, "")
 
     @property
     def short_id(self) -> str:
@@ -100,7 +102,7 @@ class ImageInfo:
         labels = dict((attrs.get("Config") or {}).get("Labels") or {})
         tags = image.tags or []
         return cls(tag=tag or (tags[0] if tags else ""), image_id=image.id, size_bytes=int(attrs.get("Size", 0)),
-                   labels=labels, base_image=labels.get("pyml.base_image", ""), created=attrs.get("Created", ""),
+                   labels=labels, base_image=labels.get(L.BASE_IMAGE, ""), created=attrs.get("Created", ""),
                    **extra)
 
     def __repr__(self) -> str:
@@ -226,7 +228,7 @@ def build_image(
     package_dir: str | Path,
     *,
     name: str,
-    version: str | int,
+    version: int,
     run_id: str = "",
     base_image: str | None = None,
     progress: Progress | None = None,
@@ -240,22 +242,20 @@ def build_image(
     with the failing step and the last lines of its log. ``no_cache=True`` rebuilds every layer. The caller owns
     ``progress`` (this function does not call :meth:`~pyml_jupyter.progress.Progress.finish`).
     """
-    from ..serving.loader import package_digest
-
     started = time.perf_counter()
     tag = sanitize_tag(name, version)
     package = Path(package_dir)
-    if not (package / "pyml.json").is_file():
-        raise NotFound(f"{package} is not a pyml model package (no pyml.json)")
+    if not (package / CONTRACT_FILE).is_file():
+        raise NotFound(f"{package} is not a pyml model package (no {CONTRACT_FILE})")
     client = docker_client(client, timeout=BUILD_TIMEOUT)
     base_image = base_image or default_base_image()
     labels = {
-        "pyml.model": sanitize_name(name),
-        "pyml.version": sanitize_version(version),
-        "pyml.run_id": run_id or "",
-        "pyml.digest": package_digest(package),
-        "pyml.base_image": base_image,
-        MANAGED_LABEL: "true",
+        L.MODEL: sanitize_name(name),
+        L.VERSION: sanitize_version(version),
+        L.RUN_ID: run_id or "",
+        L.DIGEST: package_digest(package),
+        L.BASE_IMAGE: base_image,
+        L.MANAGED: "true",
         "org.opencontainers.image.title": tag.rsplit(":", 1)[0],
         "org.opencontainers.image.version": sanitize_version(version),
     }
@@ -283,31 +283,26 @@ def build_image(
 # --------------------------------------------------------------------------------------------- lookups
 
 
-def list_images(name: str | None = None, version: str | int | None = None, client=None) -> list[ImageInfo]:
+def list_images(name: str | None = None, version: int | None = None, client=None) -> list[ImageInfo]:
     """Model images on the engine (newest first), optionally of one model or one model version."""
     client = docker_client(client)
-    filters = [f"{MANAGED_LABEL}=true"]
-    if name is not None:
-        filters.append(f"pyml.model={sanitize_name(name)}")
-    if version is not None:
-        filters.append(f"pyml.version={sanitize_version(version)}")
-    images = client.images.list(filters={"label": filters})
+    images = client.images.list(filters={"label": L.label_filters(name, version)})
     images.sort(key=lambda im: im.attrs.get("Created", ""), reverse=True)
     out = []
     for image in images:
         labels = (image.attrs.get("Config") or {}).get("Labels") or {}
-        wanted = f"pyml/{labels.get('pyml.model', '')}:{labels.get('pyml.version', '')}"
+        wanted = f"pyml/{labels.get(L.MODEL, '')}:{labels.get(L.VERSION, '')}"
         out.append(ImageInfo.from_image(image, tag=wanted if wanted in (image.tags or []) else None))
     return out
 
 
-def find_image(name: str, version: str | int, client=None) -> ImageInfo | None:
+def find_image(name: str, version: int, client=None) -> ImageInfo | None:
     """The newest image of a model version, found by its labels; ``None`` if there is none."""
     images = list_images(name, version, client=client)
     return images[0] if images else None
 
 
-def remove_image(name: str, version: str | int, client=None, *, force: bool = False) -> int:
+def remove_image(name: str, version: int, client=None, *, force: bool = False) -> int:
     """Remove every image of a model version; returns how many were removed."""
     client = docker_client(client)
     removed = 0

@@ -31,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import BuildError, InvalidName
+from ..serving.loader import CONTRACT_FILE
+from . import labels as L
 
 __all__ = [
     "BuildContext",
@@ -97,7 +99,7 @@ def sanitize_name(name: str) -> str:
     return candidate
 
 
-def sanitize_version(version: str | int) -> str:
+def sanitize_version(version: int | str) -> str:
     """A model version as a Docker tag: ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`` (MLflow versions are integers)."""
     text = str(version).strip() if version is not None else ""
     if not _VERSION_RE.match(text):
@@ -108,7 +110,7 @@ def sanitize_version(version: str | int) -> str:
     return text
 
 
-def sanitize_tag(name: str, version: str | int) -> str:
+def sanitize_tag(name: str, version: int) -> str:
     """``pyml/<name>:<version>``, the image tag of a model version (see :func:`sanitize_name`)."""
     return f"{TAG_REPOSITORY}/{sanitize_name(name)}:{sanitize_version(version)}"
 
@@ -226,15 +228,14 @@ def _quote(value: str) -> str:
 # The libraries' own test suites (about a quarter of a scientific venv) are never imported when a model runs.
 _PRUNE_TESTS = f" && find {VENV_DIR}/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {{}} +\n"
 
-_ENV_FROM_LABELS = {"pyml.model": "PYML_MODEL_NAME", "pyml.version": "PYML_MODEL_VERSION", "pyml.run_id": "PYML_RUN_ID"}
+_ENV_FROM_LABELS = {L.MODEL: "PYML_MODEL_NAME", L.VERSION: "PYML_MODEL_VERSION", L.RUN_ID: "PYML_RUN_ID"}
 
 
 def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bool = True) -> str:
     """The Dockerfile text. Pure: same arguments, same text."""
     title = ""
-    if labels.get("pyml.model"):
-        title = f' for model "{labels["pyml.model"]}"' + (
-            f' version {labels["pyml.version"]}' if labels.get("pyml.version") else "")
+    if labels.get(L.MODEL):
+        title = f' for model "{labels[L.MODEL]}"' + (f' version {labels[L.VERSION]}' if labels.get(L.VERSION) else "")
     if wheelhouse:
         install = (
             "# The wheels in ./wheels were resolved and downloaded on the build host, through its own package index,\n"
@@ -389,8 +390,8 @@ def render_context(
     ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION`` and ``PYML_RUN_ID`` environment variables).
     """
     package = Path(package_dir)
-    if not (package / "pyml.json").is_file():
-        raise FileNotFoundError(f"{package} is not a pyml model package: it has no pyml.json")
+    if not (package / CONTRACT_FILE).is_file():
+        raise FileNotFoundError(f"{package} is not a pyml model package: it has no {CONTRACT_FILE}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: render a build context into a new folder")

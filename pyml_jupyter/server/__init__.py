@@ -14,10 +14,10 @@ __all__ = ["_load_jupyter_server_extension"]
 def _load_jupyter_server_extension(server_app) -> None:
     """Create the job manager and register the ``/pyml/`` handlers on the server's web app."""
     from ..jobs import JobManager
-    from .handlers import setup_handlers
+    from .handlers import HINTS, setup_handlers
 
     web_app = server_app.web_app
-    web_app.settings.setdefault("pyml_jobs", JobManager())
+    web_app.settings.setdefault("pyml_jobs", JobManager(hints=HINTS))
     setup_handlers(web_app)
     server_app.log.info("pyml_jupyter: registered the /pyml/ REST handlers")
 

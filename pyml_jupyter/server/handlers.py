@@ -29,11 +29,18 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .. import api
-from ..errors import PymlError
+from ..errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_REGISTER, PymlError
 from ..jobs import Job, JobManager, error_dict
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[^/]+)"
+
+# What the panel's user can do next, by the core error's hint key (errors.with_hint).
+HINTS = {
+    HINT_REGISTER: "Register it from a notebook with %pyml_register, then refresh the panel.",
+    HINT_BUILD: "Deploy it from the panel: Deploy builds the image first.",
+    HINT_DEPLOYMENTS: "Refresh the panel to see which deployments run.",
+}
 
 
 class BadRequest(PymlError):
@@ -82,7 +89,7 @@ class PymlHandler(APIHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, PymlError):
             self.set_status(exc.status)
-            payload = exc.to_dict()
+            payload = error_dict(exc, HINTS)
         elif isinstance(exc, tornado.web.HTTPError) or exc is None:
             message = (exc.log_message if exc is not None else None) or _phrase(status_code)
             payload = {"error": f"http_{status_code}", "message": message}

@@ -201,10 +201,10 @@ describe('PymlModel', () => {
 
   it('a failed job keeps its error for the view', async () => {
     serve({
-      'POST builds': () => job({ kind: 'build' }),
+      'POST deployments': () => job({ kind: 'deploy' }),
       'GET jobs/j1': () =>
         job({
-          kind: 'build',
+          kind: 'deploy',
           state: 'failed',
           error: { error: 'build_error', message: 'pip could not install nope==0.0' }
         }),
@@ -212,7 +212,7 @@ describe('PymlModel', () => {
       'GET jobs': () => ({ jobs: [] }),
       'GET config': () => CONFIG
     });
-    await m.build('churn/2');
+    await m.deploy('churn/2');
     jest.advanceTimersByTime(1000);
     await settle();
     expect(m.jobFor('churn/2')?.state).toBe('failed');

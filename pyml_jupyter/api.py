@@ -41,7 +41,9 @@ def _runtime_errors(fn):
             raise InvalidInput(str(e), e.problems) from e
         except ScoringError as e:
             if e.status >= 500:
-                raise PymlError(e.message, details=e.to_dict()) from e
+                error = PymlError(e.message, details=e.to_dict())
+                error.status = e.status
+                raise error from e
             raise InvalidInput(e.message, e.extra.get("problems", ())) from e
 
     return wrapper

@@ -231,13 +231,10 @@ _PRUNE_TESTS = f" && find {VENV_DIR}/lib -depth -type d -name tests -path '*/sit
 _ENV_FROM_LABELS = {L.MODEL: "PYML_MODEL_NAME", L.VERSION: "PYML_MODEL_VERSION", L.RUN_ID: "PYML_RUN_ID"}
 
 
-def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bool = True) -> str:
-    """The Dockerfile text. Pure: same arguments, same text."""
-    title = ""
-    if labels.get(L.MODEL):
-        title = f' for model "{labels[L.MODEL]}"' + (f' version {labels[L.VERSION]}' if labels.get(L.VERSION) else "")
+def _install_stage(wheelhouse: bool) -> str:
+    """The dependency stage's install step: offline from the rendered wheelhouse, or from the image's index."""
     if wheelhouse:
-        install = (
+        return (
             "# The wheels in ./wheels were resolved and downloaded on the build host, through its own package index,\n"
             "# proxy and certificates. This stage installs them offline (--no-index): it needs no network access and\n"
             "# no credentials, and none of the host's pip configuration is copied into the build. The libraries' own\n"
@@ -250,27 +247,38 @@ def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bo
             "        --requirement /tmp/pyml/requirements.txt \\\n"
             f"{_PRUNE_TESTS}"
         )
-    else:
-        install = (
-            "# No wheelhouse was rendered: this stage installs from the package index the base image's pip uses.\n"
-            "# The libraries' own test suites (tests/ folders, never imported by a served model) are removed.\n"
-            "COPY requirements.txt /tmp/pyml/requirements.txt\n"
-            f"RUN python -m venv --without-pip {VENV_DIR} \\\n"
-            f" && python -m pip --python {VENV_DIR}/bin/python install --no-cache-dir \\\n"
-            "        --disable-pip-version-check --requirement /tmp/pyml/requirements.txt \\\n"
-            f"{_PRUNE_TESTS}"
-        )
+    return (
+        "# No wheelhouse was rendered: this stage installs from the package index the base image's pip uses.\n"
+        "# The libraries' own test suites (tests/ folders, never imported by a served model) are removed.\n"
+        "COPY requirements.txt /tmp/pyml/requirements.txt\n"
+        f"RUN python -m venv --without-pip {VENV_DIR} \\\n"
+        f" && python -m pip --python {VENV_DIR}/bin/python install --no-cache-dir \\\n"
+        "        --disable-pip-version-check --requirement /tmp/pyml/requirements.txt \\\n"
+        f"{_PRUNE_TESTS}"
+    )
+
+
+def _per_version(labels: dict[str, str]) -> str:
+    """The ENV and LABEL lines of one model version, rendered last (they change with every version)."""
     label_lines = " \\\n      ".join(f"{_quote(k)}={_quote(v)}" for k, v in labels.items())
     env_pairs = [(env, labels[label]) for label, env in _ENV_FROM_LABELS.items() if labels.get(label)]
     env_lines = " \\\n    ".join(f"{k}={_quote(v)}" for k, v in env_pairs)
-    per_version = ""
-    if env_lines or label_lines:
-        per_version = "\n# What this image serves. Kept last: these change with every model version.\n"
-        if env_lines:
-            per_version += f"ENV {env_lines}\n"
-        if label_lines:
-            per_version += f"LABEL {label_lines}\n"
+    if not (env_lines or label_lines):
+        return ""
+    out = "\n# What this image serves. Kept last: these change with every model version.\n"
+    if env_lines:
+        out += f"ENV {env_lines}\n"
+    if label_lines:
+        out += f"LABEL {label_lines}\n"
+    return out
 
+
+def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bool = True) -> str:
+    """The Dockerfile text. Pure: same arguments, same text."""
+    title = ""
+    if labels.get(L.MODEL):
+        title = f' for model "{labels[L.MODEL]}"' + (f' version {labels[L.VERSION]}' if labels.get(L.VERSION) else "")
+    install, per_version = _install_stage(wheelhouse), _per_version(labels)
     return f"""\
 # Model serving image{title}, rendered by pyml_jupyter.
 #

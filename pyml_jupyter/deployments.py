@@ -195,7 +195,9 @@ class Deployment:
 
         ``data`` is a DataFrame (sent as ``dataframe_split``; the result is a DataFrame with the output columns
         and dtypes and the input's index) or a mapping of arrays (sent as ``inputs``; the result is a dict of
-        arrays). A 4xx/5xx answer raises :class:`~pyml_jupyter.errors.DeployError` with the server's message.
+        arrays). Input the model's schema rejects (the server's 422) raises
+        :class:`~pyml_jupyter.errors.InvalidInput` with its problems; any other 4xx/5xx answer
+        :class:`~pyml_jupyter.errors.DeployError` with the server's message.
         With ``timing=True`` the server's own phase times for this request (parse, validate, queue, predict,
         serialize, from its ``Server-Timing`` header) are recorded with the round trip in
         ``result.attrs["pyml_timing"]`` (DataFrames) and in :attr:`last_timing`.

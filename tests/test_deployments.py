@@ -30,7 +30,7 @@ from pyml_jupyter.deployments import (
     run_deployment,
     stop_deployment,
 )
-from pyml_jupyter.errors import DeployError
+from pyml_jupyter.errors import DeployError, InvalidInput
 from pyml_jupyter.images.builder import build_image
 from pyml_jupyter.parity import compare
 from pyml_jupyter.progress import Progress
@@ -101,9 +101,10 @@ def test_a_bad_request_answers_4xx_json_and_the_container_keeps_serving(deployme
     status, body = post(deployment.url + "/invocations", b"{not json")
     assert status == 400 and body["error_code"] == "BAD_REQUEST"
     sample = load_package(built[0]).info.read_sample()
-    with pytest.raises(DeployError) as info:
+    with pytest.raises(InvalidInput) as info:  # the container's 422: the input's fault, with its problems
         deployment.predict(sample.drop(columns=["city"]))
-    assert info.value.details["status"] == 422 and "city" in info.value.message
+    assert info.value.status == 422 and "city" in info.value.message
+    assert [p["field"] for p in info.value.problems] == ["city"]
     assert deployment.ping()
     assert len(deployment.predict(sample)) == len(sample)
     assert docker_state(deployment) == "running"
@@ -184,10 +185,11 @@ def test_a_container_that_exits_raises_deploy_error_with_its_log(built, docker_e
 
 
 def test_an_image_that_does_not_exist_is_not_found(docker_engine):
-    from pyml_jupyter.errors import NotFound
+    from pyml_jupyter.errors import HINT_BUILD, NotFound
 
-    with pytest.raises(NotFound, match="build it first"):
-        run_deployment("pyml/pytest-no-such-image:1", name=model_name("missing"), version="1", client=docker_engine)
+    with pytest.raises(NotFound, match="is not on this Docker engine") as info:
+        run_deployment("pyml/pytest-no-such-image:1", name=model_name("missing"), version=1, client=docker_engine)
+    assert info.value.hint == HINT_BUILD  # each face words "build it first" itself
 
 
 # ------------------------------------------------------------------------------------------------ tensors

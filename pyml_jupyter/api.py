@@ -25,7 +25,8 @@ from .tracking import ModelVersion, parse_ref
 
 __all__ = [
     "check", "register", "is_model_class", "list_models", "RegisteredModel", "ModelVersion", "package_path", "load",
-    "build", "deploy", "deployments", "stop", "test", "predict_offline", "parse_ref", "config",
+    "build", "deploy", "deployments", "stop", "test", "predict_offline", "parse_ref", "config", "promote", "push",
+    "export",
 ]
 
 
@@ -127,6 +128,9 @@ def list_models() -> list[RegisteredModel]:
     for rm, versions in tracking.list_registered():
         model = RegisteredModel(name=rm.name, description=rm.description or "")
         label = sanitize_name(rm.name)  # images and containers carry the Docker-safe form of the name
+        aliases: dict[int, list[str]] = {}
+        for alias, number in sorted(tracking.aliases(rm.name).items()):
+            aliases.setdefault(number, []).append(alias)
         for mv in versions:
             version = ModelVersion.from_mlflow(mv)
             image, dep = images.get((label, version.version)), deps.get((label, version.version))
@@ -137,6 +141,7 @@ def list_models() -> list[RegisteredModel]:
                 "contract_status": version.contract_status or None,
                 "kind": version.tags.get(tracking.TAG_KIND),
                 "uri": version.uri,
+                "aliases": aliases.get(version.version, []),
                 "image": {"tag": image.tag, "id": image.image_id, "size_bytes": image.size_bytes} if image else None,
                 "deployment": {"url": dep.url, "status": dep.status, "container_id": dep.container_id} if dep else None,
             })
@@ -165,15 +170,11 @@ def load(ref: str) -> LoadedModel:
 
 
 def config() -> dict[str, Any]:
-    """Where models live: the tracking store (without any password it carries) and the MLflow UI link."""
-    from urllib.parse import urlsplit, urlunsplit
+    """Where models live: the tracking store (its credentials masked) and the MLflow UI link."""
+    from .uris import redact
 
-    uri = tracking.tracking_uri()
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        uri = urlunsplit(parts._replace(netloc=netloc))
-    return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": uri, "version": __version__}
+    return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": redact(tracking.tracking_uri()),
+            "version": __version__}
 
 
 # ------------------------------------------------------------------------------------------- images, deployments
@@ -201,21 +202,30 @@ def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, pr
 
 
 def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, progress: Progress | None = None,
-           grpc_port: int | None = None, workers: int | None = None):
+           grpc_port: int | None = None, workers: int | None = None, memory: str | int | None = None,
+           pids_limit: int | None = None, allowed_hosts: list[str] | str | None = None,
+           token: str | bool | None = None):
     """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed).
 
     HTTP is published on ``port`` and gRPC on ``grpc_port`` (free ports when None); ``workers`` sets the
-    server's processes (default: one per CPU the container may use)."""
+    server's processes (default: one per CPU the container may use). The container is confined (see
+    :mod:`pyml_jupyter.container_security`): ``memory`` (default ``"4g"``) and ``pids_limit`` (default 1024)
+    bound it; ``allowed_hosts`` adds names its requests may carry in ``Host`` besides loopback and its own;
+    ``token`` (a string, or True for a random one) makes every call but the health probes need
+    ``Authorization: Bearer <token>`` (the returned :class:`Deployment` sends it)."""
+    from .container_security import ContainerSettings
     from .deployments import run_deployment
     from .images.builder import find_image
 
+    settings = ContainerSettings.build(memory=memory, pids_limit=pids_limit, allowed_hosts=allowed_hosts,
+                                       token=token)
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"deploy {name}/{version}")
     image = find_image(name, version)
     if image is None:
         image = build(f"{name}/{version}", base_image=base_image, progress=progress)
     return run_deployment(image, name=name, version=version, run_id=mv.run_id, port=port, grpc_port=grpc_port,
-                          workers=workers, progress=progress)
+                          workers=workers, settings=settings, progress=progress)
 
 
 def deployments() -> list:
@@ -287,3 +297,31 @@ def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = Non
     result.ref = f"{name}/{version}"
     return result
 
+
+# ----------------------------------------------------------------------------------- promote, push, export
+
+
+def promote(ref: str, alias: str = "champion", *, compare: str | int | None = None,
+            progress: Progress | None = None):
+    """Point the MLflow alias ``alias`` at the version ``ref`` names, after its contract and parity gates pass;
+    ``compare`` (an alias, a version) also compares their predictions. See :mod:`pyml_jupyter.promotion`."""
+    from .promotion import promote as run_promotion
+
+    return run_promotion(ref, alias, compare=compare, progress=progress)
+
+
+def push(ref: str, registry: str, *, progress: Progress | None = None):
+    """Tag the version's image ``REGISTRY/pyml/NAME:VERSION`` (plus its alias tags) and push it, with the
+    engine's credentials. See :mod:`pyml_jupyter.registry`."""
+    from .registry import push as run_push
+
+    return run_push(ref, registry, progress=progress)
+
+
+def export(ref: str, format: str = "kserve", *, registry: str | None = None, output: str | None = None,
+           progress: Progress | None = None):
+    """Write Kubernetes manifests (``format`` "kserve": an InferenceService; "kubernetes": Deployment, Service,
+    HorizontalPodAutoscaler) for the version's image in ``registry``. See :mod:`pyml_jupyter.manifests`."""
+    from .manifests import export as run_export
+
+    return run_export(ref, format, registry=registry, output=output, progress=progress)

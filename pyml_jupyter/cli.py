@@ -8,6 +8,9 @@
     pyml stop NAME[/VERSION]             stop a deployment
     pyml test NAME[/VERSION]             compare the container's predictions with in-process ones
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
+    pyml promote NAME/VERSION [--alias champion] [--compare champion]   move an alias behind the gates
+    pyml push NAME[/VERSION] --registry HOST[:PORT]   push its image (REGISTRY/pyml/NAME:VERSION, alias tags)
+    pyml export NAME[/VERSION] [--format kserve|kubernetes] [--registry R] [--output PATH]   write manifests
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import os
 import sys
 
 from . import api
-from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_REGISTER, PymlError, with_hint
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_PUSH, HINT_REGISTER, PymlError, with_hint
 from .progress import Progress
+from .uris import redact
 from .widgets import show_progress
 
 
@@ -27,6 +31,7 @@ HINTS = {
     HINT_REGISTER: "Register it from a notebook: %pyml_register or pyml_jupyter.register().",
     HINT_BUILD: "Build it with `pyml build NAME/VERSION`.",
     HINT_DEPLOYMENTS: "See `pyml deployments`.",
+    HINT_PUSH: "Push it with `pyml push NAME/VERSION --registry HOST[:PORT]`, or give the registry.",
 }
 
 
@@ -56,7 +61,9 @@ def _run(args: argparse.Namespace) -> int:
         print(image)
     elif cmd == "deploy":
         with _progress(f"deploy {args.ref}") as p:
-            print(api.deploy(args.ref, port=args.port, base_image=args.base_image, progress=p))
+            print(api.deploy(args.ref, port=args.port, base_image=args.base_image, memory=args.memory,
+                             pids_limit=args.pids_limit, allowed_hosts=args.allowed_hosts, token=args.token or None,
+                             progress=p))
     elif cmd == "deployments":
         from .displays import DeploymentTable
 
@@ -72,6 +79,14 @@ def _run(args: argparse.Namespace) -> int:
     elif cmd == "batch":
         with _progress(f"batch {args.ref}") as p:
             print(api.predict_offline(args.ref, args.query, args.output, keep=args.keep, mode=args.mode, progress=p))
+    elif cmd == "promote":
+        with _progress(f"promote {args.ref}") as p:
+            print(api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+    elif cmd == "push":
+        with _progress(f"push {args.ref}") as p:
+            print(api.push(args.ref, args.registry, progress=p))
+    elif cmd == "export":
+        print(api.export(args.ref, args.format, registry=args.registry, output=args.output))
     return 0
 
 
@@ -92,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("ref")
     deploy.add_argument("--port", type=int)
     deploy.add_argument("--base-image")
+    deploy.add_argument("--memory", help="memory limit, e.g. 512m or 8g (default: 4g)")
+    deploy.add_argument("--pids-limit", type=int, help="processes and threads the container may run (default: 1024)")
+    deploy.add_argument("--allowed-hosts", help="comma-separated Host names to serve besides loopback and its own")
+    deploy.add_argument("--token", action="store_true", help="require a random bearer token")
     sub.add_parser("deployments", help="list running deployments")
     stop = sub.add_parser("stop", help="stop a deployment")
     stop.add_argument("ref")
@@ -104,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", required=True)
     batch.add_argument("--keep")
     batch.add_argument("--mode", choices=["error", "overwrite", "append"], default="error")
+    promote = sub.add_parser("promote", help="point an alias at a version once its contract and parity gates pass")
+    promote.add_argument("ref")
+    promote.add_argument("--alias", default="champion")
+    promote.add_argument("--compare", help="also compare predictions with this alias or version")
+    push = sub.add_parser("push", help="push a version's image to a registry")
+    push.add_argument("ref")
+    push.add_argument("--registry", required=True, help="HOST[:PORT][/PATH]")
+    export = sub.add_parser("export", help="write KServe or Kubernetes manifests for a version's image")
+    export.add_argument("ref")
+    export.add_argument("--format", choices=["kserve", "kubernetes"], default="kserve")
+    export.add_argument("--registry", help="HOST[:PORT][/PATH] (default: where the image was pushed)")
+    export.add_argument("--output", help="file or folder (default: NAME-vVERSION.FORMAT.yaml here)")
     return parser
 
 
@@ -114,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except PymlError as e:
         print(f"error: {with_hint(e, HINTS)}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - a library's own error: its text may carry a URI's credentials
+        print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import HINT_BUILD, HINT_DEPLOYMENTS, DeployError, InvalidInput, NotFound
+from .container_security import ContainerSettings
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, DeployError, InvalidInput, NotFound, PymlError
 from .images import labels as L
 from .images.builder import ImageInfo, docker_client
 from .images.context import CONTAINER_PORT, GRPC_CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
@@ -56,10 +57,13 @@ def container_name(name: str, version: int) -> str:
 
 
 def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
-             headers: dict | None = None) -> tuple[int, bytes]:
+             headers: dict | None = None, token: str = "") -> tuple[int, bytes]:
     """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too. The
-    response's headers are copied into ``headers`` (lower-case names) when it is given."""
+    response's headers are copied into ``headers`` (lower-case names) when it is given. A ``token`` is sent as
+    ``Authorization: Bearer``."""
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -94,6 +98,7 @@ class Deployment:
     digest: str = ""
     container_name: str = ""
     grpc_target: str = ""  # host:port of the Open Inference Protocol over gRPC (tritonclient.grpc's url)
+    token: str = field(default="", repr=False, compare=False)  # the bearer token (PYML_TOKEN), never shown
     _client: Any = field(default=None, repr=False, compare=False)
     _metadata: dict | None = field(default=None, repr=False, compare=False)
     last_timing: dict = field(default_factory=dict, repr=False, compare=False)
@@ -106,11 +111,13 @@ class Deployment:
         port, grpc_port = _host_port(published.get(_PORT_KEY)), _host_port(published.get(_GRPC_PORT_KEY))
         url = f"http://127.0.0.1:{port}" if port else ""
         image = labels.get(L.IMAGE) or (attrs.get("Config") or {}).get("Image", "")
+        env = (attrs.get("Config") or {}).get("Env") or []
+        token = next((item[len("PYML_TOKEN="):] for item in env if item.startswith("PYML_TOKEN=")), "")
         return cls(name=labels.get(L.MODEL, ""), version=L.label_version(labels),
                    run_id=labels.get(L.RUN_ID, ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
                    digest=labels.get(L.DIGEST, ""), container_name=container.name,
-                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", _client=client)
+                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", token=token, _client=client)
 
     def to_dict(self) -> dict:
         """A JSON-ready form (for the panel and the CLI)."""
@@ -146,6 +153,16 @@ class Deployment:
         """The last ``tail`` lines the server wrote (stdout and stderr)."""
         return self._container().logs(tail=tail).decode("utf-8", "replace")
 
+    def error_log(self, error_id: str, tail: int = 2000) -> str:
+        """The server's log lines for one error (a 500's ``error_id``): its message, exception and traceback,
+        each tagged ``[error_id=...]`` by the server; "" when the last ``tail`` lines hold none."""
+        tag = f"[error_id={error_id}]"
+        try:
+            lines = self.logs(tail=tail).splitlines()
+        except Exception:  # noqa: BLE001 - the log is a courtesy: a vanished container has none
+            return ""
+        return "\n".join(line.split(tag, 1)[1].strip(" ") for line in lines if tag in line)
+
     def stop(self) -> list["Deployment"]:
         """Stop and remove this deployment's container."""
         return stop_deployment(self.name, self.version, client=self._client)
@@ -173,7 +190,7 @@ class Deployment:
             raise DeployError(f"Deployment {self.name}/{self.version} has no published port (status "
                               f"{self.status}).")
         try:
-            status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers)
+            status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers, token=self.token)
         except OSError as exc:
             raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}).",
                               hint=HINT_DEPLOYMENTS) from exc
@@ -186,8 +203,11 @@ class Deployment:
             if status == 422 and isinstance(answer.get("problems"), list):  # the input, not the deployment
                 raise InvalidInput(f"{self.name}/{self.version} rejected the input: {answer.get('message', code)}",
                                    answer["problems"])
-            raise DeployError(f"{self.name}/{self.version} answered {status} {code}: "
-                              f"{answer.get('message', answer)}", details={"status": status, "response": answer})
+            message = f"{self.name}/{self.version} answered {status} {code}: {answer.get('message', answer)}"
+            log = self.error_log(str(answer["error_id"])) if status >= 500 and answer.get("error_id") else ""
+            if log:  # the server keeps the model's exception to its log: show it to the notebook's user
+                message += f"\nThe container's log for error_id {answer['error_id']}:\n{log}"
+            raise DeployError(message, details={"status": status, "response": answer, "log": log})
         return status, body
 
     def predict(self, data: Any, *, timing: bool = False, timeout: float = 60.0) -> Any:
@@ -328,6 +348,7 @@ def run_deployment(
     port: int | None = None,
     grpc_port: int | None = None,
     workers: int | None = None,
+    settings: ContainerSettings | None = None,
     timeout: float = 60,
     progress: Progress | None = None,
     client=None,
@@ -335,42 +356,48 @@ def run_deployment(
     """Run a model image as a detached container on ``127.0.0.1`` and wait until ``/ping`` answers.
 
     ``port=None`` (``grpc_port=None``) lets the engine pick a free port for HTTP (gRPC). ``workers`` sets the
-    server's worker processes (default: one per CPU the container may use). The container gets this process's
-    numeric-library settings (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as
-    the notebook. If the container of this version already runs from the same image it is returned as is; one
-    from another image (a rebuild) or a stopped one is replaced. On failure the container is removed and
-    :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
+    server's worker processes (default: one per CPU the container may use). ``settings`` confine the container
+    and say who may call it (default: :meth:`ContainerSettings.build`'s: memory and process limits, read-only
+    root, no capabilities, loopback hosts, no token). The container gets this process's numeric-library settings
+    (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. If the
+    container of this version already runs from the same image with the same settings it is returned as is;
+    one from another image (a rebuild), with other settings, or a stopped one is replaced. On failure the
+    container is removed and :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
     """
     client = docker_client(client, error=DeployError)
-    tag = sanitize_tag(name, version)
+    tag, cname = sanitize_tag(name, version), container_name(name, version)
     img = _resolve_image(client, image)
+    try:
+        settings = settings or ContainerSettings.build()
+    except PymlError as exc:
+        raise DeployError(str(exc)) from None
     if progress:
         progress.set_stage("starting container")
-    deployment = _already_running(client, container_name(name, version), img, tag, timeout, progress)
+    deployment = _already_running(client, cname, img, settings, tag, timeout, progress)
     if deployment is None:
         labels = _container_labels(image, img, name=name, version=version, run_id=run_id, tag=tag)
-        container = _start_container(client, img, tag, container_name(name, version), labels,
-                                     _container_environment(labels, workers), port, grpc_port)
+        environment = _container_environment(labels, settings, workers)
+        container = _start_container(client, img, tag, cname, labels, environment, settings, port, grpc_port)
         deployment = Deployment.from_container(container, client)
         if progress:
-            progress.log(f"Started {container.name} ({container.short_id}) from {tag}, published at "
-                         f"{deployment.url}")
+            progress.log(f"Started {cname} ({container.short_id}) from {tag}, published at {deployment.url}")
         _wait_ready_or_remove(container, client, deployment, timeout, progress)
     if progress:
         progress.set_stage("running", 1.0)
     return deployment
 
 
-def _already_running(client, cname: str, img, tag: str, timeout: float,
+def _already_running(client, cname: str, img, settings: ContainerSettings, tag: str, timeout: float,
                      progress: Progress | None) -> Deployment | None:
-    """The deployment when ``cname`` already runs ``img``; a container of another image (or stopped) is removed."""
+    """The deployment when ``cname`` already runs ``img`` with ``settings``; another container of that name
+    (another image, other settings, stopped) is removed."""
     import docker
 
     try:
         existing = client.containers.get(cname)
     except docker.errors.NotFound:
         return None
-    if existing.status == "running" and existing.image.id == img.id:
+    if existing.status == "running" and existing.image.id == img.id and settings.matches(existing):
         deployment = Deployment.from_container(existing, client)
         if progress:
             progress.log(f"{cname} already runs {tag} at {deployment.url}")
@@ -384,7 +411,7 @@ def _already_running(client, cname: str, img, tag: str, timeout: float,
 
 def _container_labels(image: ImageInfo | str, img, *, name: str, version: int, run_id: str,
                       tag: str) -> dict[str, str]:
-    """What the container says it serves: the image's labels, for the engine to find it again."""
+    """What the container says it serves (from the image's labels), for the engine to find it again."""
     image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
     return {
         L.MODEL: sanitize_name(name),
@@ -396,11 +423,12 @@ def _container_labels(image: ImageInfo | str, img, *, name: str, version: int, r
     }
 
 
-def _container_environment(labels: Mapping[str, str], workers: int | None) -> dict[str, str]:
-    """The notebook's numeric-library settings, what the model is, and the server's worker count."""
+def _container_environment(labels: Mapping[str, str], settings: ContainerSettings,
+                           workers: int | None) -> dict[str, str]:
+    """The notebook's numeric-library settings, what the model is, who may call it, the server's workers."""
     environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
     environment.update({"PYML_MODEL_NAME": labels[L.MODEL], "PYML_MODEL_VERSION": labels[L.VERSION],
-                        "PYML_RUN_ID": labels[L.RUN_ID]})
+                        "PYML_RUN_ID": labels[L.RUN_ID], **settings.environment()})
     if workers is not None:
         if int(workers) < 1:
             raise DeployError(f"workers must be at least 1, not {workers}.")
@@ -409,14 +437,17 @@ def _container_environment(labels: Mapping[str, str], workers: int | None) -> di
 
 
 def _start_container(client, img, tag: str, cname: str, labels: dict[str, str], environment: dict[str, str],
-                     port: int | None, grpc_port: int | None):
+                     settings: ContainerSettings, port: int | None, grpc_port: int | None):
     """Run ``img`` detached as ``cname``, its ports published on 127.0.0.1; a half-created container is removed."""
     import docker
 
     try:
-        container = client.containers.run(img.id, detach=True, name=cname, labels=labels, environment=environment,
+        # The host name is the container's name, which its own Host allow-list accepts (a Docker network's name).
+        container = client.containers.run(img.id, detach=True, name=cname, hostname=cname, labels=labels,
+                                          environment=environment,
                                           ports={_PORT_KEY: ("127.0.0.1", port),
-                                                 _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)})
+                                                 _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)},
+                                          **settings.run_options())
     except docker.errors.APIError as exc:
         try:
             client.containers.get(cname).remove(force=True)
@@ -452,7 +483,9 @@ def _wait_ready(container, client, deployment: Deployment, timeout: float, progr
     while True:
         container.reload()
         if container.status in ("exited", "dead"):
-            code = (container.attrs.get("State") or {}).get("ExitCode")
+            state = container.attrs.get("State") or {}
+            code = f"{state.get('ExitCode')}, out of memory: raise deploy(memory=...)" if state.get("OOMKilled") \
+                else state.get("ExitCode")
             raise DeployError(f"{container.name} stopped (exit code {code}) before it served /ping. Last lines of "
                               f"its log:\n{_tail(container)}", details={"log": _tail(container).splitlines()})
         if not deployment.url:

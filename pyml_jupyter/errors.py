@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from .uris import redact
+
 __all__ = [
     "PymlError",
     "CaptureError",
@@ -22,9 +24,11 @@ __all__ = [
     "BuildError",
     "DeployError",
     "BatchError",
+    "TrackingError",
     "HINT_REGISTER",
     "HINT_BUILD",
     "HINT_DEPLOYMENTS",
+    "HINT_PUSH",
     "with_hint",
 ]
 
@@ -32,15 +36,17 @@ __all__ = [
 HINT_REGISTER = "register"  # the model is not registered: register it
 HINT_BUILD = "build"  # the image is missing: build it
 HINT_DEPLOYMENTS = "deployments"  # about a deployment: list the running ones
+HINT_PUSH = "push"  # the image is not in a registry: push it
 
 
 class PymlError(Exception):
-    """Base error: ``message`` says what is wrong and how to fix it."""
+    """Base error: ``message`` says what is wrong and how to fix it (any credentials of a URI in it masked)."""
 
     status: int = 400
     code: str = "pyml_error"
 
     def __init__(self, message: str, *, details: Any = None, hint: str | None = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.details = details
@@ -66,7 +72,7 @@ class CheckFailed(PymlError):
     code = "check_failed"
 
     def __init__(self, message: str, report: Any) -> None:
-        super().__init__(message)
+        super().__init__(message)  # redacted there
         self.report = report
 
 
@@ -105,6 +111,13 @@ class DeployError(PymlError):
 
 class BatchError(PymlError):
     code = "batch_error"
+
+
+class TrackingError(PymlError):
+    """MLflow (the tracking store or registry) failed: unreachable, refused, or an error of its own."""
+
+    status = 502
+    code = "tracking_error"
 
 
 def with_hint(error: PymlError, hints: Mapping[str, str]) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Hashable, Mapping
 
 from .errors import NotFound, PymlError, with_hint
 from .progress import Progress
+from .uris import redact
 
 __all__ = ["Job", "JobManager"]
 
@@ -50,7 +51,7 @@ def error_dict(exc: BaseException, hints: Mapping[str, str] | None = None) -> di
     anything else is internal."""
     if isinstance(exc, PymlError):
         return {**exc.to_dict(), "message": with_hint(exc, hints or {})}
-    return {"error": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+    return {"error": "internal_error", "message": redact(f"{type(exc).__name__}: {exc}")}
 
 
 class Job:

@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from . import api
-from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_REGISTER, CheckFailed, PymlError, with_hint
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_PUSH, HINT_REGISTER, CheckFailed, PymlError, with_hint
 from .progress import Progress
 from .widgets import show_progress
 
@@ -28,6 +28,7 @@ HINTS = {
     HINT_REGISTER: "Register it with %pyml_register (or pyml_jupyter.register()).",
     HINT_BUILD: "Build it with %pyml_build NAME/VERSION.",
     HINT_DEPLOYMENTS: "See %pyml_deployments.",
+    HINT_PUSH: "Push it with %pyml_push NAME/VERSION --registry HOST[:PORT], or give the registry.",
 }
 
 
@@ -67,7 +68,8 @@ def _friendly(fn: Callable) -> Callable:
 @magics_class
 class PymlMagics(Magics):
     """``%pyml_check``, ``%pyml_register``, ``%pyml_models``, ``%pyml_build``, ``%pyml_deploy``,
-    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_test``, ``%pyml_batch``."""
+    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_test``, ``%pyml_batch``, ``%pyml_promote``, ``%pyml_push``,
+    ``%pyml_export``."""
 
     # ------------------------------------------------------------------------------------------- evaluation
 
@@ -206,13 +208,19 @@ class PymlMagics(Magics):
     @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
     @argument("--port", type=int, help="host port on 127.0.0.1 (default: a free one)")
     @argument("--base-image", help="base image if the image has to be built")
+    @argument("--memory", help="memory limit of the container, e.g. 512m or 8g (default: 4g)")
+    @argument("--pids-limit", type=int, help="processes and threads the container may run (default: 1024)")
+    @argument("--allowed-hosts", help="comma-separated Host names to serve besides loopback and the container's "
+                                      "own (.example.com: its subdomains too; *: any)")
+    @argument("--token", action="store_true", help="require a random bearer token (the Deployment sends it)")
     @line_magic
     @_friendly
     def pyml_deploy(self, line: str):
         """Run a registered model version as a container on 127.0.0.1 (building its image if needed)."""
         args = _parse_args(self.pyml_deploy, line)
-        return self._with_progress(f"deploy {args.ref}", lambda p: api.deploy(args.ref, port=args.port,
-                                                                             base_image=args.base_image, progress=p))
+        return self._with_progress(f"deploy {args.ref}", lambda p: api.deploy(
+            args.ref, port=args.port, base_image=args.base_image, memory=args.memory, pids_limit=args.pids_limit,
+            allowed_hosts=args.allowed_hosts, token=args.token or None, progress=p))
 
     @line_magic
     @_friendly
@@ -271,3 +279,41 @@ class PymlMagics(Magics):
             f"batch {args.ref}",
             lambda p: api.predict_offline(args.ref, query, args.output, keep=args.keep, mode=args.mode, progress=p),
         )
+
+    # ------------------------------------------------------------------------------- promote, push, export
+
+    @magic_arguments()
+    @argument("ref", help="NAME/VERSION (or NAME: the latest version) to promote")
+    @argument("--alias", "-a", default="champion", help="the MLflow alias to point at it (default: champion)")
+    @argument("--compare", "-c", help="also compare predictions with this alias or version, e.g. champion")
+    @line_magic
+    @_friendly
+    def pyml_promote(self, line: str):
+        """Point an alias (champion) at a version once its contract and parity gates pass."""
+        args = _parse_args(self.pyml_promote, line)
+        return self._with_progress(f"promote {args.ref}",
+                                   lambda p: api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+
+    @magic_arguments()
+    @argument("ref", help="NAME/VERSION or NAME@ALIAS whose image to push")
+    @argument("--registry", "-r", required=True, help="HOST[:PORT][/PATH], e.g. registry.example.com")
+    @line_magic
+    @_friendly
+    def pyml_push(self, line: str):
+        """Tag a version's image REGISTRY/pyml/NAME:VERSION (plus alias tags) and push it."""
+        args = _parse_args(self.pyml_push, line)
+        return self._with_progress(f"push {args.ref}", lambda p: api.push(args.ref, args.registry, progress=p))
+
+    @magic_arguments()
+    @argument("ref", help="NAME/VERSION or NAME@ALIAS")
+    @argument("--format", "-f", default="kserve", choices=["kserve", "kubernetes"],
+              help="kserve: an InferenceService; kubernetes: Deployment + Service + HorizontalPodAutoscaler")
+    @argument("--registry", "-r", help="HOST[:PORT][/PATH] the image is pushed to (default: where it was pushed)")
+    @argument("--output", "-o", help="file or folder to write (default: NAME-vVERSION.FORMAT.yaml here)")
+    @line_magic
+    @_friendly
+    def pyml_export(self, line: str):
+        """Write Kubernetes or KServe manifests for a version's pushed image."""
+        args = _parse_args(self.pyml_export, line)
+        return self._with_progress(f"export {args.ref}", lambda p: api.export(
+            args.ref, args.format, registry=args.registry, output=args.output, progress=p))

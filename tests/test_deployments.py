@@ -43,7 +43,7 @@ pytestmark = pytest.mark.docker
 def deployment(built, docker_engine):
     _, info, _ = built
     progress = Progress("deploy")
-    dep = run_deployment(info, name=model_name(), version="1", progress=progress, client=docker_engine)
+    dep = run_deployment(info, name=model_name(), version=1, progress=progress, client=docker_engine)
     dep.progress = progress
     yield dep
     stop_deployment(model_name(), "1", client=docker_engine)
@@ -110,6 +110,20 @@ def test_a_bad_request_answers_4xx_json_and_the_container_keeps_serving(deployme
     assert docker_state(deployment) == "running"
 
 
+def test_a_500_carries_only_an_error_id_and_the_client_shows_the_containers_log_for_it(deployment):
+    # 1e400 reads as infinity, which the schema's float64 allows and scikit-learn refuses: the model raises
+    body = b'{"dataframe_records": [{"x1": 1e400, "x2": 0.0, "city": "nice"}]}'
+    with pytest.raises(DeployError) as raised:
+        deployment._call("/invocations", body)
+    error = raised.value
+    answer = error.details["response"]
+    assert error.details["status"] == 500 and answer["error_code"] == "PREDICT_ERROR"
+    assert "ValueError" not in json.dumps(answer)  # the model's own message stays in the log
+    assert "Traceback" in error.details["log"] and "ValueError" in error.details["log"]
+    assert answer["error_id"] in error.message and "ValueError" in error.message
+    assert deployment.error_log(answer["error_id"]) == error.details["log"]
+
+
 def docker_state(dep: Deployment) -> str:
     return dep.refresh().status
 
@@ -154,12 +168,12 @@ def test_deployment_is_found_again_after_a_restart(deployment):
 
 
 def test_running_the_same_version_again_returns_the_running_container(deployment, built, docker_engine):
-    again = run_deployment(built[1], name=model_name(), version="1", client=docker_engine)
+    again = run_deployment(built[1], name=model_name(), version=1, client=docker_engine)
     assert again.container_id == deployment.container_id and again.url == deployment.url
 
 
 def test_stop_removes_the_container(built, docker_engine):
-    dep = run_deployment(built[1].tag, name=model_name(), version="77", client=docker_engine)
+    dep = run_deployment(built[1].tag, name=model_name(), version=77, client=docker_engine)
     assert find_deployment(model_name(), "77", client=docker_engine) is not None
     stopped = stop_deployment(model_name(), "77", client=docker_engine)
     assert [d.container_id for d in stopped] == [dep.container_id] and stopped[0].status == "removed"
@@ -176,9 +190,9 @@ def test_a_container_that_exits_raises_deploy_error_with_its_log(built, docker_e
     (package / "model.py").write_text((package / "model.py").read_text() +
                                       "\nraise RuntimeError('boom while importing the model')\n")
     name = model_name("crash")
-    image = build_image(package, name=name, version="1", base_image=BASE_IMAGE, client=docker_engine)
+    image = build_image(package, name=name, version=1, base_image=BASE_IMAGE, client=docker_engine)
     with pytest.raises(DeployError) as info:
-        run_deployment(image, name=name, version="1", timeout=60, client=docker_engine)
+        run_deployment(image, name=name, version=1, timeout=60, client=docker_engine)
     assert "boom while importing the model" in info.value.message
     assert "stopped (exit code" in info.value.message
     assert not docker_engine.containers.list(all=True, filters={"name": container_name(name, "1")})
@@ -199,8 +213,8 @@ def test_tensor_model_predictions_round_trip_exactly(session_package, docker_eng
     requirements = (session_package / "requirements.txt").read_text()  # same pins: the dependency layer is reused
     package = write_tensor_package(tmp_path / "tensor", requirements)
     name = model_name("tensor")
-    image = build_image(package, name=name, version="1", base_image=BASE_IMAGE, client=docker_engine)
-    dep = run_deployment(image, name=name, version="1", client=docker_engine)
+    image = build_image(package, name=name, version=1, base_image=BASE_IMAGE, client=docker_engine)
+    dep = run_deployment(image, name=name, version=1, client=docker_engine)
     try:
         model = load_package(package)
         sample = model.info.read_sample()
@@ -251,7 +265,7 @@ def test_the_containers_workers_follow_the_cpus_its_cgroup_allows(built, docker_
 def test_deploy_sets_the_worker_count(built, docker_engine):
     _, info, _ = built
     name = model_name("workers")
-    dep = run_deployment(info, name=name, version="1", workers=3, client=docker_engine)
+    dep = run_deployment(info, name=name, version=1, workers=3, client=docker_engine)
     try:
         container = docker_engine.containers.get(dep.container_id)
         env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])

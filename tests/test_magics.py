@@ -300,3 +300,12 @@ def test_a_model_that_is_not_registered_gets_the_notebook_hint(notebook):
     cell = run_cell(notebook, f"%pyml_test {unique_name('nowhere')}")
 
     assert_usage_error(cell, "is not registered in", "Register it with %pyml_register")
+
+
+def test_pyml_deploy_takes_container_limits_and_refuses_bad_ones_in_one_paragraph(notebook):
+    help_text = run_cell(notebook, "%pyml_deploy?").text
+    for flag in ("--memory", "--pids-limit", "--allowed-hosts", "--token"):
+        assert flag in help_text
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --memory lots"), "memory must be a size")
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --pids-limit 4"), "pids_limit")
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --allowed-hosts 'bad host'"), "allowed_hosts")

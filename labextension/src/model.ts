@@ -4,6 +4,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { requestAPI } from './handler';
 import {
   IConfig,
+  IDeployOptions,
   IJob,
   IJobsReply,
   IRegisteredModel,
@@ -132,11 +133,14 @@ export class PymlModel implements IDisposable {
     this._schedulePoll();
   }
 
-  /** Start (or join) a deployment of `ref`; builds the image first when there is none. */
-  deploy(ref: string, port?: number): Promise<IJob | null> {
-    const body: { ref: string; port?: number } = { ref };
-    if (port !== undefined) {
-      body.port = port;
+  /** Start (or join) a deployment of `ref`; builds the image first when there is none. `options` (port,
+   * memory and pids limits, allowed hosts, token) go to the server as they are; it checks them. */
+  deploy(ref: string, options: IDeployOptions = {}): Promise<IJob | null> {
+    const body: { ref: string } & IDeployOptions = { ref };
+    for (const [key, value] of Object.entries(options)) {
+      if (value !== undefined) {
+        (body as any)[key] = value;
+      }
     }
     return this._startJob(ref, 'deployments', body);
   }

@@ -19,20 +19,26 @@ TARGET = "fresh process"
 
 
 class FreshProcess:
-    """The package loaded in a new interpreter, in an empty directory, predicting its sample.
+    """The package loaded in a new interpreter, in an empty directory, predicting its sample (or ``sample``).
 
     Started at construction and awaited by :meth:`result`, so that the check's work in this process goes on
     while the new interpreter starts and imports the model's libraries.
     """
 
-    def __init__(self, package_dir: Path, timeout: float) -> None:
+    def __init__(self, package_dir: Path, timeout: float, sample: Any = None) -> None:
         self._cwd = tempfile.TemporaryDirectory(prefix="pyml-fresh-")
         self._out = Path(self._cwd.name) / "prediction.pkl"
         self._timeout = timeout
+        self.max_rss_bytes = 0
+        command = [sys.executable, "-m", "pyml_jupyter.serving.offline", str(package_dir.resolve()), str(self._out)]
+        if sample is not None:  # another input than the package's stored sample
+            with open(Path(self._cwd.name) / "sample.pkl", "wb") as f:
+                pickle.dump(sample, f)
+            command += ["--sample", str(Path(self._cwd.name) / "sample.pkl")]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
         self._started = time.perf_counter()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "pyml_jupyter.serving.offline", str(package_dir.resolve()), str(self._out)],
+            command,
             cwd=self._cwd.name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self._stderr, self._elapsed, self._timed_out = "", 0.0, False
@@ -58,7 +64,9 @@ class FreshProcess:
                 tail = "\n".join((self._stderr or "").strip().splitlines()[-6:])
                 raise RuntimeError(tail or f"exit code {self._process.returncode}")
             with open(self._out, "rb") as f:
-                return pickle.load(f)["prediction"], self._elapsed
+                written = pickle.load(f)
+            self.max_rss_bytes = int(written.get("max_rss_bytes", 0))
+            return written["prediction"], self._elapsed
         finally:
             self.close()
 

@@ -5,12 +5,15 @@ Routes (all under ``{base_url}pyml/``, all authenticated, XSRF-checked for non-G
 
     GET    models                          registered models and their versions     -> {"models": [...]}
     POST   builds        {ref, base_image?}  build the image in a job                  -> 202 job
-    POST   deployments   {ref, port?}        build if needed, run the container (job)  -> 202 job
+    POST   deployments   {ref, port?, memory?, pids_limit?, allowed_hosts?, token?}
+                                         build if needed, run the container (job)  -> 202 job
     GET    deployments                     running model containers                 -> {"deployments": [...]}
     DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
     POST   tests         {ref, target?}      test predictions: notebook vs container   -> parity report
+    POST   aliases       {ref, alias?, compare?}  promote behind the gates (job)       -> 202 job
+    POST   pushes        {ref, registry}     push the version's image (job)            -> 202 job
     GET    config                          MLflow UI link, tracking URI, version
 
 Anything that blocks (MLflow queries, Docker calls, test predictions) runs in a worker thread so the Tornado
@@ -29,8 +32,10 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .. import api
-from ..errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_REGISTER, PymlError
+from ..container_security import ContainerSettings
+from ..errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_PUSH, HINT_REGISTER, PymlError
 from ..jobs import Job, JobManager, error_dict
+from ..uris import redact
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[^/]+)"
@@ -40,6 +45,7 @@ HINTS = {
     HINT_REGISTER: "Register it from a notebook with %pyml_register, then refresh the panel.",
     HINT_BUILD: "Deploy it from the panel: Deploy builds the image first.",
     HINT_DEPLOYMENTS: "Refresh the panel to see which deployments run.",
+    HINT_PUSH: "Push it from a notebook with %pyml_push NAME/VERSION --registry HOST[:PORT].",
 }
 
 
@@ -91,7 +97,7 @@ class PymlHandler(APIHandler):
             self.set_status(exc.status)
             payload = error_dict(exc, HINTS)
         elif isinstance(exc, tornado.web.HTTPError) or exc is None:
-            message = (exc.log_message if exc is not None else None) or _phrase(status_code)
+            message = redact((exc.log_message if exc is not None else None) or _phrase(status_code))
             payload = {"error": f"http_{status_code}", "message": message}
         else:
             payload = error_dict(exc)
@@ -146,7 +152,9 @@ class DeploymentsHandler(PymlHandler):
         ref, port = self.body_ref(body), body.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
             raise BadRequest(f"port must be an integer between 1 and 65535, not {port!r}.")
-        self.write_job(self.submit("deploy", ref, lambda p: api.deploy(ref, port=port, progress=p)))
+        limits = {key: body.get(key) for key in ("memory", "pids_limit", "allowed_hosts", "token")}
+        ContainerSettings.build(**limits)  # a bad limit is a 400 now, not a failed job later
+        self.write_job(self.submit("deploy", ref, lambda p: api.deploy(ref, port=port, progress=p, **limits)))
 
 
 class DeploymentHandler(PymlHandler):
@@ -179,6 +187,39 @@ class TestsHandler(PymlHandler):
         self.write_json(report.to_dict())
 
 
+def optional_text(body: dict[str, Any], key: str) -> str | None:
+    """An optional string field of the body."""
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise BadRequest(f"{key} must be a non-empty string, not {value!r}.")
+    return value
+
+
+class AliasesHandler(PymlHandler):
+    @tornado.web.authenticated
+    def post(self):
+        from ..promotion import validate_alias
+
+        body = self.json_body()
+        ref, alias, compare = self.body_ref(body), optional_text(body, "alias") or "champion", \
+            optional_text(body, "compare")
+        validate_alias(alias)
+        self.write_job(self.submit("promote", ref, lambda p: api.promote(ref, alias, compare=compare, progress=p)))
+
+
+class PushesHandler(PymlHandler):
+    @tornado.web.authenticated
+    def post(self):
+        from ..registry import validate_registry
+
+        body = self.json_body()
+        ref, registry = self.body_ref(body), optional_text(body, "registry")
+        if registry is None:
+            raise BadRequest('Say where to push: send {"ref": "NAME/VERSION", "registry": "HOST[:PORT]"}.')
+        validate_registry(registry)
+        self.write_job(self.submit("push", ref, lambda p: api.push(ref, registry, progress=p)))
+
+
 class ConfigHandler(PymlHandler):
     @tornado.web.authenticated
     def get(self):
@@ -202,6 +243,8 @@ def setup_handlers(web_app) -> None:
             (route("jobs"), JobsHandler),
             (route("jobs", r"(?P<job_id>[^/]+)"), JobHandler),
             (route("tests"), TestsHandler),
+            (route("aliases"), AliasesHandler),
+            (route("pushes"), PushesHandler),
             (route("config"), ConfigHandler),
         ],
     )

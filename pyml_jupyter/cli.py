@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("ref")
     batch.add_argument("--query", required=True)
     batch.add_argument("--output", required=True)
-    batch.add_argument("--keep")
+    batch.add_argument("--keep", help="comma-separated input columns to keep beside the predictions (default: all)")
     batch.add_argument("--mode", choices=["error", "overwrite", "append"], default="error")
     promote = sub.add_parser("promote", help="point an alias at a version once its contract and parity gates pass")
     promote.add_argument("ref")

@@ -187,7 +187,7 @@ def test_pyml_models_lists_registered_versions_with_their_contract_status(notebo
 
     assert cell.error is None
     rows = [line.split() for line in cell.stdout.splitlines() if name in line]
-    assert [row[-5:-2] for row in rows] == [[name, "2", "passed"], [name, "1", "passed"]]
+    assert [row[-6:-2] for row in rows] == [[name, "2", "-", "passed"], [name, "1", "-", "passed"]]
     assert "<table>" in cell.result.result._repr_html_()
 
 

@@ -1,6 +1,7 @@
 """The core API: every face (magics, jupyter_server handlers, widgets, CLI) calls these functions.
 
-A model reference (``ref``) is ``"NAME"`` (the latest version) or ``"NAME/VERSION"``.
+A model reference (``ref``) is ``"NAME"`` (the latest version), ``"NAME/VERSION"`` or ``"NAME@ALIAS"``, with an
+optional ``models:/`` prefix (see :func:`pyml_jupyter.names.parse_ref`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from typing import Any, Mapping
 from . import tracking
 from ._version import __version__
 from .checks import ContractReport, run_check
-from .errors import HINT_DEPLOYMENTS, CheckFailed, InvalidInput, NotFound, PymlError
+from .errors import HINT_DEPLOYMENTS, CheckFailed, InvalidInput, InvalidName, NotFound, PymlError
+from .locks import version_lock
+from .names import ModelRef, parse_ref
 from .parity import ParityReport
 from .progress import Progress
 from .serving.contract import model_kind
 from .serving.loader import CONTRACT_FILE, LoadedModel, load_package
 from .serving.schema import SchemaError
 from .serving.scoring import ScoringError
-from .tracking import ModelVersion, parse_ref
+from .tracking import ModelVersion, resolve_ref, store_id
 
 __all__ = [
     "check", "register", "is_model_class", "list_models", "RegisteredModel", "ModelVersion", "package_path", "load",
-    "build", "deploy", "deployments", "stop", "test", "predict_offline", "parse_ref", "config", "promote", "push",
-    "export",
+    "build", "deploy", "deployments", "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref",
+    "ModelRef", "store_id", "config", "promote", "push", "export",
 ]
 
 
@@ -65,7 +68,7 @@ def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, 
 
     Raises :class:`~pyml_jupyter.errors.CheckFailed` (with the report) and logs nothing when the check fails.
     """
-    tracking.validate_name(name)
+    tracking.check_name_available(name)
     report = run_check(model_class, sample, artifacts, namespace=namespace)
     if not report.ok:
         raise CheckFailed(report.summary() + f"\nNothing was registered under {name!r}.", report)
@@ -102,38 +105,37 @@ class RegisteredModel:
         return "\n".join(lines)
 
 
-def _engine_state() -> tuple[dict[tuple[str, int], Any], dict[tuple[str, int], Any]]:
-    """Images and running deployments by (name, version), asked from the Docker engine; empty without one."""
+def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
+    """Images and running deployments by (store, run id), asked from the Docker engine; empty without one."""
     try:
         from .deployments import list_deployments
         from .images.builder import list_images
     except ImportError:
         return {}, {}
     try:
-        images: dict[tuple[str, int], Any] = {}
+        images: dict[tuple[str, str], Any] = {}
         for image in list_images():  # newest first: keep the newest image of each version
-            images.setdefault((image.name, image.version), image)
-        deps = {(d.name, d.version): d for d in list_deployments()}
+            images.setdefault((image.store, image.run_id), image)
+        deps = {(d.store, d.run_id): d for d in list_deployments()}
     except PymlError:
         return {}, {}
     return images, deps
 
 
 def list_models() -> list[RegisteredModel]:
-    """Every registered model with its versions and their contract, image and deployment state."""
-    from .images.context import sanitize_name
-
+    """Every registered model with its versions and their contract, image and deployment state (the image and
+    container of that very version: its run in this store)."""
     images, deps = _engine_state()
+    store = tracking.store_id()
     out = []
     for rm, versions in tracking.list_registered():
         model = RegisteredModel(name=rm.name, description=rm.description or "")
-        label = sanitize_name(rm.name)  # images and containers carry the Docker-safe form of the name
         aliases: dict[int, list[str]] = {}
         for alias, number in sorted(tracking.aliases(rm.name).items()):
             aliases.setdefault(number, []).append(alias)
         for mv in versions:
             version = ModelVersion.from_mlflow(mv)
-            image, dep = images.get((label, version.version)), deps.get((label, version.version))
+            image, dep = images.get((store, version.run_id)), deps.get((store, version.run_id))
             model.versions.append({
                 "version": version.version,
                 "run_id": version.run_id,
@@ -149,14 +151,13 @@ def list_models() -> list[RegisteredModel]:
     return out
 
 
-def package_path(ref: str | Path) -> Path:
-    """The local folder of a model package: ``ref`` is a package folder, ``models:/NAME/VERSION`` or a registered
-    ``NAME[/VERSION]`` (downloaded from MLflow once)."""
-    if (Path(ref) / CONTRACT_FILE).is_file():
+def package_path(ref: str | ModelRef | Path) -> Path:
+    """The local folder of a model package: ``ref`` is a package folder or a registered version's reference
+    (``NAME[/VERSION]``, ``NAME@ALIAS``, ``models:/...``), whose package is downloaded from MLflow once."""
+    if not isinstance(ref, ModelRef) and (Path(ref) / CONTRACT_FILE).is_file():
         return Path(ref)
-    name, version = parse_ref(str(ref).removeprefix("models:/"))
-    mv = tracking.resolve_version(name, version)
-    return tracking.download_package(name, int(mv.version))
+    resolved = tracking.resolve_ref(ref)
+    return tracking.download_package(resolved.name, resolved.version)
 
 
 def is_model_class(obj: Any) -> bool:
@@ -180,13 +181,18 @@ def config() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- images, deployments
 
 
-def _resolve(ref: str) -> tuple[str, int, Any]:
-    name, version = parse_ref(ref)
-    mv = tracking.resolve_version(name, version)
-    return name, int(mv.version), mv
+def _resolve(ref: str | ModelRef) -> tuple[str, int, Any]:
+    resolved = tracking.resolve_ref(ref)
+    return resolved.name, resolved.version, resolved.entity
 
 
-def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, progress: Progress | None = None):
+def _identity(mv: Any) -> dict[str, str]:
+    """What an image or container of a registered version must carry: its run, store and package digest."""
+    return {"run_id": mv.run_id, "store": tracking.store_id(), "digest": mv.tags.get(tracking.TAG_DIGEST) or None}
+
+
+def build(ref: str | ModelRef, *, base_image: str | None = None, no_cache: bool = False,
+          progress: Progress | None = None):
     """Build the Docker image of a registered version; tags the MLflow version with the image id.
 
     ``no_cache=True`` bypasses the engine's layer cache (a cold build)."""
@@ -194,19 +200,23 @@ def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, pr
 
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"build {name}/{version}")
-    package = tracking.download_package(name, version)
-    image = build_image(package, name=name, version=version, run_id=mv.run_id, base_image=base_image,
-                        progress=progress, no_cache=no_cache)
-    tracking.set_version_tags(name, version, {tracking.TAG_IMAGE_ID: image.image_id, tracking.TAG_IMAGE_TAG: image.tag})
+    identity = _identity(mv)
+    with version_lock(identity["store"], name, version):  # one build or deploy of a version at a time
+        package = tracking.download_package(name, version)
+        image = build_image(package, name=name, version=str(version), run_id=mv.run_id, store=identity["store"],
+                            base_image=base_image, progress=progress, no_cache=no_cache)
+        tracking.set_version_tags(name, version,
+                                  {tracking.TAG_IMAGE_ID: image.image_id, tracking.TAG_IMAGE_TAG: image.tag})
     return image
 
 
-def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, progress: Progress | None = None,
-           grpc_port: int | None = None, workers: int | None = None, memory: str | int | None = None,
-           pids_limit: int | None = None, allowed_hosts: list[str] | str | None = None,
-           token: str | bool | None = None):
+def deploy(ref: str | ModelRef, *, port: int | None = None, base_image: str | None = None,
+           progress: Progress | None = None, grpc_port: int | None = None, workers: int | None = None,
+           memory: str | int | None = None, pids_limit: int | None = None,
+           allowed_hosts: list[str] | str | None = None, token: str | bool | None = None):
     """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed).
 
+    Only an image of this very version (its run id, store and package digest) is used; otherwise one is built.
     HTTP is published on ``port`` and gRPC on ``grpc_port`` (free ports when None); ``workers`` sets the
     server's processes (default: one per CPU the container may use). The container is confined (see
     :mod:`pyml_jupyter.container_security`): ``memory`` (default ``"4g"``) and ``pids_limit`` (default 1024)
@@ -221,11 +231,23 @@ def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, 
                                        token=token)
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"deploy {name}/{version}")
-    image = find_image(name, version)
-    if image is None:
-        image = build(f"{name}/{version}", base_image=base_image, progress=progress)
-    return run_deployment(image, name=name, version=version, run_id=mv.run_id, port=port, grpc_port=grpc_port,
-                          workers=workers, settings=settings, progress=progress)
+    identity = _identity(mv)
+    with version_lock(identity["store"], name, version):  # a build of this version finishes first
+        image = find_image(name, str(version), **identity)
+        if image is None:
+            image = build(ModelRef(name, version), base_image=base_image, progress=progress)
+        return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port,
+                              grpc_port=grpc_port, workers=workers, settings=settings, progress=progress)
+
+
+def prune(name: str, *, keep: int = 1) -> list:
+    """Remove the old Docker images of model ``name``: all but the ``keep`` newest, never one a container uses."""
+    from .images.builder import prune_images
+
+    ref = parse_ref(name)
+    if ref.version is not None or ref.alias is not None:
+        raise InvalidName(f"prune takes a model name, not a version ({name!r}): e.g. prune('{ref.name}', keep=2).")
+    return prune_images(ref.name, keep)
 
 
 def deployments() -> list:
@@ -236,11 +258,15 @@ def deployments() -> list:
 
 
 def stop(ref: str) -> list:
-    """Stop and remove the deployment(s) of NAME (every version) or NAME/VERSION."""
+    """Stop and remove the deployment(s) of NAME (every version), NAME/VERSION or NAME@ALIAS; the name is
+    matched exactly (``Churn`` is not ``churn``)."""
     from .deployments import stop_deployment
 
-    name, version = parse_ref(ref)
-    stopped = stop_deployment(name, version)
+    parsed = parse_ref(ref)
+    name, version = parsed.name, parsed.version
+    if parsed.alias is not None:  # an alias names the version it points to now
+        version = tracking.resolve_ref(parsed).version
+    stopped = stop_deployment(name, None if version is None else str(version))
     if not stopped:
         raise NotFound(f"no deployment of {ref!r} is running.", hint=HINT_DEPLOYMENTS)
     return stopped
@@ -258,7 +284,7 @@ def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any 
 
     if target not in ("container", "batch"):
         raise PymlError(f"target must be 'container' or 'batch', not {target!r}.")
-    name, version, _ = _resolve(ref)
+    name, version, mv = _resolve(ref)
     package = tracking.download_package(name, version)
     loaded = load_package(package)
     sample = loaded.info.read_sample() if sample is None else sample
@@ -268,7 +294,9 @@ def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any 
     if target == "container":
         from .deployments import find_deployment
 
-        dep = find_deployment(name, version) or deploy(f"{name}/{version}", progress=progress)
+        identity = _identity(mv)
+        dep = (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
+               or deploy(ModelRef(name, version), progress=progress))
         t0 = time.perf_counter()
         actual = dep.predict(sample, timing=True)  # timing: the server's parse/validate/predict/serialize split
     else:
@@ -296,6 +324,7 @@ def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = Non
     result = run_batch(package, query, output_table, spark=spark, keep=keep, mode=mode, progress=progress)
     result.ref = f"{name}/{version}"
     return result
+
 
 
 # ----------------------------------------------------------------------------------- promote, push, export

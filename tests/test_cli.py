@@ -151,3 +151,11 @@ def test_pyml_mlflow_logs_shows_mlflow_info_lines(tmp_path):
     printed = _register_in_a_fresh_store(tmp_path / "loud", PYML_MLFLOW_LOGS="1")
     assert "Creating initial MLflow database tables" in printed
     assert "Successfully registered model 'quiet_twice'" in printed
+
+
+def test_prune_removes_nothing_of_a_model_without_images_and_refuses_a_version(store, tmp_path):
+    result = pyml("prune", "cli_never_built", "--keep", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Removed 0 image(s) of cli_never_built" in result.stdout
+    result = pyml("prune", "cli_never_built/3", cwd=tmp_path)
+    assert result.returncode == 2 and "prune takes a model name, not a version" in result.stderr

@@ -309,11 +309,23 @@ def test_openapi_describes_the_models_columns_with_an_example(client, sample):
     assert schemas["OutputRow"]["properties"]["label"]["type"] == "integer"
     content = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]
     assert content["application/json"]["example"]["dataframe_split"]["columns"] == ["x1", "x2", "city"]
-    assert len(content["application/json"]["example"]["dataframe_split"]["data"]) == len(sample)
-    assert content["text/csv"]["example"].startswith("x1,x2,city\n")
+    # By default the examples are synthesized from the schema: the sample is real data and stays private.
+    assert content["application/json"]["example"]["dataframe_split"]["data"] == [[0.5, 0.5, "text"]]
+    assert content["text/csv"]["example"] == "x1,x2,city\n0.5,0.5,text\n"
     assert "/v2/models/example/infer" in doc["paths"]
-    # The example is a valid request.
+    # The examples are valid requests.
     assert client.post("/invocations", json=content["application/json"]["example"]).status_code == 200
+    csv = client.post("/invocations", content=content["text/csv"]["example"], headers={"Content-Type": "text/csv"})
+    assert csv.status_code == 200
+
+
+def test_openapi_publishes_the_packages_sample_only_when_told_to(example_package, sample, monkeypatch):
+    monkeypatch.setenv("PYML_OPENAPI_SAMPLE", "1")
+    with TestClient(create_app(example_package, model_name="example")) as c:
+        doc = c.get("/openapi.json").json()
+    example = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert len(example["dataframe_split"]["data"]) == len(sample)
+    assert example["dataframe_split"]["data"][0][0] == sample["x1"].iloc[0]
 
 
 def test_openapi_for_a_tensor_model(tensor_client):
@@ -322,7 +334,8 @@ def test_openapi_for_a_tensor_model(tensor_client):
     x = request["properties"]["inputs"]["properties"]["x"]
     assert x["type"] == "array" and x["items"]["items"]["type"] == "number"
     example = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["example"]
-    assert example == {"inputs": {"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]}}
+    assert example == {"inputs": {"x": [[0.5, 0.5, 0.5]]}}  # synthesized from the schema, not the sample
+    assert tensor_client.post("/invocations", json=example).status_code == 200
 
 
 # ------------------------------------------------------------------------------------------ metrics

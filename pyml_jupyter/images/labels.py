@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
-__all__ = ["MODEL", "VERSION", "RUN_ID", "DIGEST", "IMAGE", "BASE_IMAGE", "MANAGED", "label_version",
-           "label_filters"]
+__all__ = ["MODEL", "VERSION", "RUN_ID", "DIGEST", "STORE", "IMAGE", "BASE_IMAGE", "MANAGED", "label_version"]
 
 MODEL = "pyml.model"  # the Docker-safe model name (images.context.sanitize_name)
 VERSION = "pyml.version"  # the registered version, an integer written as text
 RUN_ID = "pyml.run_id"  # the MLflow run the package was logged in
 DIGEST = "pyml.digest"  # the package digest (serving.loader.package_digest)
+STORE = "pyml.store"  # the model registry the version is in (tracking.store_id)
 IMAGE = "pyml.image"  # on containers: the image tag they were started from
 BASE_IMAGE = "pyml.base_image"  # on images: the base image they were built on
 MANAGED = "pyml.managed"  # "true" on everything pyml_jupyter created
@@ -25,14 +25,3 @@ def label_version(labels: Mapping[str, str]) -> int:
     text = str(labels.get(VERSION) or "").strip()
     return int(text) if text.isdigit() else 0
 
-
-def label_filters(name: str | None = None, version: int | None = None) -> list[str]:
-    """The engine's ``label`` filters for what pyml_jupyter created, of one model or one model version."""
-    from .context import sanitize_name, sanitize_version
-
-    filters = [f"{MANAGED}=true"]
-    if name is not None:
-        filters.append(f"{MODEL}={sanitize_name(name)}")
-    if version is not None:
-        filters.append(f"{VERSION}={sanitize_version(version)}")
-    return filters

@@ -409,6 +409,7 @@ def resolve_ref(ref: str | ModelRef) -> ModelRef:
     return ModelRef(ref.name, int(mv.version), ref.alias, entity=mv)
 
 
+@_mlflow_errors
 def check_name_available(name: str) -> str:
     """``name`` validated, unless another registered model has the same name up to case or surrounding spaces
     (``Churn`` beside ``churn``): both would be the same image and container, so that is refused."""

@@ -64,11 +64,14 @@ def test_resolve_version_finds_the_latest_or_the_one_asked_for(registered):
     assert int(tracking.resolve_version(name, 1).version) == 1
 
 
-def test_an_unknown_model_or_version_is_not_found_and_says_how_to_register(registered):
+def test_an_unknown_model_or_version_is_not_found_with_the_register_hint(registered):
+    from pyml_jupyter.errors import HINT_REGISTER
+
     name, _ = registered
 
-    with pytest.raises(NotFound, match="register it with %pyml_register"):
+    with pytest.raises(NotFound, match="is not registered in") as missing:
         tracking.resolve_version(unique_name("missing"))
+    assert missing.value.hint == HINT_REGISTER  # each face words "register it" itself
     with pytest.raises(NotFound, match=f"'{name}/7' is not registered"):
         tracking.resolve_version(name, 7)
 

@@ -415,8 +415,10 @@ def run_deployment(
             raise DeployError(f"workers must be at least 1, not {workers}.")
         environment["PYML_WORKERS"] = str(int(workers))
     try:
-        # The host name is the container's name, which its own Host allow-list accepts (a Docker network's name).
-        container = client.containers.run(img.id, detach=True, name=cname, hostname=cname, labels=labels,
+        # The host name is the container's name (a Docker network's name for it), which its own Host allow-list
+        # accepts; Linux host names have at most 63 characters.
+        container = client.containers.run(img.id, detach=True, name=cname,
+                                          hostname=cname if len(cname) <= 63 else None, labels=labels,
                                           environment=environment,
                                           ports={_PORT_KEY: ("127.0.0.1", port),
                                                  _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)},

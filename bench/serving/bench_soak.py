@@ -70,8 +70,8 @@ MIX = {
     "v2": (10, True, "POST", "/v2/models/" + NAME + "/infer", v2, JSON, {}),
     "bad-json": (5, False, "POST", "/invocations", lambda r: b'{"dataframe_split": {', JSON, {}),
     "wrong-type": (5, False, "POST", "/invocations",
-                   lambda r: json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [["x", 1.0, "nice"]]}}).encode(),
-                   JSON, {}),
+                   lambda r: json.dumps({"dataframe_split": {"columns": COLUMNS,
+                                                             "data": [["x", 1.0, "nice"]]}}).encode(), JSON, {}),
     "missing-column": (5, False, "POST", "/invocations",
                        lambda r: json.dumps({"dataframe_records": [{"x1": 1, "city": "nice"}]}).encode(), JSON, {}),
     "content-type": (3, False, "POST", "/invocations", lambda r: b"x1,x2\n1,2", "application/xml", {}),
@@ -172,7 +172,11 @@ def soak(args) -> dict:
         for thread in threads:
             thread.start()
         while time.monotonic() - started < args.duration:
-            samples.append((time.monotonic() - started, container_rss(container)))
+            try:
+                samples.append((time.monotonic() - started, container_rss(container)))
+            except docker.errors.NotFound:  # removed from outside (another client of the same engine)
+                raise SystemExit(f"the container was removed from outside after {time.monotonic() - started:.0f} s "
+                                 f"(another client of this Docker engine); rerun") from None
             time.sleep(min(5.0, max(0.5, args.duration / 20)))
         stop.set()
         for thread in threads:

@@ -112,3 +112,11 @@ def test_an_unknown_model_is_reported_not_raised(store, tmp_path):
     result = pyml("test", "never_registered", cwd=tmp_path)
     assert result.returncode == 2
     assert "is not registered" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prune_removes_nothing_of_a_model_without_images_and_refuses_a_version(store, tmp_path):
+    result = pyml("prune", "cli_never_built", "--keep", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Removed 0 image(s) of cli_never_built" in result.stdout
+    result = pyml("prune", "cli_never_built/3", cwd=tmp_path)
+    assert result.returncode == 2 and "prune takes a model name, not a version" in result.stderr

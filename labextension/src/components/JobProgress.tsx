@@ -2,6 +2,12 @@ import * as React from 'react';
 
 import { IJob } from '../tokens';
 
+const FINAL_LABELS: Record<string, string> = {
+  succeeded: 'done',
+  failed: 'failed',
+  lost: 'lost (the Jupyter server restarted while it ran)'
+};
+
 /**
  * A running or finished job: stage, a progress bar (indeterminate when the fraction is unknown), a
  * collapsible log tail, and the error when it failed.
@@ -22,7 +28,7 @@ export function JobProgress(props: { job: IJob }): JSX.Element {
   }, [open, progress.log_lines]);
 
   const label = `${job.kind === 'build' ? 'Build' : 'Deploy'}: ${
-    active ? progress.stage : job.state === 'succeeded' ? 'done' : 'failed'
+    active ? progress.stage : FINAL_LABELS[job.state] ?? job.state
   }`;
   return (
     <div className={`pyml-job pyml-job-${job.state}`} data-job-id={job.id}>

@@ -115,7 +115,7 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
         </div>
       )}
       {error && <div className="pyml-error">{error}</div>}
-      {job && (busy || job.state === 'failed') && <JobProgress job={job} />}
+      {job && (busy || job.state === 'failed' || job.state === 'lost') && <JobProgress job={job} />}
       {test?.error && <div className="pyml-error">{test.error}</div>}
       {test?.report && (
         <ErrorBoundary what="the test predictions">

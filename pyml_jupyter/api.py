@@ -12,14 +12,14 @@ from typing import Any, Mapping
 
 from . import tracking
 from .checks import ContractReport, run_check
-from .errors import CheckFailed, NotFound, PymlError
+from .errors import CheckFailed, ModelFailed, NotFound, PymlError
 from .progress import Progress
 from .serving.loader import LoadedModel, load_package
 from .tracking import RegisteredModel, parse_ref
 
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "test", "predict_offline", "parse_ref", "config",
+    "stop", "test", "predict_offline", "parse_ref", "config", "resolve", "TEST_TARGETS",
 ]
 
 
@@ -147,6 +147,12 @@ def config() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- images, deployments
 
 
+def resolve(ref: str) -> str:
+    """``NAME/VERSION`` of the version a ref names (``NAME``: the latest); :class:`NotFound` when none."""
+    name, version, _ = _resolve(ref)
+    return f"{name}/{version}"
+
+
 def _resolve(ref: str) -> tuple[str, int, Any]:
     name, version = parse_ref(ref)
     mv = tracking.resolve_version(name, version)
@@ -204,41 +210,73 @@ def stop(ref: str) -> list:
     return stopped
 
 
+TEST_TARGETS = ("all", "container", "batch")
+
+
 def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any = None,
          progress: Progress | None = None):
     """Predict ``sample`` (default: the version's stored sample) in this process and on ``target``, and compare.
 
-    ``target="container"`` sends it to the running deployment (deploying it first if needed);
-    ``target="batch"`` scores it through Spark. Returns a :class:`~pyml_jupyter.parity.ParityReport`.
+    ``target="all"`` predicts it in this process, a fresh process, the container over HTTP and gRPC (deploying
+    it first if needed) and on Spark (a short-lived session in a child process, or ``spark``), and returns a
+    :class:`~pyml_jupyter.parity_table.ParityTable`. ``target="container"`` (the running deployment) or
+    ``"batch"`` (Spark) returns one :class:`~pyml_jupyter.parity.ParityReport`. A model that raises on the
+    sample in this process is a :class:`~pyml_jupyter.errors.ModelFailed` (422).
     """
     from .parity import compare
+    from .parity_targets import predict_here
 
-    if target not in ("container", "batch"):
-        raise PymlError(f"target must be 'container' or 'batch', not {target!r}.")
+    if target not in TEST_TARGETS:
+        raise PymlError(f"target must be one of {', '.join(TEST_TARGETS)}, not {target!r}.")
     name, version, _ = _resolve(ref)
+    ref = f"{name}/{version}"
     package = tracking.download_package(name, version)
-    loaded = load_package(package)
-    sample = loaded.info.read_sample() if sample is None else sample
-    t0 = time.perf_counter()
-    expected = loaded.predict(sample)
-    notebook_ms = (time.perf_counter() - t0) * 1e3
-    if target == "container":
-        from .deployments import find_deployment
+    loaded, sample = _loaded_with_sample(package, sample, ref)
+    if target == "all":
+        from .parity_table import parity_table
+        from .parity_targets import run_targets
 
-        dep = find_deployment(name, str(version)) or deploy(f"{name}/{version}", progress=progress)
-        t0 = time.perf_counter()
-        actual = dep.predict(sample, timing=True)  # timing: the server's parse/validate/predict/serialize split
+        runs = run_targets(package, loaded, sample, ref=ref, spark=spark, progress=progress,
+                           deployment=lambda: _running(name, version, progress))
+        return parity_table(ref, sample, runs)
+    here = predict_here(loaded, sample, ref)
+    t0 = time.perf_counter()
+    if target == "container":
+        # timing: the server's parse/validate/predict/serialize split
+        actual = _running(name, version, progress).predict(sample, timing=True)
     else:
         from .batch import predict_frame
 
-        t0 = time.perf_counter()
         actual = predict_frame(package, sample, spark=spark)
     target_ms = (time.perf_counter() - t0) * 1e3
-    report = compare(expected, actual, sample=loaded.enforce(sample), target=target)
-    report.latency["notebook_ms"] = notebook_ms
+    report = compare(here.prediction, actual, sample=sample, target=target)
+    report.latency["notebook_ms"] = here.latency["predict_ms"]
     report.latency.setdefault(f"{target}_ms", target_ms)
-    report.ref = f"{name}/{version}"
+    report.ref = ref
     return report
+
+
+def _loaded_with_sample(package: Path, sample: Any, ref: str) -> tuple[LoadedModel, Any]:
+    """The package loaded here and the sample as the model sees it; the model's faults are :class:`ModelFailed`."""
+    from .serving.schema import SchemaError
+
+    try:
+        loaded = load_package(package)
+    except Exception as exc:  # noqa: BLE001 - the model's constructor or artifacts failed
+        raise ModelFailed(f"{ref} could not be loaded in this process: {type(exc).__name__}: {exc}") from exc
+    if sample is None:
+        return loaded, loaded.info.read_sample()
+    try:
+        return loaded, loaded.enforce(sample)
+    except SchemaError as exc:
+        raise PymlError(f"The sample does not fit {ref}'s input schema: {exc}", details=exc.to_dict()) from None
+
+
+def _running(name: str, version: int, progress: Progress | None):
+    """The running deployment of a version, deployed now if there is none."""
+    from .deployments import find_deployment
+
+    return find_deployment(name, str(version)) or deploy(f"{name}/{version}", progress=progress)
 
 
 def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None,

@@ -6,13 +6,15 @@
     pyml deploy NAME[/VERSION]           run it as a container on 127.0.0.1
     pyml deployments                     list running deployments
     pyml stop NAME[/VERSION]             stop a deployment
-    pyml test NAME[/VERSION]             compare the container's predictions with in-process ones
+    pyml test NAME[/VERSION] [--all]     compare the container's (--all: every target's) predictions with
+                                         in-process ones; --json prints the report as JSON
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -63,8 +65,14 @@ def _run(args: argparse.Namespace) -> int:
 
         print(DeploymentTable(api.stop(args.ref), title="Stopped"))
     elif cmd == "test":
-        report = api.test(args.ref, target=args.target)
-        print(report)
+        target = "all" if args.all else args.target
+        if args.json:  # for a parent process: progress events on stderr, the report as one JSON line
+            report = api.test(args.ref, target=target, progress=Progress(f"test {args.ref}").relay_to(sys.stderr))
+            print(json.dumps(report.to_dict(), allow_nan=False))
+        else:
+            with _progress(f"test {args.ref}") as p:
+                report = api.test(args.ref, target=target, progress=p)
+            print(report)
         return 0 if report.ok else 1
     elif cmd == "batch":
         with _progress(f"batch {args.ref}") as p:
@@ -94,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("ref")
     test = sub.add_parser("test", help="compare a target's predictions with in-process ones on the stored sample")
     test.add_argument("ref")
-    test.add_argument("--target", choices=["container", "batch"], default="container")
+    test.add_argument("--target", choices=list(api.TEST_TARGETS), default="container")
+    test.add_argument("--all", action="store_true", help="every target: fresh process, container (HTTP, gRPC), Spark")
+    test.add_argument("--json", action="store_true", help="print the report (or the error) as one JSON line")
     batch = sub.add_parser("batch", help="score a SQL query on Spark into a table")
     batch.add_argument("ref")
     batch.add_argument("--query", required=True)
@@ -109,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except PymlError as e:
-        print(f"error: {e.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({**e.to_dict(), "status": e.status}, default=str))
+        else:
+            print(f"error: {e.message}", file=sys.stderr)
         return 2
 
 

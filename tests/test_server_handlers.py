@@ -26,6 +26,17 @@ class Doubler(DataFrameModel):
         return pd.DataFrame({"y": df["x"] * 2.0 + 1.0}, index=df.index)
 
 
+class Breaker(DataFrameModel):
+    """Raises, naming its process, when PYML_TEST_BREAK_MODEL is set: a model's own fault, found where it runs."""
+
+    def predict(self, df):
+        import os
+
+        if os.environ.get("PYML_TEST_BREAK_MODEL"):
+            raise ValueError(f"broke in process {os.getpid()}")
+        return pd.DataFrame({"y": df["x"]}, index=df.index)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A fresh sqlite MLflow store (artifacts and package cache beside it) with one registered model."""
@@ -37,7 +48,9 @@ def store(tmp_path_factory):
         mp.delenv("PYML_MLFLOW_UI", raising=False)
         name = f"doubler_{uuid.uuid4().hex[:8]}"
         api.register(Doubler, name, pd.DataFrame({"x": [1.0, 2.0, 3.5]}))
-        yield {"root": root, "name": name}
+        breaker = f"breaker_{uuid.uuid4().hex[:8]}"
+        api.register(Breaker, breaker, pd.DataFrame({"x": [1.0, 2.0]}))
+        yield {"root": root, "name": name, "breaker": breaker}
         _remove_images(name)
 
 
@@ -249,6 +262,25 @@ async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
     assert payload["error"] == "not_found"
 
 
+async def test_a_test_runs_as_a_job_in_a_child_process_and_a_failing_model_is_a_422(store, fetch_json,
+                                                                                    monkeypatch):
+    import os
+
+    monkeypatch.setenv("PYML_TEST_BREAK_MODEL", "1")
+    status, job = await fetch_json("tests", method="POST", body={"ref": store["breaker"], "target": "all"})
+    assert status == 202 and job["kind"] == "test" and job["ref"] == f"{store['breaker']}/1"
+    job = await _poll(fetch_json, job["id"], timeout=120)
+    assert job["state"] == "failed"
+    assert job["error"]["error"] == "model_failed" and job["error"]["status"] == 422
+    assert "broke in process" in job["error"]["message"]
+    assert f"broke in process {os.getpid()}" not in job["error"]["message"]  # not in the Jupyter server
+
+
+async def test_a_test_of_an_unknown_target_is_a_400_naming_the_field(store, fetch_json):
+    status, payload = await fetch_json("tests", method="POST", body={"ref": store["name"], "target": "gpu"})
+    assert status == 400 and "target" in payload["message"]
+
+
 async def test_jobs_lists_the_jobs_newest_first(store, fetch_json):
     _, first = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_a/1"})
     _, second = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_b/1"})
@@ -303,13 +335,25 @@ async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
         assert version["image"] is not None
         assert version["deployment"]["status"] == "running"
 
-        status, report = await fetch_json("tests", method="POST", body={"ref": ref}, request_timeout=300)
-        assert status == 200, report
+        status, job = await fetch_json("tests", method="POST", body={"ref": ref, "target": "container"})
+        assert status == 202 and job["kind"] == "test"
+        job = await _poll(fetch_json, job["id"], timeout=300)
+        assert job["state"] == "succeeded", job["error"]
+        report = job["result"]
         assert report["ok"] is True
         assert report["target"] == "container"
         assert report["n_rows"] == 3 and report["n_mismatched"] == 0
         assert report["rows"]["columns"] == ["x", "y (notebook)", "y (container)", "|diff|", "match"]
         assert [row[-1] for row in report["rows"]["data"]] == ["✓", "✓", "✓"]
+
+        status, job = await fetch_json("tests", method="POST", body={"ref": ref})  # every target by default
+        job = await _poll(fetch_json, job["id"], timeout=600)
+        assert job["state"] == "succeeded", job["error"]
+        table = job["result"]
+        assert [t["key"] for t in table["targets"]] == ["notebook", "fresh_process", "http", "grpc", "spark"]
+        assert all(t["status"] == "match" for t in table["targets"]), table["targets"]
+        assert table["ok"] is True and len(table["table"]["data"]) == 3
+        assert job["progress"]["stage"] == "comparing"
 
         status, body = await fetch_json("deployments", store["name"], "1", method="DELETE")
         assert status == 200

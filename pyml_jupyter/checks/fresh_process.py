@@ -18,6 +18,14 @@ TARGET = "fresh process"
 """The parity target the check compares the notebook's prediction with."""
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment minus the notebook's import state; this pyml_jupyter stays importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    home = str(Path(__file__).resolve().parents[2])  # the folder holding the pyml_jupyter in use
+    env["PYTHONPATH"] = home
+    return env
+
+
 class FreshProcess:
     """The package loaded in a new interpreter, in an empty directory, predicting its sample.
 
@@ -25,16 +33,20 @@ class FreshProcess:
     while the new interpreter starts and imports the model's libraries.
     """
 
-    def __init__(self, package_dir: Path, timeout: float) -> None:
+    def __init__(self, package_dir: Path, timeout: float, *, sample: Any = None,
+                 module: str = "pyml_jupyter.serving.offline") -> None:
         self._cwd = tempfile.TemporaryDirectory(prefix="pyml-fresh-")
         self._out = Path(self._cwd.name) / "prediction.pkl"
         self._timeout = timeout
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+        self.timings: dict[str, float] = {}
+        argv = [sys.executable, "-m", module, str(Path(package_dir).resolve()), str(self._out)]
+        if sample is not None:
+            with open(Path(self._cwd.name) / "sample.pkl", "wb") as f:
+                pickle.dump(sample, f)
+            argv += ["--sample", str(Path(self._cwd.name) / "sample.pkl")]
         self._started = time.perf_counter()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "pyml_jupyter.serving.offline", str(package_dir.resolve()), str(self._out)],
-            cwd=self._cwd.name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
+        self._process = subprocess.Popen(argv, cwd=self._cwd.name, env=_clean_env(), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True)
         self._stderr, self._elapsed, self._timed_out = "", 0.0, False
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()
@@ -58,7 +70,9 @@ class FreshProcess:
                 tail = "\n".join((self._stderr or "").strip().splitlines()[-6:])
                 raise RuntimeError(tail or f"exit code {self._process.returncode}")
             with open(self._out, "rb") as f:
-                return pickle.load(f)["prediction"], self._elapsed
+                written = pickle.load(f)  # noqa: S301 - written by our own child process
+            self.timings = {k: v for k, v in written.items() if k.endswith("_s")}
+            return written["prediction"], self._elapsed
         finally:
             self.close()
 

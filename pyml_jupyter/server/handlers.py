@@ -10,11 +10,12 @@ Routes (all under ``{base_url}pyml/``, all authenticated, XSRF-checked for non-G
     DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
-    POST   tests         {ref, target?}      test predictions: notebook vs container   -> parity report
+    POST   tests         {ref, target?}      parity test in a child process (job)       -> 202 job (result: report)
     GET    config                          MLflow UI link, tracking URI, version
 
-Anything that blocks (MLflow queries, Docker calls, test predictions) runs in a worker thread so the Tornado
-loop keeps serving; builds and deployments run as jobs (:mod:`pyml_jupyter.jobs`) that the panel polls.
+Anything that blocks (MLflow queries, Docker calls) runs in a worker thread so the Tornado loop keeps serving;
+builds, deployments and tests run as jobs (:mod:`pyml_jupyter.jobs`) that the panel polls. A test runs in a
+child process (:mod:`pyml_jupyter.worker`): the server never loads a user's model nor starts a JVM.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import tornado
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .. import api
+from .. import api, worker
 from ..errors import PymlError
 from ..jobs import Job, JobManager, error_dict
 
@@ -167,9 +168,12 @@ class TestsHandler(PymlHandler):
     @tornado.web.authenticated
     async def post(self):
         body = self.json_body()
-        ref, target = self.body_ref(body), body.get("target", "container")
-        report = await in_thread(api.test, ref, target=target)
-        self.write_json(report.to_dict())
+        ref, target = self.body_ref(body), body.get("target", "all")
+        if target not in api.TEST_TARGETS:
+            raise BadRequest(f"target must be one of {', '.join(map(repr, api.TEST_TARGETS))}, not {target!r}.")
+        ref = await in_thread(api.resolve, ref)  # an unknown model is a 404 now, not a failed job later
+        args = ["test", ref, "--target", target]
+        self.write_job(self.submit("test", ref, lambda p: worker.run_cli(args, p)))
 
 
 class ConfigHandler(PymlHandler):

@@ -131,17 +131,12 @@ def load(ref: str) -> LoadedModel:
 
 
 def config() -> dict[str, Any]:
-    """Where models live: the tracking store (without any password it carries) and the MLflow UI link."""
-    from urllib.parse import urlsplit, urlunsplit
-
+    """Where models live: the tracking store (its credentials masked) and the MLflow UI link."""
     from . import __version__
+    from .uris import redact
 
-    uri = tracking.tracking_uri()
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        uri = urlunsplit(parts._replace(netloc=netloc))
-    return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": uri, "version": __version__}
+    return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": redact(tracking.tracking_uri()),
+            "version": __version__}
 
 
 # ------------------------------------------------------------------------------------------- images, deployments
@@ -175,21 +170,30 @@ def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, pr
 
 
 def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, progress: Progress | None = None,
-           grpc_port: int | None = None, workers: int | None = None):
+           grpc_port: int | None = None, workers: int | None = None, memory: str | int | None = None,
+           pids_limit: int | None = None, allowed_hosts: list[str] | str | None = None,
+           token: str | bool | None = None):
     """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed).
 
     HTTP is published on ``port`` and gRPC on ``grpc_port`` (free ports when None); ``workers`` sets the
-    server's processes (default: one per CPU the container may use)."""
+    server's processes (default: one per CPU the container may use). The container is confined (see
+    :mod:`pyml_jupyter.container_security`): ``memory`` (default ``"4g"``) and ``pids_limit`` (default 1024)
+    bound it; ``allowed_hosts`` adds names its requests may carry in ``Host`` besides loopback and its own;
+    ``token`` (a string, or True for a random one) makes every call but the health probes need
+    ``Authorization: Bearer <token>`` (the returned :class:`Deployment` sends it)."""
+    from .container_security import ContainerSettings
     from .deployments import run_deployment
     from .images.builder import find_image
 
+    settings = ContainerSettings.build(memory=memory, pids_limit=pids_limit, allowed_hosts=allowed_hosts,
+                                       token=token)
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"deploy {name}/{version}")
     image = find_image(name, str(version))
     if image is None:
         image = build(f"{name}/{version}", base_image=base_image, progress=progress)
     return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port, grpc_port=grpc_port,
-                          workers=workers, progress=progress)
+                          workers=workers, settings=settings, progress=progress)
 
 
 def deployments() -> list:

@@ -22,6 +22,7 @@ from pathlib import Path
 from . import api
 from .errors import PymlError
 from .progress import Progress
+from .uris import redact
 from .widgets import show_progress
 
 
@@ -55,7 +56,9 @@ def _run(args: argparse.Namespace) -> int:
         print(image)
     elif cmd == "deploy":
         with _progress(f"deploy {args.ref}") as p:
-            print(api.deploy(args.ref, port=args.port, base_image=args.base_image, progress=p))
+            print(api.deploy(args.ref, port=args.port, base_image=args.base_image, memory=args.memory,
+                             pids_limit=args.pids_limit, allowed_hosts=args.allowed_hosts, token=args.token or None,
+                             progress=p))
     elif cmd == "deployments":
         from .displays import DeploymentTable
 
@@ -97,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("ref")
     deploy.add_argument("--port", type=int)
     deploy.add_argument("--base-image")
+    deploy.add_argument("--memory", help="memory limit, e.g. 512m or 8g (default: 4g)")
+    deploy.add_argument("--pids-limit", type=int, help="processes and threads the container may run (default: 1024)")
+    deploy.add_argument("--allowed-hosts", help="comma-separated Host names to serve besides loopback and its own")
+    deploy.add_argument("--token", action="store_true", help="require a random bearer token")
     sub.add_parser("deployments", help="list running deployments")
     stop = sub.add_parser("stop", help="stop a deployment")
     stop.add_argument("ref")
@@ -124,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"error: {e.message}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - a library's own error: its text may carry a URI's credentials
+        print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import DeployError, NotFound
+from .container_security import ContainerSettings
+from .errors import DeployError, NotFound, PymlError
 from .images.builder import MANAGED_LABEL, ImageInfo, docker_client
 from .images.context import CONTAINER_PORT, GRPC_CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
 from .progress import Progress
@@ -56,10 +57,13 @@ def container_name(name: str, version: str | int) -> str:
 
 
 def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
-             headers: dict | None = None) -> tuple[int, bytes]:
+             headers: dict | None = None, token: str = "") -> tuple[int, bytes]:
     """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too. The
-    response's headers are copied into ``headers`` (lower-case names) when it is given."""
+    response's headers are copied into ``headers`` (lower-case names) when it is given. A ``token`` is sent as
+    ``Authorization: Bearer``."""
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -94,6 +98,7 @@ class Deployment:
     digest: str = ""
     container_name: str = ""
     grpc_target: str = ""  # host:port of the Open Inference Protocol over gRPC (tritonclient.grpc's url)
+    token: str = field(default="", repr=False, compare=False)  # the bearer token (PYML_TOKEN), never shown
     _client: Any = field(default=None, repr=False, compare=False)
     _metadata: dict | None = field(default=None, repr=False, compare=False)
     last_timing: dict = field(default_factory=dict, repr=False, compare=False)
@@ -106,11 +111,13 @@ class Deployment:
         port, grpc_port = _host_port(published.get(_PORT_KEY)), _host_port(published.get(_GRPC_PORT_KEY))
         url = f"http://127.0.0.1:{port}" if port else ""
         image = labels.get("pyml.image") or (attrs.get("Config") or {}).get("Image", "")
+        env = (attrs.get("Config") or {}).get("Env") or []
+        token = next((item[len("PYML_TOKEN="):] for item in env if item.startswith("PYML_TOKEN=")), "")
         return cls(name=labels.get("pyml.model", ""), version=labels.get("pyml.version", ""),
                    run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
                    digest=labels.get("pyml.digest", ""), container_name=container.name,
-                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", _client=client)
+                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", token=token, _client=client)
 
     def to_dict(self) -> dict:
         """A JSON-ready form (for the panel and the CLI)."""
@@ -173,7 +180,7 @@ class Deployment:
             raise DeployError(f"Deployment {self.name}/{self.version} has no published port (status "
                               f"{self.status}).")
         try:
-            status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers)
+            status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers, token=self.token)
         except OSError as exc:
             raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}); "
                               "see .logs() or %pyml_deployments.") from exc
@@ -332,6 +339,7 @@ def run_deployment(
     port: int | None = None,
     grpc_port: int | None = None,
     workers: int | None = None,
+    settings: ContainerSettings | None = None,
     timeout: float = 60,
     progress: Progress | None = None,
     client=None,
@@ -339,7 +347,9 @@ def run_deployment(
     """Run a model image as a detached container on ``127.0.0.1`` and wait until ``/ping`` answers.
 
     ``port=None`` (``grpc_port=None``) lets the engine pick a free port for HTTP (gRPC). ``workers`` sets the
-    server's worker processes (default: one per CPU the container may use). The container gets this process's numeric-library settings
+    server's worker processes (default: one per CPU the container may use). ``settings`` confine the container
+    and say who may call it (default: :meth:`ContainerSettings.build`'s: memory and process limits, read-only
+    root, no capabilities, loopback hosts, no token). The container gets this process's numeric-library settings
     (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. If the
     container of this version already runs from the same
     image it is returned as is; one from another image (a rebuild) or a stopped one is replaced. On failure the
@@ -351,6 +361,10 @@ def run_deployment(
     tag = sanitize_tag(name, version)
     cname = container_name(name, version)
     img = _resolve_image(client, image)
+    try:
+        settings = settings or ContainerSettings.build()
+    except PymlError as exc:
+        raise DeployError(str(exc)) from None
     image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
     if progress:
         progress.set_stage("starting container")
@@ -360,7 +374,7 @@ def run_deployment(
     except docker.errors.NotFound:
         existing = None
     if existing is not None:
-        if existing.status == "running" and existing.image.id == img.id:
+        if existing.status == "running" and existing.image.id == img.id and settings.matches(existing):
             deployment = Deployment.from_container(existing, client)
             if progress:
                 progress.log(f"{cname} already runs {tag} at {deployment.url}")
@@ -382,15 +396,18 @@ def run_deployment(
     }
     environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
     environment.update({"PYML_MODEL_NAME": labels["pyml.model"], "PYML_MODEL_VERSION": labels["pyml.version"],
-                        "PYML_RUN_ID": labels["pyml.run_id"]})
+                        "PYML_RUN_ID": labels["pyml.run_id"], **settings.environment()})
     if workers is not None:
         if int(workers) < 1:
             raise DeployError(f"workers must be at least 1, not {workers}.")
         environment["PYML_WORKERS"] = str(int(workers))
     try:
-        container = client.containers.run(img.id, detach=True, name=cname, labels=labels, environment=environment,
+        # The host name is the container's name, which its own Host allow-list accepts (a Docker network's name).
+        container = client.containers.run(img.id, detach=True, name=cname, hostname=cname, labels=labels,
+                                          environment=environment,
                                           ports={_PORT_KEY: ("127.0.0.1", port),
-                                                 _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)})
+                                                 _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)},
+                                          **settings.run_options())
     except docker.errors.APIError as exc:
         try:
             client.containers.get(cname).remove(force=True)
@@ -424,7 +441,9 @@ def _wait_ready(container, client, deployment: Deployment, timeout: float, progr
     while True:
         container.reload()
         if container.status in ("exited", "dead"):
-            code = (container.attrs.get("State") or {}).get("ExitCode")
+            state = container.attrs.get("State") or {}
+            code = f"{state.get('ExitCode')}, out of memory: raise deploy(memory=...)" if state.get("OOMKilled") \
+                else state.get("ExitCode")
             raise DeployError(f"{container.name} stopped (exit code {code}) before it served /ping. Last lines of "
                               f"its log:\n{_tail(container)}", details={"log": _tail(container).splitlines()})
         if not deployment.url:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .uris import redact
+
 __all__ = [
     "PymlError",
     "CaptureError",
@@ -18,16 +20,18 @@ __all__ = [
     "DeployError",
     "BatchError",
     "ModelFailed",
+    "TrackingError",
 ]
 
 
 class PymlError(Exception):
-    """Base error: ``message`` says what is wrong and how to fix it."""
+    """Base error: ``message`` says what is wrong and how to fix it (any credentials of a URI in it masked)."""
 
     status: int = 400
     code: str = "pyml_error"
 
     def __init__(self, message: str, *, details: Any = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.details = details
@@ -72,7 +76,7 @@ class CheckFailed(PymlError):
     code = "check_failed"
 
     def __init__(self, message: str, report: Any) -> None:
-        super().__init__(message)
+        super().__init__(message)  # redacted there
         self.report = report
 
 
@@ -106,3 +110,10 @@ class ModelFailed(PymlError):
 
     status = 422
     code = "model_failed"
+
+
+class TrackingError(PymlError):
+    """MLflow (the tracking store or registry) failed: unreachable, refused, or an error of its own."""
+
+    status = 502
+    code = "tracking_error"

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Hashable
 
 from .errors import NotFound, PymlError
+from .uris import redact
 from .progress import Progress
 
 __all__ = ["Job", "JobManager"]
@@ -49,7 +50,7 @@ def error_dict(exc: BaseException) -> dict[str, Any]:
     """The JSON form of an exception: a :class:`PymlError` speaks for itself, anything else is internal."""
     if isinstance(exc, PymlError):
         return {**exc.to_dict(), "status": exc.status}
-    return {"error": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+    return {"error": "internal_error", "message": redact(f"{type(exc).__name__}: {exc}")}
 
 
 class Job:

@@ -200,13 +200,19 @@ class PymlMagics(Magics):
     @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
     @argument("--port", type=int, help="host port on 127.0.0.1 (default: a free one)")
     @argument("--base-image", help="base image if the image has to be built")
+    @argument("--memory", help="memory limit of the container, e.g. 512m or 8g (default: 4g)")
+    @argument("--pids-limit", type=int, help="processes and threads the container may run (default: 1024)")
+    @argument("--allowed-hosts", help="comma-separated Host names to serve besides loopback and the container's "
+                                      "own (.example.com: its subdomains too; *: any)")
+    @argument("--token", action="store_true", help="require a random bearer token (the Deployment sends it)")
     @line_magic
     @_friendly
     def pyml_deploy(self, line: str):
         """Run a registered model version as a container on 127.0.0.1 (building its image if needed)."""
         args = _parse_args(self.pyml_deploy, line)
-        return self._with_progress(f"deploy {args.ref}", lambda p: api.deploy(args.ref, port=args.port,
-                                                                             base_image=args.base_image, progress=p))
+        return self._with_progress(f"deploy {args.ref}", lambda p: api.deploy(
+            args.ref, port=args.port, base_image=args.base_image, memory=args.memory, pids_limit=args.pids_limit,
+            allowed_hosts=args.allowed_hosts, token=args.token or None, progress=p))
 
     @line_magic
     @_friendly

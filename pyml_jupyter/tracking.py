@@ -8,6 +8,7 @@ SQLite store (``mlflow.db``, which supports the registry) and ``./mlruns`` artif
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -15,11 +16,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from .errors import InvalidName, NotFound, PymlError
+from .errors import InvalidName, NotFound, PymlError, TrackingError
+from .uris import redact
 
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
@@ -33,6 +35,27 @@ TAG_DIGEST = "pyml.digest"
 TAG_IMAGE_ID = "pyml.image_id"
 TAG_IMAGE_TAG = "pyml.image_tag"
 PACKAGE_DIR_NAME = "package"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mlflow_errors(fn: F) -> F:
+    """MLflow's own failures (server down, refused, bad URI) become a :class:`TrackingError` naming the store.
+
+    Their text is redacted there: MLflow's messages carry the tracking URI, credentials included.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PymlError:
+            raise
+        except Exception as e:  # noqa: BLE001 - MlflowException, requests' errors, OSError, ...
+            raise TrackingError(f"MLflow at {redact(tracking_uri())} failed: {type(e).__name__}: {e}") from e
+
+    return wrapper  # type: ignore[return-value]
+
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -139,7 +162,7 @@ def _client():
 def tracking_uri() -> str:
     import mlflow
 
-    return mlflow.get_tracking_uri()
+    return mlflow.get_tracking_uri()  # may carry credentials: show it through uris.redact only
 
 
 def ui_url(path: str = "") -> str | None:
@@ -148,7 +171,7 @@ def ui_url(path: str = "") -> str | None:
     if not base:
         uri = tracking_uri()
         base = uri if uri.startswith(("http://", "https://")) else None
-    return f"{base.rstrip('/')}/{path.lstrip('/')}" if base else None
+    return redact(f"{base.rstrip('/')}/{path.lstrip('/')}") if base else None
 
 
 def _serving_code_dir(tmp: Path) -> Path:
@@ -251,6 +274,7 @@ def _rollback(client, name: str, version: int | None, run, model_existed: bool) 
         pass
 
 
+@_mlflow_errors
 def resolve_version(name: str, version: int | None = None):
     """The MLflow ``ModelVersion`` for NAME/VERSION (latest when version is None), or :class:`NotFound`."""
     from mlflow.exceptions import MlflowException
@@ -274,12 +298,13 @@ def _cache_root() -> Path:
     return Path(os.environ.get("PYML_CACHE_DIR", Path.home() / ".cache" / "pyml_jupyter"))
 
 
+@_mlflow_errors
 def download_package(name: str, version: int) -> Path:
     """The package of a registered version, downloaded once into the local cache."""
     import mlflow
 
     mv = resolve_version(name, version)
-    store = re.sub(r"[^A-Za-z0-9]+", "_", tracking_uri())[-80:]
+    store = re.sub(r"[^A-Za-z0-9]+", "_", redact(tracking_uri()))[-80:]
     target = _cache_root() / "packages" / store / name / str(mv.version)
     package = target / "data" / PACKAGE_DIR_NAME
     if (package / "pyml.json").is_file():
@@ -303,12 +328,14 @@ def _ensure(path: Path) -> Path:
     return path
 
 
+@_mlflow_errors
 def set_version_tags(name: str, version: int, tags: dict[str, str]) -> None:
     client = _client()
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
 
 
+@_mlflow_errors
 def list_registered() -> list[tuple[Any, list[Any]]]:
     """Every registered model with its versions (newest first), models newest first."""
     client = _client()

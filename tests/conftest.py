@@ -15,6 +15,10 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# In-process clients name the host "testserver" (Starlette's TestClient) or "test" (httpx): allow them, as a
+# deployment allows its own names (serving/access.py). The access tests pass their own policies.
+os.environ.setdefault("PYML_ALLOWED_HOSTS", "testserver,test")
+
 EXAMPLE_MODEL_SOURCE = textwrap.dedent(
     '''
     # Captured by pyml_jupyter (hand-written test fixture).

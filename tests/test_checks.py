@@ -212,7 +212,7 @@ def test_predict_raising_on_the_sample_fails_output_type_with_the_error(notebook
     """)
 
     assert status(report, "output_type") == "fail"
-    assert "predict raised KeyError on the sample: 'monthly_chargez'" in report.get("output_type").message
+    assert "predict raised on the sample: KeyError: 'monthly_chargez'" in report.get("output_type").message
 
 
 def test_dropping_rows_fails_rows_aligned(notebook):

@@ -11,7 +11,7 @@ import pytest
 
 from pyml_jupyter.serving.openapi import JSON_TYPES
 from pyml_jupyter.serving.schema import DATAFRAME_DTYPES, DTYPES, TENSOR_DTYPES, DataFrameSchema, TensorSchema
-from pyml_jupyter.serving.scoring import V2_DATATYPES, _V2_TO_NUMPY, v2_datatype
+from pyml_jupyter.serving.v2 import V2_DATATYPES, _V2_TO_NUMPY, v2_datatype
 from pyml_jupyter.tracking import _MLFLOW_TYPES, mlflow_signature
 
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from ..serving.contract import model_kind
 from .report import FAIL, PASS, SKIP, WARN, CheckResult, ContractReport
-from .steps import ALL_CHECKS, STEPS, CheckRun, Stop
+from .steps import ALL_CHECKS, STEPS, CheckRun, Stop, raised
 
 __all__ = ["CheckResult", "ContractReport", "run_check", "ALL_CHECKS", "PASS", "WARN", "FAIL", "SKIP"]
 
@@ -32,15 +32,21 @@ def run_check(
     """Check ``model_class`` against the contract on ``sample``; the package is written to ``package_dir``.
 
     With ``package_dir=None`` a temporary folder is used (``report.package_dir``), removed with the report.
+    Never raises because of the model: whatever it raises, on whichever input, becomes a failed line.
     """
     report = ContractReport(class_name=getattr(model_class, "__name__", repr(model_class)), kind=model_kind(model_class))
     run = CheckRun(report, model_class, sample, artifacts or {}, namespace,
                    Path(package_dir) if package_dir else None, fresh_process_timeout)
     try:
-        for _, step in STEPS:
-            step(run)
-    except Stop:
-        pass
+        for name, step in STEPS:
+            try:
+                step(run)
+            except Stop:
+                break
+            except Exception as e:  # noqa: BLE001 - check() never raises because of what the model does
+                run.add(name or "package", FAIL, f"the {name or 'package'} check could not complete on the "
+                        f"sample: {raised(e)}")
+                break
     finally:
         if run.fresh is not None:
             run.fresh.close()

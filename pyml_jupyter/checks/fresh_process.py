@@ -21,32 +21,35 @@ TARGET = "fresh process"
 def _clean_env() -> dict[str, str]:
     """This environment minus the notebook's import state; this pyml_jupyter stays importable."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    home = str(Path(__file__).resolve().parents[2])  # the folder holding the pyml_jupyter in use
-    env["PYTHONPATH"] = home
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # the folder holding the pyml_jupyter in use
     return env
 
 
 class FreshProcess:
-    """The package loaded in a new interpreter, in an empty directory, predicting its sample.
+    """The package loaded in a new interpreter, in an empty directory, predicting its sample (or ``sample``).
 
     Started at construction and awaited by :meth:`result`, so that the check's work in this process goes on
     while the new interpreter starts and imports the model's libraries.
     """
 
-    def __init__(self, package_dir: Path, timeout: float, *, sample: Any = None,
+    def __init__(self, package_dir: Path, timeout: float, sample: Any = None, *,
                  module: str = "pyml_jupyter.serving.offline") -> None:
+        """``module`` is run as ``python -m MODULE PACKAGE OUT [--sample IN]`` (the Spark scorer takes the same)."""
         self._cwd = tempfile.TemporaryDirectory(prefix="pyml-fresh-")
         self._out = Path(self._cwd.name) / "prediction.pkl"
         self._timeout = timeout
+        self.max_rss_bytes = 0
         self.timings: dict[str, float] = {}
-        argv = [sys.executable, "-m", module, str(Path(package_dir).resolve()), str(self._out)]
-        if sample is not None:
+        command = [sys.executable, "-m", module, str(Path(package_dir).resolve()), str(self._out)]
+        if sample is not None:  # another input than the package's stored sample
             with open(Path(self._cwd.name) / "sample.pkl", "wb") as f:
                 pickle.dump(sample, f)
-            argv += ["--sample", str(Path(self._cwd.name) / "sample.pkl")]
+            command += ["--sample", str(Path(self._cwd.name) / "sample.pkl")]
         self._started = time.perf_counter()
-        self._process = subprocess.Popen(argv, cwd=self._cwd.name, env=_clean_env(), stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            command,
+            cwd=self._cwd.name, env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
         self._stderr, self._elapsed, self._timed_out = "", 0.0, False
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()
@@ -70,7 +73,8 @@ class FreshProcess:
                 tail = "\n".join((self._stderr or "").strip().splitlines()[-6:])
                 raise RuntimeError(tail or f"exit code {self._process.returncode}")
             with open(self._out, "rb") as f:
-                written = pickle.load(f)  # noqa: S301 - written by our own child process
+                written = pickle.load(f)
+            self.max_rss_bytes = int(written.get("max_rss_bytes", 0))
             self.timings = {k: v for k, v in written.items() if k.endswith("_s")}
             return written["prediction"], self._elapsed
         finally:

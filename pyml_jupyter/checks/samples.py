@@ -74,9 +74,10 @@ def drop_first(data: Any, schema: DataFrameSchema | TensorSchema) -> tuple[Any, 
     return {k: v for k, v in data.items() if k != names[0]}, names[0]
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
+def timed(fn: Callable[[], Any], repeat: int, budget: float = float("inf")) -> list[float]:
+    """The seconds of up to ``repeat`` calls of ``fn``, stopping once they took ``budget`` seconds (at least one)."""
+    times: list[float] = []
+    while len(times) < repeat and (not times or sum(times) < budget):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

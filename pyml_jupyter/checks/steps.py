@@ -27,7 +27,26 @@ from . import samples
 from .fresh_process import TARGET as FRESH_PROCESS, FreshProcess
 from .report import FAIL, PASS, WARN, ContractReport
 
-__all__ = ["CheckRun", "Stop", "STEPS", "ALL_CHECKS"]
+__all__ = ["CheckRun", "Stop", "STEPS", "ALL_CHECKS", "raised", "SAMPLE", "ONE_ROW", "EMPTY"]
+
+# The inputs the checks give the model, as their messages name them.
+SAMPLE = "the sample"
+ONE_ROW = "one row (the first of the sample)"
+EMPTY = "an empty input (0 rows)"
+LATENCY_BUDGET_S = 2.0
+"""Seconds each latency measurement may take: a slow model is timed fewer times, never for minutes."""
+
+
+def raised(error: BaseException, limit: int = 300) -> str:
+    """``TypeName: message`` of an exception the model raised, shortened, even when its ``str()`` fails."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - a model's exception may have a broken __str__
+        text = "<its message cannot be shown>"
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class Stop(Exception):
@@ -90,7 +109,7 @@ def _agrees(output: Any, produce: Callable[[], Any], what: str, target: str) -> 
     try:
         parity = compare(output, produce(), target=target)
     except Exception as e:  # noqa: BLE001 - the user's predict failed: the check reports it
-        return False, f"{what} raised {type(e).__name__}: {e}"
+        return False, f"{what} raised {raised(e)}"
     return parity.ok, parity.reason()
 
 
@@ -143,7 +162,8 @@ def check_construct(run: CheckRun) -> None:
         loaded = run.package.loaded_artifacts
         run.model = run.model_class(loaded) if run.takes_artifacts else run.model_class()
     except Exception as e:  # noqa: BLE001
-        raise run.fail("construct", f"{run.report.class_name}(artifacts) raised {type(e).__name__}: {e}")
+        call = f"{run.report.class_name}({'artifacts' if run.takes_artifacts else ''})"
+        raise run.fail("construct", f"{call} raised {raised(e)}")
     run.add("construct", PASS, "constructed from artifacts saved and loaded back" if run.artifacts else "constructed")
 
 
@@ -175,7 +195,7 @@ def check_output_type(run: CheckRun) -> None:
     try:
         output = run.model.predict(run.data)
     except Exception as e:  # noqa: BLE001
-        raise run.fail("output_type", f"predict raised {type(e).__name__} on the sample: {e}")
+        raise run.fail("output_type", f"predict raised on {SAMPLE}: {raised(e)}")
     if run.kind == "dataframe" and not isinstance(output, pd.DataFrame):
         raise run.fail("output_type", f"predict returned {type(output).__module__}.{type(output).__name__}; a "
                        "DataFrameModel must return a pandas DataFrame (e.g. `pd.DataFrame({'score': scores}, "
@@ -247,8 +267,8 @@ def write_package(run: CheckRun) -> None:
 
 def check_deterministic(run: CheckRun) -> None:
     """Two calls on the same input agree."""
-    same, why = _agrees(run.output, lambda: run.model.predict(samples.copy(run.data)), "the second call",
-                        "second call")
+    same, why = _agrees(run.output, lambda: run.model.predict(samples.copy(run.data)),
+                        f"the second call on {SAMPLE}", "second call")
     if same:
         run.add("deterministic", PASS, "two calls on the same input agree")
     else:
@@ -261,7 +281,7 @@ def check_batch_invariance(run: CheckRun) -> None:
     data, n = run.data, samples.n_rows(run.data)
     same, why = _agrees(run.output, lambda: samples.concat([run.model.predict(samples.slice_rows(data, i, i + 1))
                                                             for i in range(n)]),
-                        "predicting one row at a time", "row-by-row prediction")
+                        "predict, given one row at a time,", "row-by-row prediction")
     if run.package_dir is not None:  # the server batches concurrent requests of proven models only
         set_contract_field(run.package_dir, "batch_invariant", bool(same) and n > 1)
     if same:
@@ -276,8 +296,8 @@ def check_empty_input(run: CheckRun) -> None:
     try:
         empty_out = run.model.predict(samples.slice_rows(run.data, 0, 0))
     except Exception as e:  # noqa: BLE001
-        run.add("empty_input", WARN, f"0 rows raise {type(e).__name__}: {str(e).rstrip('.')}. Served models will "
-                "answer empty requests with this error; consider returning an empty result.")
+        run.add("empty_input", WARN, f"0 rows raise {raised(e).rstrip('.')} (predict on {EMPTY}). Served models "
+                "will answer empty requests with this error; consider returning an empty result.")
         return
     rows = samples.n_rows(empty_out) if isinstance(empty_out, (pd.DataFrame, Mapping)) else None
     if rows == 0:
@@ -342,8 +362,16 @@ def check_fresh_process(run: CheckRun) -> None:
 def check_latency(run: CheckRun) -> None:
     """Informational: the time of a batch and of one row, p50 and p99."""
     data, n, model = run.data, samples.n_rows(run.data), run.model
-    batch_times = samples.timed(lambda: model.predict(samples.copy(data)), repeat=max(5, min(50, 200 // max(n, 1))))
-    row_times = samples.timed(lambda: model.predict(samples.slice_rows(data, 0, 1)), repeat=20)
+    times = {}
+    for label, inputs, repeat in ((SAMPLE, lambda: samples.copy(data), max(5, min(50, 200 // max(n, 1)))),
+                                  (ONE_ROW, lambda: samples.slice_rows(data, 0, 1), 20)):
+        try:
+            times[label] = samples.timed(lambda: model.predict(inputs()), repeat=repeat, budget=LATENCY_BUDGET_S)
+        except Exception as e:  # noqa: BLE001 - the user's predict failed: the check reports it
+            run.add("latency", FAIL, f"predict raised on {label} while being timed: {raised(e)}. Served requests "
+                    "carry one row or a few: make predict work for any number of rows.")
+            return
+    batch_times, row_times = times[SAMPLE], times[ONE_ROW]
     lat = run.report.latency = {
         "batch_rows": n,
         "batch_p50_ms": float(np.percentile(batch_times, 50) * 1e3),

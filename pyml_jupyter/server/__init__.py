@@ -16,6 +16,14 @@ def _load_jupyter_server_extension(server_app) -> None:
     from ..jobs import JobManager
     from .handlers import setup_handlers
 
+    import logging
+
+    from ..uris import RedactingFilter
+
+    # The server log never shows a URI's credentials, whoever logs (handlers, jobs, MLflow, tornado).
+    for handler in {*server_app.log.handlers, *logging.getLogger().handlers}:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     web_app = server_app.web_app
     web_app.settings.setdefault("pyml_jobs", JobManager())
     setup_handlers(web_app)

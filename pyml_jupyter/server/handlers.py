@@ -5,7 +5,8 @@ Routes (all under ``{base_url}pyml/``, all authenticated, XSRF-checked for non-G
 
     GET    models                          registered models and their versions     -> {"models": [...]}
     POST   builds        {ref, base_image?}  build the image in a job                  -> 202 job
-    POST   deployments   {ref, port?}        build if needed, run the container (job)  -> 202 job
+    POST   deployments   {ref, port?, memory?, pids_limit?, allowed_hosts?, token?}
+                                         build if needed, run the container (job)  -> 202 job
     GET    deployments                     running model containers                 -> {"deployments": [...]}
     DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
@@ -30,8 +31,10 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .. import api, worker
+from ..container_security import ContainerSettings
 from ..errors import PymlError
 from ..jobs import Job, JobManager, error_dict
+from ..uris import redact
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[^/]+)"
@@ -85,7 +88,7 @@ class PymlHandler(APIHandler):
             self.set_status(exc.status)
             payload = exc.to_dict()
         elif isinstance(exc, tornado.web.HTTPError) or exc is None:
-            message = (exc.log_message if exc is not None else None) or _phrase(status_code)
+            message = redact((exc.log_message if exc is not None else None) or _phrase(status_code))
             payload = {"error": f"http_{status_code}", "message": message}
         else:
             payload = error_dict(exc)
@@ -140,7 +143,9 @@ class DeploymentsHandler(PymlHandler):
         ref, port = self.body_ref(body), body.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
             raise BadRequest(f"port must be an integer between 1 and 65535, not {port!r}.")
-        self.write_job(self.submit("deploy", ref, lambda p: api.deploy(ref, port=port, progress=p)))
+        limits = {key: body.get(key) for key in ("memory", "pids_limit", "allowed_hosts", "token")}
+        ContainerSettings.build(**limits)  # a bad limit is a 400 now, not a failed job later
+        self.write_job(self.submit("deploy", ref, lambda p: api.deploy(ref, port=port, progress=p, **limits)))
 
 
 class DeploymentHandler(PymlHandler):

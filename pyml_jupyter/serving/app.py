@@ -15,7 +15,8 @@ The package is loaded once, in the lifespan, before the first request is accepte
 :func:`create_app`'s arguments or, through :func:`app_from_env` (the factory uvicorn workers call), from the
 environment: ``PYML_PACKAGE``, ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION``, ``PYML_RUN_ID``,
 ``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_ROWS``,
-``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT`` and ``PYML_GRPC_UDS``.
+``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT``, ``PYML_GRPC_UDS``, ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``
+(see access.py: requests naming another ``Host`` get 400; with a token, all but the probes need it).
 
 A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed on a parse
 thread); its validated input then goes through the :class:`~pyml_jupyter.serving.batching.Batcher`, whose
@@ -45,11 +46,13 @@ from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from . import scoring
+from .access import AccessGuard, AccessPolicy, policy_from_env
 from .batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Batcher
 from .loader import LoadedModel, load_package
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -78,6 +81,8 @@ def _runtime_version() -> str:
 
 class ModelServer:
     """One loaded model and the handlers that serve it; :func:`create_app` routes requests to them."""
+
+    access: AccessPolicy = AccessPolicy()  # who may call (see access.py); create_app sets it
 
     def __init__(self, package_path: str | os.PathLike, *, model_name: str | None = None,
                  model_version: str | None = None, run_id: str | None = None,
@@ -367,6 +372,11 @@ class ModelServer:
         self.metrics.observe_request("/metrics", "GET", 200)  # counted before rendering, so it counts itself
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    def observe_refused(self, path: str, method: str, status: int, error_code: str) -> None:
+        """Count a request the access policy refused (by a fixed route label: paths are the client's)."""
+        self.metrics.observe_request("<refused>", method, status)
+        self.metrics.observe_error("<refused>", error_code)
+
     async def http_error(self, request: Request, exc: Exception) -> Response:
         """Starlette's own 404 (no such path) and 405 (wrong method), as JSON and counted."""
         assert isinstance(exc, HTTPException)
@@ -413,19 +423,22 @@ def create_app(package_path: str | os.PathLike, *, model_name: str | None = None
                model_version: str | None = None, run_id: str | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = True,
                max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-               grpc_port: int | None = None, grpc_uds: str | None = None) -> Starlette:
+               grpc_port: int | None = None, grpc_uds: str | None = None,
+               access: AccessPolicy | None = None) -> Starlette:
     """The Starlette app serving the package at ``package_path``; the package loads when the app starts.
 
     ``model_name`` defaults to the package's metadata ``model_name`` or its class name; it is the ``{name}``
     of the V2 routes. ``max_body_bytes`` bounds request bodies (413 beyond). ``predict_thread=False`` predicts
     on the event loop (no batching). ``max_batch_rows`` / ``max_batch_bytes`` bound a batch (0 rows: no
-    batching). ``grpc_port`` / ``grpc_uds`` also serve gRPC while the app runs. ``app.state.server`` is the
-    :class:`ModelServer`.
+    batching). ``grpc_port`` / ``grpc_uds`` also serve gRPC while the app runs. ``access`` says which hosts
+    and token are accepted (default: from ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``, see access.py).
+    ``app.state.server`` is the :class:`ModelServer`.
     """
     server = ModelServer(package_path, model_name=model_name, model_version=model_version, run_id=run_id,
                          max_body_bytes=max_body_bytes, predict_thread=predict_thread,
                          max_batch_rows=max_batch_rows, max_batch_bytes=max_batch_bytes,
                          grpc_port=grpc_port, grpc_uds=grpc_uds)
+    server.access = access or policy_from_env()
     routes = [
         _TemplateRoute("/invocations", _AsgiEndpoint(server.invocations), methods=["POST"]),
         _TemplateRoute("/ping", server.ready, methods=["GET"]),
@@ -443,7 +456,9 @@ def create_app(package_path: str | os.PathLike, *, model_name: str | None = None
         _TemplateRoute("/v2/models/{name}/infer", server.v2_infer, methods=["POST"]),
         _TemplateRoute("/v2/models/{name}/versions/{version}/infer", server.v2_infer, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=server.lifespan, exception_handlers={HTTPException: server.http_error})
+    guard = Middleware(AccessGuard, policy=server.access, refused=server.observe_refused)
+    app = Starlette(routes=routes, lifespan=server.lifespan, exception_handlers={HTTPException: server.http_error},
+                    middleware=[guard])
     app.state.server = server
     return app
 

@@ -24,7 +24,6 @@ import fcntl
 import logging
 import math
 import os
-import struct
 import time
 from typing import Any
 
@@ -33,8 +32,10 @@ import numpy as np
 from grpc import aio
 
 from . import scoring
+from .access import grpc_interceptor
 from .proto import grpc_predict_v2_pb2 as pb
 from .proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from .raw_tensors import RAW_DTYPES, decode_raw, encode_tensor, utf8_texts
 from .scoring import ScoringError
 
 __all__ = ["InferenceServicer", "start_grpc_server", "decode_tensor", "encode_tensor", "SERVICE"]
@@ -42,8 +43,6 @@ __all__ = ["InferenceServicer", "start_grpc_server", "decode_tensor", "encode_te
 SERVICE = "inference.GRPCInferenceService"
 logger = logging.getLogger("pyml_jupyter.serving")
 
-_NUMPY = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
-          "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
 _TYPED = {"BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
           "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
           "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
@@ -56,70 +55,32 @@ _STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND
 # ------------------------------------------------------------------------------------------- tensors
 
 
-def _unpack_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
-    out = np.empty(count, dtype=object)
-    offset = 0
-    for i in range(count):
-        if offset + 4 > len(raw):
-            raise ScoringError.bad_request(f"input '{name}' has fewer raw BYTES elements than its shape needs",
-                                           field=name)
-        (size,) = struct.unpack_from("<I", raw, offset)
-        out[i] = raw[offset + 4:offset + 4 + size]
-        offset += 4 + size
-    if offset != len(raw):
-        raise ScoringError.bad_request(f"input '{name}' has more raw bytes than its shape needs", field=name)
-    return out
-
-
 def decode_tensor(tensor: Any, raw: bytes | None) -> dict:
     """A V2 input tensor ``{"name", "shape", "datatype", "_flat"}`` from a gRPC input (and its raw contents):
     numbers as a numpy array, BYTES as an object array of ``str`` (UTF-8). Raises a 400 naming the input."""
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     if any(d < 0 for d in shape):
         raise ScoringError.bad_request(f"input '{name}' has a negative dimension in its shape {shape}", field=name)
-    count = math.prod(shape)
-    if datatype not in _NUMPY and datatype != "BYTES":
-        raise ScoringError.bad_request(f"input '{name}' has datatype {datatype!r}; use one of "
-                                       f"{', '.join([*_NUMPY, 'BYTES'])}", field=name)
     if raw is not None:
-        if datatype == "BYTES":
-            flat = _unpack_bytes(raw, count, name)
-        else:
-            dtype = np.dtype(_NUMPY[datatype])
-            if len(raw) != count * dtype.itemsize:
-                raise ScoringError.bad_request(f"input '{name}' has {len(raw)} raw bytes but its shape {shape} "
-                                               f"of {datatype} needs {count * dtype.itemsize}", field=name)
-            flat = np.frombuffer(raw, dtype=dtype)
-    else:
-        if datatype not in _TYPED:
+        return {"name": name, "shape": shape, "datatype": datatype, "_flat": decode_raw(raw, datatype, shape, name)}
+    count = math.prod(shape)
+    if datatype not in _TYPED:
+        if datatype in RAW_DTYPES:
             raise ScoringError.bad_request(f"input '{name}' is {datatype}: send it in raw_input_contents",
                                            field=name)
-        values = getattr(tensor.contents, _TYPED[datatype])
-        if len(values) != count:
-            raise ScoringError.bad_request(f"input '{name}' has {len(values)} values but its shape {shape} needs "
-                                           f"{count}", field=name)
-        if datatype == "BYTES":
-            flat = np.empty(count, dtype=object)
-            flat[:] = list(values)
-        else:
-            flat = np.asarray(values, dtype=_NUMPY[datatype])
+        raise ScoringError.bad_request(f"input '{name}' has datatype {datatype!r}; use one of "
+                                       f"{', '.join([*RAW_DTYPES, 'BYTES'])}", field=name)
+    values = getattr(tensor.contents, _TYPED[datatype])
+    if len(values) != count:
+        raise ScoringError.bad_request(f"input '{name}' has {len(values)} values but its shape {shape} needs "
+                                       f"{count}", field=name)
     if datatype == "BYTES":
-        try:
-            flat = np.array([v.decode("utf-8") for v in flat] if count else [], dtype=object)
-        except UnicodeDecodeError:
-            raise ScoringError.bad_request(f"input '{name}' holds BYTES that are not UTF-8 text", field=name) from None
+        flat = np.empty(count, dtype=object)
+        flat[:] = list(values)
+        flat = utf8_texts(flat, name)
+    else:
+        flat = np.asarray(values, dtype=RAW_DTYPES[datatype])
     return {"name": name, "shape": shape, "datatype": datatype, "_flat": flat}
-
-
-def encode_tensor(output: dict) -> bytes:
-    """The raw contents of a V2 output tensor ``{"datatype", "data" (flat)}``."""
-    if output["datatype"] == "BYTES":
-        parts = []
-        for value in output["data"]:
-            data = value if isinstance(value, bytes) else ("" if value is None else str(value)).encode("utf-8")
-            parts.append(struct.pack("<I", len(data)) + data)
-        return b"".join(parts)
-    return np.asarray(output["data"], dtype=_NUMPY[output["datatype"]]).tobytes()
 
 
 # ------------------------------------------------------------------------------------------- service
@@ -262,7 +223,8 @@ async def start_grpc_server(server: Any, *, port: int | None = None, uds: str | 
                             host: str | None = None) -> aio.Server:
     """Start serving ``server`` (a loaded ModelServer) over gRPC on ``host:port`` and/or the Unix socket ``uds``."""
     limit = max(server.max_body_bytes, 4 * 1024 * 1024)
-    grpc_server = aio.server(options=[("grpc.max_receive_message_length", limit),
+    interceptor = grpc_interceptor(server.access)  # the bearer token, when the server has one
+    grpc_server = aio.server(interceptors=[interceptor] if interceptor else None, options=[("grpc.max_receive_message_length", limit),
                                       ("grpc.max_send_message_length", -1)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(server), grpc_server)
     where = []

@@ -3,7 +3,7 @@
 The request schema of ``/invocations`` lists the model's own columns (tensors) with their JSON types, with an
 example built from the package's sample input; the response schema lists the output columns. A client
 generator or Swagger UI pointed at ``/openapi.json`` therefore shows this model's API, not a generic one.
-This module is part of the serving runtime: stdlib (and the schema package and scoring module) only.
+This module is part of the serving runtime: stdlib (and the schema package and the v2 module) only.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from .schema import ColumnSpec, DataFrameSchema, TensorSchema, TensorSpec, dataframe_to_json, tensors_to_json
-from .scoring import V2_DATATYPES
+from .v2 import V2_DATATYPES
 
 __all__ = ["openapi_document", "json_type", "JSON_TYPES"]
 

@@ -19,7 +19,7 @@ from .tracking import RegisteredModel, parse_ref
 
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "test", "predict_offline", "parse_ref", "config", "resolve", "TEST_TARGETS",
+    "stop", "test", "predict_offline", "parse_ref", "config", "resolve", "TEST_TARGETS", "logs",
 ]
 
 
@@ -201,6 +201,17 @@ def deployments() -> list:
     from .deployments import list_deployments
 
     return list_deployments()
+
+
+def logs(ref: str, tail: int = 100) -> list[str]:
+    """The last ``tail`` lines the container of ``ref`` (``NAME/VERSION``, or ``NAME``: the latest) wrote."""
+    from .deployments import find_deployment
+
+    name, version, _ = _resolve(ref)
+    dep = find_deployment(name, str(version), all=True)
+    if dep is None:
+        raise NotFound(f"no container of {name}/{version} exists: deploy it first (%pyml_deploy {name}/{version}).")
+    return dep.logs(tail=tail).splitlines()
 
 
 def stop(ref: str) -> list:

@@ -157,6 +157,7 @@ ROUTES = [
     ("GET", "pyml/deployments"),
     ("DELETE", "pyml/deployments/some_model"),
     ("DELETE", "pyml/deployments/some_model/1"),
+    ("GET", "pyml/deployments/some_model/1/logs"),
     ("GET", "pyml/jobs"),
     ("GET", "pyml/jobs/0123abcd"),
     ("POST", "pyml/tests"),
@@ -281,6 +282,14 @@ async def test_a_test_of_an_unknown_target_is_a_400_naming_the_field(store, fetc
     assert status == 400 and "target" in payload["message"]
 
 
+async def test_logs_of_a_version_without_a_container_is_a_404_and_a_bad_tail_a_400(store, fetch_json):
+    status, payload = await fetch_json("deployments", store["name"], "1", "logs?tail=many")
+    assert status == 400 and "tail" in payload["message"]
+    if docker_available():
+        status, payload = await fetch_json("deployments", store["breaker"], "1", "logs")
+        assert status == 404 and "deploy it first" in payload["message"]
+
+
 async def test_jobs_lists_the_jobs_newest_first(store, fetch_json):
     _, first = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_a/1"})
     _, second = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_b/1"})
@@ -335,25 +344,28 @@ async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
         assert version["image"] is not None
         assert version["deployment"]["status"] == "running"
 
-        status, job = await fetch_json("tests", method="POST", body={"ref": ref, "target": "container"})
-        assert status == 202 and job["kind"] == "test"
-        job = await _poll(fetch_json, job["id"], timeout=300)
-        assert job["state"] == "succeeded", job["error"]
-        report = job["result"]
+        status, logs = await fetch_json("deployments", store["name"], "1", "logs?tail=5")
+        assert status == 200 and isinstance(logs["lines"], list) and len(logs["lines"]) <= 5
+
+        status, tested = await fetch_json("tests", method="POST", body={"ref": ref, "target": "container"})
+        assert status == 202 and tested["kind"] == "test"
+        tested = await _poll(fetch_json, tested["id"], timeout=300)
+        assert tested["state"] == "succeeded", tested["error"]
+        report = tested["result"]
         assert report["ok"] is True
         assert report["target"] == "container"
         assert report["n_rows"] == 3 and report["n_mismatched"] == 0
         assert report["rows"]["columns"] == ["x", "y (notebook)", "y (container)", "|diff|", "match"]
         assert [row[-1] for row in report["rows"]["data"]] == ["✓", "✓", "✓"]
 
-        status, job = await fetch_json("tests", method="POST", body={"ref": ref})  # every target by default
-        job = await _poll(fetch_json, job["id"], timeout=600)
-        assert job["state"] == "succeeded", job["error"]
-        table = job["result"]
+        status, tested = await fetch_json("tests", method="POST", body={"ref": ref})  # every target by default
+        tested = await _poll(fetch_json, tested["id"], timeout=600)
+        assert tested["state"] == "succeeded", tested["error"]
+        table = tested["result"]
         assert [t["key"] for t in table["targets"]] == ["notebook", "fresh_process", "http", "grpc", "spark"]
         assert all(t["status"] == "match" for t in table["targets"]), table["targets"]
         assert table["ok"] is True and len(table["table"]["data"]) == 3
-        assert job["progress"]["stage"] == "comparing"
+        assert tested["progress"]["stage"] == "comparing"
 
         status, body = await fetch_json("deployments", store["name"], "1", method="DELETE")
         assert status == 200

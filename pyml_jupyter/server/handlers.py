@@ -9,6 +9,7 @@ Routes (all under ``{base_url}pyml/``, all authenticated, XSRF-checked for non-G
                                          build if needed, run the container (job)  -> 202 job
     GET    deployments                     running model containers                 -> {"deployments": [...]}
     DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
+    GET    deployments/NAME/VERSION/logs?tail=N   the container's recent log lines  -> {"lines": [...]}
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
     POST   tests         {ref, target?}      parity test in a child process (job)       -> 202 job (result: report)
@@ -157,6 +158,17 @@ class DeploymentHandler(PymlHandler):
         self.write_json({"stopped": [d.to_dict() for d in stopped]})
 
 
+class DeploymentLogsHandler(PymlHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str, version: str):
+        ref = f"{name}/{version}"
+        api.parse_ref(ref)
+        tail = self.get_query_argument("tail", "100")
+        if not tail.isdigit() or not 0 < int(tail) <= 10000:
+            raise BadRequest(f"tail must be a number of lines between 1 and 10000, not {tail!r}.")
+        self.write_json({"lines": await in_thread(api.logs, ref, int(tail))})
+
+
 class JobsHandler(PymlHandler):
     @tornado.web.authenticated
     def get(self):
@@ -201,6 +213,7 @@ def setup_handlers(web_app) -> None:
             (route("deployments"), DeploymentsHandler),
             (route("deployments", NAME), DeploymentHandler),
             (route("deployments", NAME, VERSION), DeploymentHandler),
+            (route("deployments", NAME, VERSION, "logs"), DeploymentLogsHandler),
             (route("jobs"), JobsHandler),
             (route("jobs", r"(?P<job_id>[^/]+)"), JobHandler),
             (route("tests"), TestsHandler),

@@ -2,6 +2,14 @@ import * as React from 'react';
 
 import { IJob } from '../tokens';
 
+const TITLES: Record<string, string> = {
+  build: 'Build',
+  deploy: 'Deploy',
+  test: 'Test',
+  promote: 'Promote',
+  push: 'Push'
+};
+
 /**
  * A running or finished job: stage, a progress bar (indeterminate when the fraction is unknown), a
  * collapsible log tail, and the error when it failed.
@@ -21,7 +29,8 @@ export function JobProgress(props: { job: IJob }): JSX.Element {
     }
   }, [open, progress.log_lines]);
 
-  const label = `${job.kind === 'build' ? 'Build' : 'Deploy'}: ${
+  const title = TITLES[job.kind] ?? job.kind;
+  const label = `${title}: ${
     active ? progress.stage : job.state === 'succeeded' ? 'done' : 'failed'
   }`;
   return (
@@ -45,7 +54,7 @@ export function JobProgress(props: { job: IJob }): JSX.Element {
       {progress.log.length > 0 && (
         <details className="pyml-log" open={open} onToggle={e => setOpen((e.target as HTMLDetailsElement).open)}>
           <summary>
-            {job.kind === 'build' ? 'Build' : 'Deploy'} log ({progress.log_lines} lines)
+            {title} log ({progress.log_lines} lines)
           </summary>
           <pre ref={logRef}>{progress.log.join('\n')}</pre>
         </details>

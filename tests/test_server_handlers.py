@@ -283,7 +283,7 @@ async def test_a_test_of_an_unknown_target_is_a_400_naming_the_field(store, fetc
 
 
 async def test_logs_of_a_version_without_a_container_is_a_404_and_a_bad_tail_a_400(store, fetch_json):
-    status, payload = await fetch_json("deployments", store["name"], "1", "logs?tail=many")
+    status, payload = await fetch_json("deployments", store["name"], "1", "logs", params={"tail": "many"})
     assert status == 400 and "tail" in payload["message"]
     if docker_available():
         status, payload = await fetch_json("deployments", store["breaker"], "1", "logs")
@@ -344,7 +344,7 @@ async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
         assert version["image"] is not None
         assert version["deployment"]["status"] == "running"
 
-        status, logs = await fetch_json("deployments", store["name"], "1", "logs?tail=5")
+        status, logs = await fetch_json("deployments", store["name"], "1", "logs", params={"tail": "5"})
         assert status == 200 and isinstance(logs["lines"], list) and len(logs["lines"]) <= 5
 
         status, tested = await fetch_json("tests", method="POST", body={"ref": ref, "target": "container"})

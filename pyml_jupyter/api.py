@@ -19,7 +19,8 @@ from .tracking import RegisteredModel, parse_ref
 
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "test", "predict_offline", "parse_ref", "config", "resolve", "TEST_TARGETS", "logs",
+    "stop", "test", "predict_offline", "parse_ref", "config", "promote", "push", "export", "resolve",
+    "TEST_TARGETS", "logs",
 ]
 
 
@@ -101,6 +102,9 @@ def list_models() -> list[ModelInfo]:
     for rm, versions in tracking.list_registered():
         info = ModelInfo(name=rm.name, description=rm.description or "")
         label = sanitize_name(rm.name)  # images and containers carry the Docker-safe form of the name
+        aliases: dict[int, list[str]] = {}
+        for alias, number in sorted(tracking.aliases(rm.name).items()):
+            aliases.setdefault(number, []).append(alias)
         for mv in versions:
             image = images.get((label, str(mv.version)))
             dep = deps.get((label, str(mv.version)))
@@ -111,6 +115,7 @@ def list_models() -> list[ModelInfo]:
                 "contract_status": mv.tags.get(tracking.TAG_STATUS),
                 "kind": mv.tags.get(tracking.TAG_KIND),
                 "model_uri": f"models:/{rm.name}/{mv.version}",
+                "aliases": aliases.get(int(mv.version), []),
                 "image": {"tag": image.tag, "id": image.image_id, "size_bytes": image.size_bytes} if image else None,
                 "deployment": {"url": dep.url, "status": dep.status, "container_id": dep.container_id} if dep else None,
             })
@@ -306,3 +311,32 @@ def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = Non
     result.ref = f"{name}/{version}"
     return result
 
+
+
+# ----------------------------------------------------------------------------------- promote, push, export
+
+
+def promote(ref: str, alias: str = "champion", *, compare: str | int | None = None,
+            progress: Progress | None = None):
+    """Point the MLflow alias ``alias`` at the version ``ref`` names, after its contract and parity gates pass;
+    ``compare`` (an alias, a version) also compares their predictions. See :mod:`pyml_jupyter.promotion`."""
+    from .promotion import promote as run_promotion
+
+    return run_promotion(ref, alias, compare=compare, progress=progress)
+
+
+def push(ref: str, registry: str, *, progress: Progress | None = None):
+    """Tag the version's image ``REGISTRY/pyml/NAME:VERSION`` (plus its alias tags) and push it, with the
+    engine's credentials. See :mod:`pyml_jupyter.registry`."""
+    from .registry import push as run_push
+
+    return run_push(ref, registry, progress=progress)
+
+
+def export(ref: str, format: str = "kserve", *, registry: str | None = None, output: str | None = None,
+           progress: Progress | None = None):
+    """Write Kubernetes manifests (``format`` "kserve": an InferenceService; "kubernetes": Deployment, Service,
+    HorizontalPodAutoscaler) for the version's image in ``registry``. See :mod:`pyml_jupyter.manifests`."""
+    from .manifests import export as run_export
+
+    return run_export(ref, format, registry=registry, output=output, progress=progress)

@@ -9,6 +9,9 @@
     pyml test NAME[/VERSION] [--all]     compare the container's (--all: every target's) predictions with
                                          in-process ones; --json prints the report as JSON
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
+    pyml promote NAME/VERSION [--alias champion] [--compare champion]   move an alias behind the gates
+    pyml push NAME[/VERSION] --registry HOST[:PORT]   push its image (REGISTRY/pyml/NAME:VERSION, alias tags)
+    pyml export NAME[/VERSION] [--format kserve|kubernetes] [--registry R] [--output PATH]   write manifests
 """
 
 from __future__ import annotations
@@ -80,6 +83,14 @@ def _run(args: argparse.Namespace) -> int:
     elif cmd == "batch":
         with _progress(f"batch {args.ref}") as p:
             print(api.predict_offline(args.ref, args.query, args.output, keep=args.keep, mode=args.mode, progress=p))
+    elif cmd == "promote":
+        with _progress(f"promote {args.ref}") as p:
+            print(api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+    elif cmd == "push":
+        with _progress(f"push {args.ref}") as p:
+            print(api.push(args.ref, args.registry, progress=p))
+    elif cmd == "export":
+        print(api.export(args.ref, args.format, registry=args.registry, output=args.output))
     return 0
 
 
@@ -118,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", required=True)
     batch.add_argument("--keep")
     batch.add_argument("--mode", choices=["error", "overwrite", "append"], default="error")
+    promote = sub.add_parser("promote", help="point an alias at a version once its contract and parity gates pass")
+    promote.add_argument("ref")
+    promote.add_argument("--alias", default="champion")
+    promote.add_argument("--compare", help="also compare predictions with this alias or version")
+    push = sub.add_parser("push", help="push a version's image to a registry")
+    push.add_argument("ref")
+    push.add_argument("--registry", required=True, help="HOST[:PORT][/PATH]")
+    export = sub.add_parser("export", help="write KServe or Kubernetes manifests for a version's image")
+    export.add_argument("ref")
+    export.add_argument("--format", choices=["kserve", "kubernetes"], default="kserve")
+    export.add_argument("--registry", help="HOST[:PORT][/PATH] (default: where the image was pushed)")
+    export.add_argument("--output", help="file or folder (default: NAME-vVERSION.FORMAT.yaml here)")
     return parser
 
 

@@ -153,6 +153,16 @@ class Deployment:
         """The last ``tail`` lines the server wrote (stdout and stderr)."""
         return self._container().logs(tail=tail).decode("utf-8", "replace")
 
+    def error_log(self, error_id: str, tail: int = 2000) -> str:
+        """The server's log lines for one error (a 500's ``error_id``): its message, exception and traceback,
+        each tagged ``[error_id=...]`` by the server; "" when the last ``tail`` lines hold none."""
+        tag = f"[error_id={error_id}]"
+        try:
+            lines = self.logs(tail=tail).splitlines()
+        except Exception:  # noqa: BLE001 - the log is a courtesy: a vanished container has none
+            return ""
+        return "\n".join(line.split(tag, 1)[1].strip(" ") for line in lines if tag in line)
+
     def stop(self) -> list["Deployment"]:
         """Stop and remove this deployment's container."""
         return stop_deployment(self.name, self.version, client=self._client)
@@ -190,8 +200,11 @@ class Deployment:
             except ValueError:
                 answer = {"message": body.decode("utf-8", "replace")[:2000]}
             code = answer.get("error_code") or answer.get("error") or "error"
-            raise DeployError(f"{self.name}/{self.version} answered {status} {code}: "
-                              f"{answer.get('message', answer)}", details={"status": status, "response": answer})
+            message = f"{self.name}/{self.version} answered {status} {code}: {answer.get('message', answer)}"
+            log = self.error_log(str(answer["error_id"])) if status >= 500 and answer.get("error_id") else ""
+            if log:  # the server keeps the model's exception to its log: show it to the notebook's user
+                message += f"\nThe container's log for error_id {answer['error_id']}:\n{log}"
+            raise DeployError(message, details={"status": status, "response": answer, "log": log})
         return status, body
 
     def predict(self, data: Any, *, timing: bool = False, timeout: float = 60.0) -> Any:

@@ -39,7 +39,7 @@ class _Table:
 class ModelTable(_Table):
     """Registered models and versions with contract, image and deployment state."""
 
-    headers = ("model", "version", "contract", "image", "deployment")
+    headers = ("model", "version", "aliases", "contract", "image", "deployment")
 
     def __init__(self, models: Sequence[Any], title: str = "Registered models") -> None:
         self.models = list(models)
@@ -49,7 +49,8 @@ class ModelTable(_Table):
         out = []
         for m in self.models:
             for v in m.versions:
-                out.append([m.name, v["version"], v.get("contract_status") or "unknown",
+                out.append([m.name, v["version"], ", ".join(v.get("aliases") or []) or "-",
+                            v.get("contract_status") or "unknown",
                             v["image"]["tag"] if v.get("image") else "-",
                             v["deployment"]["url"] if v.get("deployment") else "-"])
         return out

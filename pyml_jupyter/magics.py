@@ -61,7 +61,8 @@ def _friendly(fn: Callable) -> Callable:
 @magics_class
 class PymlMagics(Magics):
     """``%pyml_check``, ``%pyml_register``, ``%pyml_models``, ``%pyml_build``, ``%pyml_deploy``,
-    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_test``, ``%pyml_batch``."""
+    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_test``, ``%pyml_batch``, ``%pyml_promote``, ``%pyml_push``,
+    ``%pyml_export``."""
 
     # ------------------------------------------------------------------------------------------- evaluation
 
@@ -275,3 +276,41 @@ class PymlMagics(Magics):
             f"batch {args.ref}",
             lambda p: api.predict_offline(args.ref, query, args.output, keep=args.keep, mode=args.mode, progress=p),
         )
+
+    # ------------------------------------------------------------------------------- promote, push, export
+
+    @magic_arguments()
+    @argument("ref", help="NAME/VERSION (or NAME: the latest version) to promote")
+    @argument("--alias", "-a", default="champion", help="the MLflow alias to point at it (default: champion)")
+    @argument("--compare", "-c", help="also compare predictions with this alias or version, e.g. champion")
+    @line_magic
+    @_friendly
+    def pyml_promote(self, line: str):
+        """Point an alias (champion) at a version once its contract and parity gates pass."""
+        args = _parse_args(self.pyml_promote, line)
+        return self._with_progress(f"promote {args.ref}",
+                                   lambda p: api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+
+    @magic_arguments()
+    @argument("ref", help="NAME/VERSION or NAME@ALIAS whose image to push")
+    @argument("--registry", "-r", required=True, help="HOST[:PORT][/PATH], e.g. registry.example.com")
+    @line_magic
+    @_friendly
+    def pyml_push(self, line: str):
+        """Tag a version's image REGISTRY/pyml/NAME:VERSION (plus alias tags) and push it."""
+        args = _parse_args(self.pyml_push, line)
+        return self._with_progress(f"push {args.ref}", lambda p: api.push(args.ref, args.registry, progress=p))
+
+    @magic_arguments()
+    @argument("ref", help="NAME/VERSION or NAME@ALIAS")
+    @argument("--format", "-f", default="kserve", choices=["kserve", "kubernetes"],
+              help="kserve: an InferenceService; kubernetes: Deployment + Service + HorizontalPodAutoscaler")
+    @argument("--registry", "-r", help="HOST[:PORT][/PATH] the image is pushed to (default: where it was pushed)")
+    @argument("--output", "-o", help="file or folder to write (default: NAME-vVERSION.FORMAT.yaml here)")
+    @line_magic
+    @_friendly
+    def pyml_export(self, line: str):
+        """Write Kubernetes or KServe manifests for a version's pushed image."""
+        args = _parse_args(self.pyml_export, line)
+        return self._with_progress(f"export {args.ref}", lambda p: api.export(
+            args.ref, args.format, registry=args.registry, output=args.output, progress=p))

@@ -106,6 +106,15 @@ class ParityTable:
             text = f"{MISMATCH} {self.ref}: no target besides the notebook could run"
         return text + (f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else "")
 
+    def summary(self) -> str:
+        """The verdict, in one line (as :meth:`ParityReport.summary` gives a single target's)."""
+        return self.verdict()
+
+    def reason(self) -> str:
+        """Why targets differ or failed, one clause each ("" when the verdict passes)."""
+        return "; ".join(f"{t.label}: {t.reason or t.status}" for k, t in self.targets.items()
+                         if k != _NOTEBOOK and not t.ok)
+
     def latency_text(self) -> str:
         return " · ".join(f"{t.label} {t.latency_text()}" for t in self.targets.values() if t.latency)
 

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -26,7 +27,7 @@ from .uris import redact
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
     "RegisteredModel", "validate_name", "parse_ref", "log_and_register", "resolve_version",
-    "download_package", "set_version_tags", "list_registered", "tracking_uri", "ui_url",
+    "download_package", "set_version_tags", "list_registered", "tracking_uri", "ui_url", "aliases", "set_alias",
 ]
 
 TAG_STATUS = "pyml.contract_status"
@@ -34,6 +35,7 @@ TAG_KIND = "pyml.kind"
 TAG_DIGEST = "pyml.digest"
 TAG_IMAGE_ID = "pyml.image_id"
 TAG_IMAGE_TAG = "pyml.image_tag"
+TAG_ATTEMPT = "pyml.attempt"  # set when the run is created: a rollback finds the run even before it is returned
 PACKAGE_DIR_NAME = "package"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -186,7 +188,8 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
     """Log a checked package (``report.package_dir``) as a pyfunc model in a new run, registered as a new
     version of ``name``, with ``report.sample`` as the input example.
 
-    Nothing half-written survives a failure: the run is deleted and any version created is removed.
+    Nothing half-written survives a failure, an MLflow server dying, or Ctrl-C: the run is deleted and any
+    version created is removed; what cannot be removed (the server is gone) is named in the error.
     """
     import mlflow
 
@@ -200,6 +203,7 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
     run = None
     version = None
     model_existed = True
+    attempt = uuid.uuid4().hex
     try:
         # The experiment is looked up (or created) without making it the notebook's active experiment.
         experiment_id = _experiment_id(client, experiment) if experiment else None
@@ -210,7 +214,7 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
             code_dir = _serving_code_dir(Path(tmp))
             # Inside a run the user started (or autologging did), the pyml run is its child.
             with mlflow.start_run(run_name=f"pyml-{name}", experiment_id=experiment_id,
-                                  nested=mlflow.active_run() is not None) as run:
+                                  nested=mlflow.active_run() is not None, tags={TAG_ATTEMPT: attempt}) as run:
                 mlflow.set_tags({TAG_STATUS: report.status, TAG_KIND: info["kind"], "pyml.class": info["class_name"],
                                  TAG_DIGEST: digest})
                 mlflow.log_params({"pyml.class": info["class_name"], "pyml.kind": info["kind"],
@@ -237,12 +241,14 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
             version = int(mv.version)
             return RegisteredModel(name=name, version=version, run_id=run.info.run_id, status=report.status,
                                    tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest})
-    except Exception as e:
-        _rollback(client, name, version, run, model_existed)
-        if isinstance(e, PymlError):
+    except BaseException as e:  # Ctrl-C too: roll back, then let it through
+        leftovers = _rollback(client, name, version, run, model_existed, attempt)
+        if isinstance(e, PymlError) and not leftovers or not isinstance(e, Exception):
             raise
-        raise PymlError(f"registering {name!r} in MLflow ({tracking_uri()}) failed, and nothing was kept: "
-                        f"{type(e).__name__}: {e}") from e
+        kept = ("nothing was kept" if not leftovers else
+                f"MLflow could not remove {' and '.join(leftovers)}: delete them in the MLflow UI")
+        raise TrackingError(f"registering {name!r} in MLflow ({tracking_uri()}) failed, and {kept}: "
+                            f"{type(e).__name__}: {e}") from e
 
 
 def _experiment_id(client, experiment: str) -> str:
@@ -250,28 +256,62 @@ def _experiment_id(client, experiment: str) -> str:
     return found.experiment_id if found is not None else client.create_experiment(experiment)
 
 
-def _rollback(client, name: str, version: int | None, run, model_existed: bool) -> None:
-    """Best effort: remove the version, a registered model this call created, the run and its logged model."""
+def _rollback(client, name: str, version: int | None, run, model_existed: bool, attempt: str) -> list[str]:
+    """Remove the version(s) of the run, a registered model this call created, the run and its logged model.
+
+    Works from what exists in MLflow, not only from what the interrupted code got back: the run is found by
+    its attempt tag and the versions by their run. Returns what could not be removed (e.g. the server is gone).
+    """
+    import mlflow
+
+    leftovers: list[str] = []
     try:
-        if version is not None:
-            client.delete_model_version(name, str(version))
+        run_id = run.info.run_id if run is not None else _attempt_run_id(attempt)
+    except Exception:  # noqa: BLE001 - the store is unreachable: it may hold a run of this attempt
+        run_id = None
+        leftovers.append(f"the run tagged {TAG_ATTEMPT}={attempt}, if MLflow created it")
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:  # interrupted before `with` took the run
+        _quietly(lambda: mlflow.end_run("KILLED"))
+    try:
+        versions = {int(version)} if version is not None else set()
+        if run_id:
+            versions |= {int(v.version) for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == name}
+        for v in sorted(versions):
+            client.delete_model_version(name, str(v))
         # MLflow may have created the registered model before failing to create its version.
         if not model_existed and not client.search_model_versions(f"name='{name}'"):
             client.delete_registered_model(name)
     except Exception:  # noqa: BLE001 - best effort, the original error matters more
-        pass
-    if run is None:
-        return
+        if version is not None:  # (with none known, an unreachable registry created none either)
+            leftovers.append(f"version {version} of {name!r}")
+    if run_id is None:
+        return leftovers
+    experiment_id = run.info.experiment_id if run is not None else None
+    if experiment_id is not None:
+        _quietly(lambda: [client.delete_logged_model(m.model_id) for m in client.search_logged_models(
+            experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'")])
+    if not _quietly(lambda: client.delete_run(run_id)):
+        leftovers.append(f"run {run_id}")
+    return leftovers
+
+
+def _attempt_run_id(attempt: str) -> str | None:
+    """The run a register() attempt created, if MLflow created one (raises when MLflow cannot be asked)."""
+    import mlflow
+
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`{TAG_ATTEMPT}` = '{attempt}'",
+                              output_format="list")
+    return runs[0].info.run_id if runs else None
+
+
+def _quietly(fn: Callable[[], Any]) -> bool:
+    """Run a clean-up step; whether it worked (its failure must not hide the error being handled)."""
     try:
-        for model in client.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                                 filter_string=f"source_run_id = '{run.info.run_id}'"):
-            client.delete_logged_model(model.model_id)
+        fn()
+        return True
     except Exception:  # noqa: BLE001
-        pass
-    try:
-        client.delete_run(run.info.run_id)
-    except Exception:  # noqa: BLE001
-        pass
+        return False
 
 
 @_mlflow_errors
@@ -345,3 +385,19 @@ def list_registered() -> list[tuple[Any, list[Any]]]:
         out.append((rm, versions))
     out.sort(key=lambda item: -(item[0].last_updated_timestamp or 0))
     return out
+
+
+def aliases(name: str) -> dict[str, int]:
+    """The aliases of a registered model, ``{alias: version}`` (empty for an unknown model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client().get_registered_model(validate_name(name))
+    except MlflowException:
+        return {}
+    return {alias: int(version) for alias, version in (found.aliases or {}).items()}
+
+
+def set_alias(name: str, alias: str, version: int) -> None:
+    """Point the registered-model alias ``alias`` of ``name`` at ``version``."""
+    _client().set_registered_model_alias(validate_name(name), alias, str(version))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install and start what the full test suite needs beyond Python packages, on Debian/Ubuntu:
-# the Docker engine, a local base image (no registry needed), Chromium (browser tests), Java (Spark), wrk (bench).
+# the Docker engine, a local base image (no registry needed), Chromium (browser tests), Java (Spark), wrk (bench),
+# docker-registry (the Distribution registry the push tests start on a loopback port).
 # Writes the PIDs of services it started to .pyml-services (scripts/stop-services.sh stops them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v java >/dev/null || need+=(default-jre-headless)
 command -v wrk >/dev/null || need+=(wrk)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

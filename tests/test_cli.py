@@ -102,6 +102,12 @@ def test_a_user_mistake_is_one_message_and_exit_code_2(store, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_deploy_limits_are_checked_and_reported_in_one_line(store, tmp_path):
+    result = pyml("deploy", "cli_identity", "--memory", "lots", "--pids-limit", "256", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: memory must be a size") and "Traceback" not in result.stderr
+
+
 def test_an_unknown_model_is_reported_not_raised(store, tmp_path):
     result = pyml("test", "never_registered", cwd=tmp_path)
     assert result.returncode == 2

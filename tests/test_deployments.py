@@ -109,6 +109,20 @@ def test_a_bad_request_answers_4xx_json_and_the_container_keeps_serving(deployme
     assert docker_state(deployment) == "running"
 
 
+def test_a_500_carries_only_an_error_id_and_the_client_shows_the_containers_log_for_it(deployment):
+    # 1e400 reads as infinity, which the schema's float64 allows and scikit-learn refuses: the model raises
+    body = b'{"dataframe_records": [{"x1": 1e400, "x2": 0.0, "city": "nice"}]}'
+    with pytest.raises(DeployError) as raised:
+        deployment._call("/invocations", body)
+    error = raised.value
+    answer = error.details["response"]
+    assert error.details["status"] == 500 and answer["error_code"] == "PREDICT_ERROR"
+    assert "ValueError" not in json.dumps(answer)  # the model's own message stays in the log
+    assert "Traceback" in error.details["log"] and "ValueError" in error.details["log"]
+    assert answer["error_id"] in error.message and "ValueError" in error.message
+    assert deployment.error_log(answer["error_id"]) == error.details["log"]
+
+
 def docker_state(dep: Deployment) -> str:
     return dep.refresh().status
 

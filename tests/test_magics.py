@@ -304,3 +304,12 @@ def test_pyml_test_all_shows_one_parity_table_with_skipped_targets_and_why(noteb
     assert len(table.data) == 3
     assert table.targets["fresh_process"].status == "match"
     assert table.targets["grpc"].status == "skipped" and "Docker engine not reachable" in table.targets["grpc"].reason
+
+
+def test_pyml_deploy_takes_container_limits_and_refuses_bad_ones_in_one_paragraph(notebook):
+    help_text = run_cell(notebook, "%pyml_deploy?").text
+    for flag in ("--memory", "--pids-limit", "--allowed-hosts", "--token"):
+        assert flag in help_text
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --memory lots"), "memory must be a size")
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --pids-limit 4"), "pids_limit")
+    assert_usage_error(run_cell(notebook, "%pyml_deploy churn --allowed-hosts 'bad host'"), "allowed_hosts")

@@ -1,7 +1,8 @@
 """Specification of pyml_jupyter.serving.openapi: the OpenAPI document of a model, built from its contract.
 
 Column and tensor types come from ``openapi.JSON_TYPES`` (one entry per schema dtype); the examples are the
-package's sample, so they are valid requests by the document's own schemas (checked here with jsonschema).
+package's sample when it is published (else synthesized from the schema), valid requests either way by the
+document's own schemas (checked here with jsonschema).
 """
 
 from __future__ import annotations
@@ -144,10 +145,16 @@ def test_the_csv_body_names_the_input_columns_and_has_the_sample_as_example(fram
     assert csv["example"].splitlines()[0] == ",".join(INPUTS.names)
 
 
-def test_without_a_sample_there_are_no_examples():
+def test_without_a_sample_the_examples_are_synthesized_from_the_schema_and_valid():
     doc = openapi_document(package("dataframe", INPUTS, OUTPUTS), model_name="churn", model_version=None)
     content = request_content(doc)
-    assert "example" not in content["application/json"] and "example" not in content["text/csv"]
+    example = content["application/json"]["example"]
+    assert example["dataframe_split"]["columns"] == INPUTS.names and len(example["dataframe_split"]["data"]) == 1
+    validate(doc, example, "InvocationsRequest")
+    assert content["text/csv"]["example"].splitlines()[0] == ",".join(INPUTS.names)
+    tensors = openapi_document(package("tensor", TENSOR_INPUTS, TENSOR_OUTPUTS), model_name="digits",
+                               model_version="1")
+    validate(tensors, request_content(tensors)["application/json"]["example"], "InvocationsRequest")
     assert doc["info"]["version"] == "0"
 
 

@@ -103,6 +103,7 @@ def test_a_target_that_failed_fails_the_verdict(expected, sample):
     table = parity_table("churn/2", sample, runs_of(expected, spark=("failed", "Scoring the frame on Spark failed")))
     assert not table.ok and table.targets["spark"].status == "failed"
     assert "Spark differs from the notebook" in table.verdict()
+    assert table.reason() == "Spark: Scoring the frame on Spark failed" and table.summary() == table.verdict()
 
 
 def test_only_skipped_targets_is_no_verdict_of_parity(expected, sample):

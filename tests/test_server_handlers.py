@@ -236,6 +236,17 @@ async def test_malformed_bodies_are_a_400_with_a_message(fetch_json, path, body)
     assert payload["message"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("memory", "lots"), ("pids_limit", "many"), ("allowed_hosts", ["bad host"]), ("token", "short")],
+)
+async def test_bad_container_limits_are_a_400_naming_the_field_before_any_job(fetch_json, field, value):
+    status, payload = await fetch_json("deployments", method="POST", body={"ref": "m/1", field: value})
+    assert status == 400 and field in payload["message"]
+    _, jobs = await fetch_json("jobs")
+    assert not any(job["ref"] == "m/1" for job in jobs["jobs"])
+
+
 async def test_a_body_that_is_not_json_is_a_400(fetch_json):
     status, payload = await fetch_json("deployments", method="POST", body="{not json")
     assert status == 400

@@ -193,7 +193,7 @@ def test_core_invocations_works_without_the_web_framework(example_package, sampl
     model = load_package(example_package)
     timings: dict[str, float] = {}
     body = json.dumps({"dataframe_split": split(sample)}).encode()
-    status, payload, error_code = scoring.invocations(model, body, "application/json", timings)
+    status, payload, error_code, _ = scoring.invocations(model, body, "application/json", timings)
     assert (status, error_code) == (200, None)
     assert_scores(json.loads(payload)["predictions"], expected)
     assert set(timings) == {"parse", "validate", "predict", "serialize"}
@@ -309,11 +309,23 @@ def test_openapi_describes_the_models_columns_with_an_example(client, sample):
     assert schemas["OutputRow"]["properties"]["label"]["type"] == "integer"
     content = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]
     assert content["application/json"]["example"]["dataframe_split"]["columns"] == ["x1", "x2", "city"]
-    assert len(content["application/json"]["example"]["dataframe_split"]["data"]) == len(sample)
-    assert content["text/csv"]["example"].startswith("x1,x2,city\n")
+    # By default the examples are synthesized from the schema: the sample is real data and stays private.
+    assert content["application/json"]["example"]["dataframe_split"]["data"] == [[0.5, 0.5, "text"]]
+    assert content["text/csv"]["example"] == "x1,x2,city\n0.5,0.5,text\n"
     assert "/v2/models/example/infer" in doc["paths"]
-    # The example is a valid request.
+    # The examples are valid requests.
     assert client.post("/invocations", json=content["application/json"]["example"]).status_code == 200
+    csv = client.post("/invocations", content=content["text/csv"]["example"], headers={"Content-Type": "text/csv"})
+    assert csv.status_code == 200
+
+
+def test_openapi_publishes_the_packages_sample_only_when_told_to(example_package, sample, monkeypatch):
+    monkeypatch.setenv("PYML_OPENAPI_SAMPLE", "1")
+    with TestClient(create_app(example_package, model_name="example")) as c:
+        doc = c.get("/openapi.json").json()
+    example = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert len(example["dataframe_split"]["data"]) == len(sample)
+    assert example["dataframe_split"]["data"][0][0] == sample["x1"].iloc[0]
 
 
 def test_openapi_for_a_tensor_model(tensor_client):
@@ -322,7 +334,8 @@ def test_openapi_for_a_tensor_model(tensor_client):
     x = request["properties"]["inputs"]["properties"]["x"]
     assert x["type"] == "array" and x["items"]["items"]["type"] == "number"
     example = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["example"]
-    assert example == {"inputs": {"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]}}
+    assert example == {"inputs": {"x": [[0.5, 0.5, 0.5]]}}  # synthesized from the schema, not the sample
+    assert tensor_client.post("/invocations", json=example).status_code == 200
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -432,14 +445,16 @@ def test_tensor_schema_violation_is_422_naming_the_tensor(tensor_client):
     assert tensor_client.post("/invocations", json={"inputs": {"x": [[1, 2, 3]]}}).status_code == 200
 
 
-def test_exception_in_predict_is_500_with_an_error_id_in_the_log(fragile_client, caplog):
+def test_exception_in_predict_is_500_with_an_error_id_and_the_details_only_in_the_log(fragile_client, caplog):
     caplog.set_level(logging.ERROR, logger="pyml_jupyter.serving")
     r = fragile_client.post("/invocations", json={"dataframe_records": [{"x1": 1e9, "x2": 0.0, "city": "nice"}]})
     assert r.status_code == 500
     body = r.json()
-    assert body["error_code"] == "PREDICT_ERROR" and "x1 is out of range" in body["message"]
-    record = next(rec for rec in caplog.records if body["error_id"] in rec.getMessage())
-    assert record.exc_info and "RuntimeError: x1 is out of range" in caplog.text
+    assert body["error_code"] == "PREDICT_ERROR" and body["error_id"] in body["message"]
+    assert "x1 is out of range" not in r.text and "RuntimeError" not in r.text  # the model's text stays private
+    tagged = [line for line in caplog.text.splitlines() if f"[error_id={body['error_id']}]" in line]
+    assert any("RuntimeError: x1 is out of range" in line for line in tagged)
+    assert any("Traceback" in line for line in tagged)
     assert_still_serving(fragile_client)
     metrics = fragile_client.get("/metrics").text
     assert 'pyml_errors_total{route="/invocations",error_code="PREDICT_ERROR"} 1' in metrics

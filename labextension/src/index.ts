@@ -5,6 +5,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { pymlIcon } from './icons';
 import { PymlModel } from './model';
 import { PymlPanel } from './panel';
+import { IDeployOptions } from './tokens';
 
 namespace CommandIDs {
   export const refresh = 'pyml:refresh';
@@ -82,7 +83,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const ref = await refArg(args, 'Deploy which model version?');
         if (ref) {
           app.shell.activateById(panel.id);
-          return model.deploy(ref);
+          // The command's arguments may carry the container's limits: {memory, pids_limit, allowed_hosts, token}.
+          const { memory, pids_limit, allowed_hosts, token } = args as IDeployOptions;
+          return model.deploy(ref, { memory, pids_limit, allowed_hosts, token });
         }
       }
     });

@@ -4,6 +4,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { requestAPI } from './handler';
 import {
   IConfig,
+  IDeployOptions,
   IJob,
   IJobsReply,
   ILogsReply,
@@ -207,17 +208,21 @@ export class PymlModel implements IDisposable {
     this._schedulePoll();
   }
 
-  /** Start (or join) a deployment of `ref`; builds the image first when there is none. */
-  deploy(ref: string, port?: number): Promise<IJob | null> {
-    const body: { ref: string; port?: number; memory?: string; pids_limit?: number } = { ref };
-    if (port !== undefined) {
-      body.port = port;
-    }
+  /** Start (or join) a deployment of `ref`; builds the image first when there is none. `options` (port,
+   * memory and pids limits, allowed hosts, token) go to the server as they are; it checks them. */
+  deploy(ref: string, options: IDeployOptions = {}): Promise<IJob | null> {
+    const body: { ref: string } & IDeployOptions = { ref };
+    // the settings editor's default resources, unless the call says otherwise
     if (this._settings.memory) {
       body.memory = this._settings.memory;
     }
     if (this._settings.pidsLimit) {
       body.pids_limit = this._settings.pidsLimit;
+    }
+    for (const [key, value] of Object.entries(options)) {
+      if (value !== undefined) {
+        (body as any)[key] = value;
+      }
     }
     return this._startJob(ref, 'deployments', body, 'deploy');
   }

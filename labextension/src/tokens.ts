@@ -69,6 +69,19 @@ export interface IErrorBody {
   details?: unknown;
 }
 
+/** How a deployment's container is confined and who may call it (`POST /pyml/deployments`; see `deploy()`). */
+export interface IDeployOptions {
+  port?: number;
+  /** Memory limit such as '512m' or '8g' (default 4g). */
+  memory?: string;
+  /** Processes and threads the container may run (default 1024). */
+  pids_limit?: number;
+  /** Host names to serve besides loopback and the container's own. */
+  allowed_hosts?: string[];
+  /** true: require a random bearer token (the notebook's Deployment sends it). */
+  token?: boolean;
+}
+
 export type JobKind = 'build' | 'deploy' | 'test' | 'promote' | 'push';
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
 

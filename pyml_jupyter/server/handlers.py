@@ -13,6 +13,8 @@ Routes (all under ``{base_url}pyml/``, all authenticated, XSRF-checked for non-G
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
     POST   tests         {ref, target?}      parity test in a child process (job)       -> 202 job (result: report)
+    POST   aliases       {ref, alias?, compare?}  promote behind the gates (job)       -> 202 job
+    POST   pushes        {ref, registry}     push the version's image (job)            -> 202 job
     GET    config                          MLflow UI link, tracking URI, version
 
 Anything that blocks (MLflow queries, Docker calls) runs in a worker thread so the Tornado loop keeps serving;
@@ -193,6 +195,39 @@ class TestsHandler(PymlHandler):
         self.write_job(self.submit("test", ref, lambda p: worker.run_cli(args, p)))
 
 
+def optional_text(body: dict[str, Any], key: str) -> str | None:
+    """An optional string field of the body."""
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise BadRequest(f"{key} must be a non-empty string, not {value!r}.")
+    return value
+
+
+class AliasesHandler(PymlHandler):
+    @tornado.web.authenticated
+    def post(self):
+        from ..promotion import validate_alias
+
+        body = self.json_body()
+        ref, alias, compare = self.body_ref(body), optional_text(body, "alias") or "champion", \
+            optional_text(body, "compare")
+        validate_alias(alias)
+        self.write_job(self.submit("promote", ref, lambda p: api.promote(ref, alias, compare=compare, progress=p)))
+
+
+class PushesHandler(PymlHandler):
+    @tornado.web.authenticated
+    def post(self):
+        from ..registry import validate_registry
+
+        body = self.json_body()
+        ref, registry = self.body_ref(body), optional_text(body, "registry")
+        if registry is None:
+            raise BadRequest('Say where to push: send {"ref": "NAME/VERSION", "registry": "HOST[:PORT]"}.')
+        validate_registry(registry)
+        self.write_job(self.submit("push", ref, lambda p: api.push(ref, registry, progress=p)))
+
+
 class ConfigHandler(PymlHandler):
     @tornado.web.authenticated
     def get(self):
@@ -217,6 +252,8 @@ def setup_handlers(web_app) -> None:
             (route("jobs"), JobsHandler),
             (route("jobs", r"(?P<job_id>[^/]+)"), JobHandler),
             (route("tests"), TestsHandler),
+            (route("aliases"), AliasesHandler),
+            (route("pushes"), PushesHandler),
             (route("config"), ConfigHandler),
         ],
     )

@@ -2,31 +2,39 @@
 
 Failures become a :class:`ScoringError` with an HTTP status and a JSON body (``{"error_code", "message", ...}``);
 the V2 protocol's form adds ``"error"``. This module is part of the serving runtime: stdlib only (besides the
-runtime's own modules).
+runtime's own modules), numpy and pandas.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 import uuid
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
+import pandas as pd
+
+from .batching import row_count
 from .jsonio import JSON_ERRORS, dumps, loads
 from .loader import LoadedModel
-from .schema import SchemaError
+from .schema import DataFrameSchema, SchemaError
 
-__all__ = ["Answer", "ScoringError", "error_body", "Timer", "predict", "guard", "parse_json"]
+__all__ = ["Answer", "ScoringError", "error_body", "Timer", "predict", "empty_output", "log_error", "guard",
+           "parse_json"]
 
 logger = logging.getLogger("pyml_jupyter.serving")
 
 
 class Answer(NamedTuple):
-    """A response: HTTP status, JSON body, and the error code when it is an error (for metrics)."""
+    """A response: HTTP status, JSON body, and the error code when it is an error (for metrics); a V2 answer
+    with binary outputs has the length of its JSON part in ``json_length`` (see v2_binary.py)."""
 
     status: int
     body: bytes
     error_code: str | None = None
+    json_length: int | None = None
 
 
 class ScoringError(Exception):
@@ -78,15 +86,40 @@ class Timer:
         self.last = now
 
 
+def empty_output(model: LoadedModel) -> Any:
+    """The model's answer to zero rows, from its output schema alone: a DataFrame with the declared columns
+    and dtypes, or arrays of shape ``(0, ...)`` (variable dimensions 0). Many libraries refuse empty input
+    (scikit-learn raises), so a valid empty request never reaches the model."""
+    schema = model.info.output_schema
+    if isinstance(schema, DataFrameSchema):
+        empty = pd.DataFrame({c.name: pd.Series([], dtype=object) for c in schema.columns}, index=pd.RangeIndex(0))
+        return schema.enforce(empty).data
+    return {t.name: np.zeros(tuple(0 if d is None else d for d in (None, *t.shape[1:])),
+                             dtype=object if t.dtype == "string" else t.dtype) for t in schema.tensors}
+
+
+def log_error(error_id: str, message: str, exc: BaseException, *, level: int = logging.ERROR) -> None:
+    """Log ``message``, the exception and its traceback, every line tagged ``[error_id=...]``, so that
+    ``grep error_id`` (or :meth:`Deployment.error_log <pyml_jupyter.deployments.Deployment.error_log>`)
+    finds all of it and only it."""
+    lines = [message, *"".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()]
+    logger.log(level, "\n".join(f"[error_id={error_id}] {line}" for line in lines))
+
+
 def predict(model: LoadedModel, data: Any) -> Any:
-    """The model's prediction on enforced input; anything the model raises becomes a 500 with an error id."""
+    """The model's prediction on enforced input (zero rows: :func:`empty_output`, the model is not called).
+
+    Anything the model raises becomes a 500 whose message is generic and whose ``error_id`` finds the
+    exception and its traceback in the server log (the answer never echoes the model's own text)."""
+    if row_count(data) == 0:
+        return empty_output(model)
     try:
         return model.predict_enforced(data)
     except Exception as exc:  # noqa: BLE001 - user code: any exception is a prediction error
         error_id = str(uuid.uuid4())
-        logger.error("predict failed (error_id=%s)", error_id, exc_info=True)
-        raise ScoringError(500, "PREDICT_ERROR", f"The model's predict() raised {type(exc).__name__}: {exc}",
-                           error_id=error_id) from exc
+        log_error(error_id, "predict failed", exc)
+        raise ScoringError(500, "PREDICT_ERROR", f"The model's predict() raised an exception; the server log "
+                                                 f"has it under error_id {error_id}", error_id=error_id) from exc
 
 
 def parse_json(body: bytes) -> Any:
@@ -106,9 +139,10 @@ def guard(function: Callable, phase: str, *args: Any) -> Any:
     except Exception as exc:  # noqa: BLE001
         error_id = str(uuid.uuid4())
         if phase == "parse":  # the input made the parser fail in a way it does not check for: the client's
-            logger.warning("unreadable request (error_id=%s)", error_id, exc_info=True)
-            raise ScoringError.bad_request(f"The request cannot be read: {type(exc).__name__}: {exc}",
-                                           error_id=error_id) from exc
-        logger.error("cannot serialize the prediction (error_id=%s)", error_id, exc_info=True)
-        raise ScoringError(500, "SERIALIZE_ERROR", f"The prediction cannot be written as JSON: "
-                                                   f"{type(exc).__name__}: {exc}", error_id=error_id) from exc
+            log_error(error_id, "unreadable request", exc, level=logging.WARNING)
+            raise ScoringError.bad_request(f"The request cannot be read ({type(exc).__name__}); the server log "
+                                           f"has the details under error_id {error_id}", error_id=error_id) from exc
+        log_error(error_id, "cannot serialize the prediction", exc)
+        raise ScoringError(500, "SERIALIZE_ERROR", f"The prediction cannot be written as JSON; the server log "
+                                                   f"has the details under error_id {error_id}",
+                           error_id=error_id) from exc

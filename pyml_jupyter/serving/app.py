@@ -14,7 +14,8 @@ Endpoints (all answers are JSON unless said otherwise)::
 The package is loaded once, in the lifespan, before the first request is accepted. Configuration comes from
 :func:`create_app`'s arguments or, through :func:`app_from_env` (the factory uvicorn workers call), from the
 environment: ``PYML_PACKAGE``, ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION``, ``PYML_RUN_ID``,
-``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_ROWS``,
+the request limits ``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_MAX_ROWS``, ``PYML_MAX_COLUMNS`` and
+``PYML_MAX_DEPTH`` (see limits.py), ``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_ROWS``,
 ``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT``, ``PYML_GRPC_UDS``, ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``
 (see access.py: requests naming another ``Host`` get 400; with a token, all but the probes need it).
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import platform
@@ -54,15 +56,17 @@ from starlette.routing import Route
 from . import scoring
 from .access import AccessGuard, AccessPolicy, policy_from_env
 from .batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Batcher
+from .limits import DEFAULT_MAX_BODY_BYTES, Limits
 from .loader import LoadedModel, load_package
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .openapi import openapi_document
 from .scoring import Answer, ScoringError, dumps, v2_datatype
+from .v2_binary import HEADER as BINARY_HEADER
+from .v2_binary import header_length
 
 __all__ = ["create_app", "app_from_env", "ModelServer", "DEFAULT_MAX_BODY_BYTES"]
 
-DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 # Bodies larger than this are parsed and validated on a parse thread, so that they do not hold the event loop.
 PARSE_THREAD_BYTES = 64 * 1024
 JSON = "application/json"
@@ -88,12 +92,15 @@ class ModelServer:
                  model_version: str | None = None, run_id: str | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = True,
                  max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-                 grpc_port: int | None = None, grpc_uds: str | None = None) -> None:
+                 grpc_port: int | None = None, grpc_uds: str | None = None, limits: Limits | None = None) -> None:
         self.package_path = Path(package_path)
         self.configured_name = model_name
         self.model_version = None if model_version in (None, "") else str(model_version)
         self.run_id = run_id or None
-        self.max_body_bytes = int(max_body_bytes)
+        self.limits = limits or Limits()
+        if max_body_bytes != DEFAULT_MAX_BODY_BYTES:  # given explicitly: it wins over the limits' own
+            self.limits = dataclasses.replace(self.limits, max_body_bytes=int(max_body_bytes))
+        self.max_body_bytes = self.limits.max_body_bytes
         self.predict_thread = predict_thread
         self.max_batch_rows = int(max_batch_rows)
         self.max_batch_bytes = int(max_batch_bytes)
@@ -136,7 +143,8 @@ class ModelServer:
         self._static = {
             "metadata": dumps(self.metadata()),
             "v2_model": dumps(self.v2_model_metadata()),
-            "v2_server": dumps({"name": "pyml_jupyter.serving", "version": _runtime_version(), "extensions": []}),
+            "v2_server": dumps({"name": "pyml_jupyter.serving", "version": _runtime_version(),
+                                "extensions": ["binary_tensor_data"]}),
         }
         batching = (f"batching up to {self.max_batch_rows} rows" if self.batcher.batching else
                     "no batching" + ("" if info.batch_invariant else " (batch invariance not proven)"))
@@ -204,10 +212,12 @@ class ModelServer:
     def openapi(self) -> bytes:
         if self._openapi is None:
             info = self.model.info
-            try:
-                sample = info.read_sample()
-            except Exception:  # noqa: BLE001 - a package without a readable sample still gets its document
-                sample = None
+            sample = None
+            if _env_bool("PYML_OPENAPI_SAMPLE", False):  # the sample is real data: published only when asked
+                try:
+                    sample = info.read_sample()
+                except Exception:  # noqa: BLE001 - a package without a readable sample still gets its document
+                    sample = None
             self._openapi = dumps(openapi_document(info, model_name=self.model_name,
                                                    model_version=self.model_version, sample=sample))
         return self._openapi
@@ -233,7 +243,7 @@ class ModelServer:
             except ValueError:
                 raise ScoringError.bad_request(f"Invalid Content-Length {declared!r}") from None
             if size > limit:
-                raise _too_large(size, limit)
+                raise self.limits.too_large(size)
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -244,7 +254,7 @@ class ModelServer:
             if chunk:
                 total += len(chunk)
                 if total > limit:  # a chunked body, or one longer than its Content-Length said
-                    raise _too_large(total, limit, streaming=True)
+                    raise self.limits.too_large(total, streaming=True)
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -259,19 +269,24 @@ class ModelServer:
     async def score_invocations(self, body: bytes, content_type: str | None, timings: dict[str, float]) -> Answer:
         """An ``/invocations`` answer: parsed and validated alone, predicted through the batcher. Never raises."""
         try:
-            data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type, timings)
+            data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type, timings,
+                                    self.limits)
             output = await self.batcher.predict(data, len(body), timings)
             return Answer(200, scoring.write_invocations(output, timings))
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc), exc.error_code)
 
-    async def score_v2(self, body: bytes, timings: dict[str, float]) -> Answer:
-        """A V2 ``infer`` answer, like :meth:`score_invocations`. Never raises."""
+    async def score_v2(self, body: bytes, timings: dict[str, float], json_length: str | None = None) -> Answer:
+        """A V2 ``infer`` answer, like :meth:`score_invocations`; ``json_length`` is the request's
+        ``Inference-Header-Content-Length`` (binary inputs follow the JSON). Never raises."""
         try:
-            data, request = await self.parse(len(body), scoring.read_v2, self.model, body, timings)
+            length = header_length(json_length, len(body))
+            data, request = await self.parse(len(body), lambda: scoring.read_v2(self.model, body, timings,
+                                                                                json_length=length,
+                                                                                limits=self.limits))
             output = await self.batcher.predict(data, len(body), timings)
-            return Answer(200, scoring.write_v2(self.model, output, request, model_name=self.model_name,
-                                                model_version=self.model_version, timings=timings))
+            return scoring.write_v2(self.model, output, request, model_name=self.model_name,
+                                    model_version=self.model_version, timings=timings)
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc, v2=True), exc.error_code)
 
@@ -324,14 +339,20 @@ class ModelServer:
         except ScoringError as exc:
             return self._error(route, "POST", exc, v2=True)
         content_type = request.headers.get("content-type")
-        if content_type and content_type.partition(";")[0].strip().lower() != JSON:
+        json_length = request.headers.get(BINARY_HEADER)
+        accepted = (JSON, "application/octet-stream") if json_length is not None else (JSON,)
+        if content_type and content_type.partition(";")[0].strip().lower() not in accepted:
             return self._error(route, "POST", ScoringError(415, "UNSUPPORTED_MEDIA_TYPE",
                                                            f"Content type {content_type!r} is not supported; "
-                                                           f"send application/json"), v2=True)
+                                                           f"send {' or '.join(accepted)}"), v2=True)
         timings: dict[str, float] = {}
-        answer = await self.score_v2(body, timings)
+        answer = await self.score_v2(body, timings, json_length)
         self.metrics.observe_phases(route, timings)
-        return self._respond(route, "POST", answer.status, answer.body, answer.error_code)
+        if answer.json_length is None:
+            return self._respond(route, "POST", answer.status, answer.body, answer.error_code)
+        self.metrics.observe_request(route, "POST", answer.status)
+        return Response(answer.body, status_code=answer.status, media_type="application/octet-stream",
+                        headers={BINARY_HEADER: str(answer.json_length)})
 
     async def v2_model(self, request: Request) -> Response:
         route = request.scope["route_template"]
@@ -390,12 +411,6 @@ class ModelServer:
                         media_type=JSON, headers=exc.headers)
 
 
-def _too_large(size: int, limit: int, *, streaming: bool = False) -> ScoringError:
-    what = f"more than {limit}" if streaming else str(size)
-    return ScoringError(413, "PAYLOAD_TOO_LARGE", f"The body has {what} bytes; the limit is {limit} bytes "
-                                                  f"(PYML_MAX_BODY_BYTES). Send smaller batches.")
-
-
 class _AsgiEndpoint:
     """Wraps a ``handler(scope, receive, send)`` method so that Starlette's Route calls it as an ASGI app
     (a plain function or method would be called with a Request and expected to return a Response)."""
@@ -424,7 +439,7 @@ def create_app(package_path: str | os.PathLike, *, model_name: str | None = None
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = True,
                max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
                grpc_port: int | None = None, grpc_uds: str | None = None,
-               access: AccessPolicy | None = None) -> Starlette:
+               access: AccessPolicy | None = None, limits: Limits | None = None) -> Starlette:
     """The Starlette app serving the package at ``package_path``; the package loads when the app starts.
 
     ``model_name`` defaults to the package's metadata ``model_name`` or its class name; it is the ``{name}``
@@ -432,12 +447,13 @@ def create_app(package_path: str | os.PathLike, *, model_name: str | None = None
     on the event loop (no batching). ``max_batch_rows`` / ``max_batch_bytes`` bound a batch (0 rows: no
     batching). ``grpc_port`` / ``grpc_uds`` also serve gRPC while the app runs. ``access`` says which hosts
     and token are accepted (default: from ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``, see access.py).
-    ``app.state.server`` is the :class:`ModelServer`.
+    ``limits`` bounds rows, columns and nesting (default: :class:`~pyml_jupyter.serving.limits.Limits`'
+    defaults). ``app.state.server`` is the :class:`ModelServer`.
     """
     server = ModelServer(package_path, model_name=model_name, model_version=model_version, run_id=run_id,
                          max_body_bytes=max_body_bytes, predict_thread=predict_thread,
                          max_batch_rows=max_batch_rows, max_batch_bytes=max_batch_bytes,
-                         grpc_port=grpc_port, grpc_uds=grpc_uds)
+                         grpc_port=grpc_port, grpc_uds=grpc_uds, limits=limits)
     server.access = access or policy_from_env()
     routes = [
         _TemplateRoute("/invocations", _AsgiEndpoint(server.invocations), methods=["POST"]),
@@ -485,7 +501,7 @@ def app_from_env() -> Starlette:
         model_name=os.environ.get("PYML_MODEL_NAME") or None,
         model_version=os.environ.get("PYML_MODEL_VERSION") or None,
         run_id=os.environ.get("PYML_RUN_ID") or None,
-        max_body_bytes=int(os.environ.get("PYML_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
+        limits=Limits.from_env(),
         predict_thread=_env_bool("PYML_PREDICT_THREAD", True),
         max_batch_rows=_env_int("PYML_MAX_BATCH_ROWS", DEFAULT_MAX_BATCH_ROWS),
         max_batch_bytes=_env_int("PYML_MAX_BATCH_BYTES", DEFAULT_MAX_BATCH_BYTES),

@@ -154,7 +154,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         inputs = [decode_tensor(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)]
         parsed = time.perf_counter()
         timings["parse"] = parsed - started
-        data = scoring.v2_input(self.server.model, inputs)
+        data = scoring.v2_input(self.server.model, inputs, self.server.limits)
         timings["validate"] = time.perf_counter() - parsed
         return data
 

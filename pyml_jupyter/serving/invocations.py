@@ -5,6 +5,7 @@ This module is part of the serving runtime: stdlib, numpy and pandas only (besid
 
 from __future__ import annotations
 
+import csv
 import io
 from typing import Any, Mapping
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from .answers import Answer, ScoringError, Timer, error_body, guard, parse_json, predict
 from .jsonio import dumps
+from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
 from .schema import (
     DataFrameSchema,
@@ -47,20 +49,54 @@ def _media_type(content_type: str | None) -> str:
     return mime
 
 
-def _parse_csv(body: bytes, schema: DataFrameSchema) -> pd.DataFrame:
+def _parse_csv(body: bytes, schema: DataFrameSchema, limits: Limits) -> pd.DataFrame:
+    """The schema's columns of a CSV body (the others are tokenized, never converted), at most
+    ``max_rows + 1`` rows read; the header's width and the row count are checked against the limits."""
     # Text-like columns are read as text, so "007" stays "007" and the schema decides what the rest mean.
     text_like = {c.name: object for c in schema.columns if c.dtype in ("string", "binary", "datetime", "object")}
+    wanted = set(schema.names)
     try:
-        return pd.read_csv(io.BytesIO(body), dtype=text_like or None)
+        limits.check_columns(_header_width(body), "the CSV header", len(schema))
+        frame = pd.read_csv(io.BytesIO(body), dtype=text_like or None, usecols=lambda c: c in wanted,
+                            nrows=limits.max_rows + 1)
+    except pd.errors.EmptyDataError:
+        raise ScoringError.bad_request("The body is not valid CSV with a header row: it is empty") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScoringError.bad_request(f"The body is not valid CSV with a header row: {exc}") from None
+    limits.check_rows(len(frame))
+    return frame
 
 
-def _frame_input(model: LoadedModel, key: str, value: Any) -> pd.DataFrame:
+def _header_width(body: bytes) -> int:
+    """The fields of a CSV body's first line, counted by the csv module in linear time (pandas takes
+    minutes over a header of 100k columns)."""
+    first = body[: body.find(b"\n")] if b"\n" in body else body
+    return len(next(csv.reader([first.decode("utf-8", "replace")]), []))
+
+
+def _check_records(value: list, limits: Limits, declared: int) -> None:
+    """Rows and the widest record of a list of records (its keys counted, not gathered)."""
+    limits.check_rows(len(value))
+    widest = max((len(r) for r in value if isinstance(r, Mapping)), default=0)
+    limits.check_columns(widest, "a record", declared)
+
+
+def _check_columns_form(value: Mapping, limits: Limits, declared: int) -> None:
+    """Columns and rows of the ``{column: [values]}`` form (rows: its longest list)."""
+    limits.check_columns(len(value), "the {column: [values]} object", declared)
+    limits.check_rows(max((len(v) for v in value.values() if isinstance(v, list)), default=0))
+
+
+def _frame_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> pd.DataFrame:
     schema = model.info.input_schema
+    declared = len(schema)
     if key == "dataframe_split":
         if not isinstance(value, Mapping) or "data" not in value:
             raise ScoringError.bad_request("'dataframe_split' must be an object with 'columns' and 'data'")
+        if isinstance(value.get("columns"), list):
+            limits.check_columns(len(value["columns"]), "'dataframe_split'", declared)
+        if isinstance(value["data"], list):
+            limits.check_rows(len(value["data"]))
         if "columns" not in value:  # positional, as pandas' split orientation allows
             value = {"columns": schema.names, "data": value["data"]}
         else:
@@ -69,17 +105,23 @@ def _frame_input(model: LoadedModel, key: str, value: Any) -> pd.DataFrame:
         raise ScoringError.bad_request("'dataframe_records' must be a list of {column: value} objects")
     elif key in ("instances", "inputs") and not isinstance(value, (list, Mapping)):
         raise ScoringError.bad_request(f"'{key}' must be a list of records or a {{column: [values]}} object")
+    if isinstance(value, list):
+        _check_records(value, limits, declared)
+    elif key != "dataframe_split":
+        _check_columns_form(value, limits, declared)
     return dataframe_from_json(value, schema)
 
 
-def _tensor_input(model: LoadedModel, key: str, value: Any) -> dict[str, np.ndarray]:
+def _tensor_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> dict[str, np.ndarray]:
     schema: TensorSchema = model.info.input_schema
     if key == "instances":
         if not isinstance(value, list):
             raise ScoringError.bad_request("'instances' must be a list of examples")
+        limits.check_rows(len(value))
         if value and all(isinstance(v, Mapping) for v in value):  # [{name: example}, ...]
-            names = list(dict.fromkeys(k for v in value for k in v))
-            value = {n: [v.get(n) for v in value] for n in names}
+            limits.check_columns(max(map(len, value)), "an instance", len(schema))
+            # only the schema's names are gathered; a name no instance has is left missing
+            value = {n: [v.get(n) for v in value] for n in schema.names if any(n in v for v in value)}
         elif len(schema) == 1:  # [example, ...] for a single-input model
             value = {schema.names[0]: value}
         else:
@@ -88,18 +130,24 @@ def _tensor_input(model: LoadedModel, key: str, value: Any) -> dict[str, np.ndar
     elif key != "inputs":
         raise ScoringError.bad_request(f"This model takes tensors ({', '.join(schema.names)}): send "
                                        f"{{\"inputs\": {{name: nested list}}}}, not '{key}'")
+    elif isinstance(value, Mapping):
+        limits.check_columns(len(value), "'inputs'", len(schema))
+        limits.check_rows(max((len(v) for v in value.values() if isinstance(v, list)), default=0))
+    elif isinstance(value, list):
+        limits.check_rows(len(value))
     return tensors_from_json(value, schema)
 
 
 def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
-                      timings: dict[str, float] | None = None) -> Any:
-    """The model's input from an ``/invocations`` request: schema enforced, ready for ``predict``."""
+                      timings: dict[str, float] | None = None, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """The model's input from an ``/invocations`` request: schema enforced, ready for ``predict``; the
+    request's rows, columns and nesting within ``limits``."""
     timer = Timer(timings)
     mime = _media_type(content_type)
     if mime == CONTENT_TYPE_CSV:
         if model.kind != "dataframe":
             raise ScoringError(415, "UNSUPPORTED_MEDIA_TYPE", "This model takes tensors: send application/json")
-        frame = _parse_csv(body, model.info.input_schema)
+        frame = _parse_csv(body, model.info.input_schema, limits)
         timer.lap("parse")
         try:
             data = model.enforce(frame)
@@ -107,22 +155,24 @@ def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
             raise ScoringError.from_schema_error(exc) from None
         timer.lap("validate")
         return data
+    limits.check_depth(body)
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ScoringError.bad_request(f"The JSON body must be an object with one of the keys "
                                        f"{', '.join(INVOCATIONS_KEYS)}; got a {type(payload).__name__}")
     keys = [k for k in INVOCATIONS_KEYS if k in payload]
     if len(keys) != 1:
-        found = ", ".join(map(repr, payload)) or "none"
+        found = ", ".join(map(repr, list(payload)[:10])) or "none"
         raise ScoringError.bad_request(f"The JSON body must have exactly one of the keys "
-                                       f"{', '.join(INVOCATIONS_KEYS)}; found {found}")
+                                       f"{', '.join(INVOCATIONS_KEYS)}; found {found}"
+                                       f"{' and more' if len(payload) > 10 else ''}")
     timer.lap("parse")
     key = keys[0]
     try:
         if model.kind == "dataframe":
-            data = _frame_input(model, key, payload[key])
+            data = _frame_input(model, key, payload[key], limits)
         else:
-            data = _tensor_input(model, key, payload[key])
+            data = _tensor_input(model, key, payload[key], limits)
     except SchemaError as exc:
         raise ScoringError.from_schema_error(exc) from None
     timer.lap("validate")
@@ -132,13 +182,13 @@ def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
 def predictions_json(output: Any) -> bytes:
     """``{"predictions": ...}`` as MLflow writes it: DataFrame -> records, dict of arrays -> {name: lists}."""
     if isinstance(output, pd.DataFrame):
-        predictions: Any = dataframe_to_records(output)
+        predictions: Any = dataframe_to_records(output, allow_nan=True)
     elif isinstance(output, pd.Series):
-        predictions = dataframe_to_records(output.to_frame())
+        predictions = dataframe_to_records(output.to_frame(), allow_nan=True)
     elif isinstance(output, Mapping):
-        predictions = tensors_to_json(output)
+        predictions = tensors_to_json(output, allow_nan=True)
     elif isinstance(output, np.ndarray):
-        predictions = tensors_to_json({"_": output})["_"]
+        predictions = tensors_to_json({"_": output}, allow_nan=True)["_"]
     else:
         raise ScoringError(500, "PREDICT_ERROR", f"The model's predict() returned a {type(output).__name__}; "
                                                  f"it must return a DataFrame or a dict of numpy arrays")
@@ -146,9 +196,9 @@ def predictions_json(output: Any) -> bytes:
 
 
 def read_invocations(model: LoadedModel, body: bytes, content_type: str | None,
-                     timings: dict[str, float] | None = None) -> Any:
+                     timings: dict[str, float] | None = None, limits: Limits = DEFAULT_LIMITS) -> Any:
     """:func:`parse_invocations`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
-    return guard(parse_invocations, "parse", model, body, content_type, timings)
+    return guard(parse_invocations, "parse", model, body, content_type, timings, limits)
 
 
 def write_invocations(output: Any, timings: dict[str, float] | None = None) -> bytes:
@@ -160,13 +210,15 @@ def write_invocations(output: Any, timings: dict[str, float] | None = None) -> b
 
 
 def invocations(model: LoadedModel, body: bytes, content_type: str | None,
-                timings: dict[str, float] | None = None) -> Answer:
+                timings: dict[str, float] | None = None, limits: Limits = DEFAULT_LIMITS) -> Answer:
     """Answer an ``/invocations`` request: ``(status, JSON body, error code)``. Never raises.
 
     ``timings``, if given, receives the seconds spent per phase (parse, validate, predict, serialize).
     """
     try:
-        data = read_invocations(model, body, content_type, timings)
+        if len(body) > limits.max_body_bytes:
+            raise limits.too_large(len(body))
+        data = read_invocations(model, body, content_type, timings, limits)
         timer = Timer(timings)
         output = predict(model, data)
         timer.lap("predict")

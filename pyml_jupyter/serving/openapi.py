@@ -1,7 +1,7 @@
 """The OpenAPI 3 document of a served model, generated from its contract.
 
 The request schema of ``/invocations`` lists the model's own columns (tensors) with their JSON types, with an
-example built from the package's sample input; the response schema lists the output columns. A client
+example synthesized from the schema (the package's sample only when ``PYML_OPENAPI_SAMPLE=1`` publishes it); the response schema lists the output columns. A client
 generator or Swagger UI pointed at ``/openapi.json`` therefore shows this model's API, not a generic one.
 This module is part of the serving runtime: stdlib (and the schema package and the v2 module) only.
 """
@@ -59,6 +59,28 @@ def _tensor(spec: TensorSpec) -> dict[str, Any]:
     return item
 
 
+# One plausible value per dtype, for the examples synthesized from the schema (no real data is published).
+_EXAMPLE_VALUES: dict[str, Any] = {"bool": True, "string": "text", "datetime": "2024-01-31T12:00:00",
+                                   "binary": "AAE=", "object": "value",
+                                   **{d: 1 for d in JSON_TYPES if d.startswith(("int", "uint"))},
+                                   **{d: 0.5 for d in JSON_TYPES if d.startswith("float")}}
+
+
+def _synthetic_frame_example(schema: DataFrameSchema) -> tuple[dict, str]:
+    """A one-row JSON request (split form) and CSV body built from the schema alone."""
+    row = [_EXAMPLE_VALUES[c.dtype] for c in schema.columns]
+    csv_row = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in row)
+    return ({"dataframe_split": {"columns": schema.names, "data": [row]}},
+            ",".join(schema.names) + "\n" + csv_row + "\n")
+
+
+def _synthetic_tensor(spec: TensorSpec) -> Any:
+    value: Any = _EXAMPLE_VALUES["string" if spec.dtype == "string" else spec.dtype]
+    for d in reversed(spec.shape):
+        value = [copy.deepcopy(value) for _ in range(1 if d is None else d)]
+    return value
+
+
 def _row(schema: DataFrameSchema) -> dict[str, Any]:
     return {"type": "object", "properties": {c.name: _column(c) for c in schema.columns},
             "required": [c.name for c in schema.columns if not c.nullable] or None}
@@ -95,10 +117,10 @@ def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sam
                  {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}, columns]}}},
         ]
     }
-    example = {"dataframe_split": dataframe_to_json(sample)} if sample is not None else None
-    csv_example = None
-    if sample is not None:
-        csv_example = sample.to_csv(index=False)
+    if sample is not None:  # published only when the server is told to (PYML_OPENAPI_SAMPLE=1)
+        example, csv_example = {"dataframe_split": dataframe_to_json(sample)}, sample.to_csv(index=False)
+    else:
+        example, csv_example = _synthetic_frame_example(inputs)
     return {
         "schemas": {
             "InputRow": _row(inputs),
@@ -122,7 +144,8 @@ def _tensor_components(inputs: TensorSchema, outputs: TensorSchema, sample: Any)
             "InvocationsResponse": {"type": "object", "required": ["predictions"], "properties": {
                 "predictions": {"type": "object", "properties": {t.name: _tensor(t) for t in outputs.tensors}}}},
         },
-        "example": {"inputs": tensors_to_json(sample)} if sample is not None else None,
+        "example": {"inputs": tensors_to_json(sample) if sample is not None else
+                    {t.name: _synthetic_tensor(t) for t in inputs.tensors}},
         "csv_example": None,
     }
 
@@ -154,7 +177,10 @@ def _error_responses(*statuses: int) -> dict:
 
 
 def openapi_document(info: Any, *, model_name: str, model_version: str | None, sample: Any = None) -> dict:
-    """The OpenAPI 3.0 document for a loaded package's :class:`~pyml_jupyter.serving.loader.PackageInfo`."""
+    """The OpenAPI 3.0 document for a loaded package's :class:`~pyml_jupyter.serving.loader.PackageInfo`.
+
+    The request examples are ``sample`` when given (the server passes the package's sample only with
+    ``PYML_OPENAPI_SAMPLE=1``: it is real data), else synthesized from the input schema."""
     if info.kind == "dataframe":
         parts = _dataframe_components(info.input_schema, info.output_schema, sample)
     else:

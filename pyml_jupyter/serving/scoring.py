@@ -22,10 +22,16 @@ Every request goes through four timed phases (``parse``: bytes to JSON/CSV value
 model's input, with the input schema enforced by :mod:`~pyml_jupyter.serving.schema`; ``predict``;
 ``serialize``). Failures become a :class:`ScoringError` with an HTTP status and a JSON body::
 
-    400 BAD_REQUEST             malformed JSON/CSV, or a payload in none of the accepted forms
+    400 BAD_REQUEST             malformed JSON/CSV, a payload in none of the accepted forms, or wider or
+                                deeper than PYML_MAX_COLUMNS / PYML_MAX_DEPTH ("limit" names the setting)
+    413 PAYLOAD_TOO_LARGE       a body over PYML_MAX_BODY_BYTES
+    413 TOO_MANY_ROWS           more rows than PYML_MAX_ROWS
     415 UNSUPPORTED_MEDIA_TYPE  a content type other than application/json or text/csv
     422 SCHEMA_ERROR            the data does not match the input schema; "problems" names each field
-    500 PREDICT_ERROR           the model's own code raised; "error_id" finds the traceback in the log
+    500 PREDICT_ERROR           the model's own code raised on real rows; the message is generic and
+                                "error_id" finds the exception and traceback in the log
+
+Zero rows are answered from the output schema without calling the model. Limits: :mod:`.limits`.
 
 The protocols live along their seams, and this module gathers their public functions:
 :mod:`~pyml_jupyter.serving.jsonio` (JSON ``loads``/``dumps``), :mod:`~pyml_jupyter.serving.answers` (the

@@ -14,8 +14,10 @@ import pandas as pd
 
 from .answers import Answer, ScoringError, Timer, error_body, guard, parse_json, predict
 from .jsonio import dumps
+from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
 from .schema import SchemaError, dataframe_from_json, dataframe_to_json, tensors_from_json, tensors_to_json
+from .v2_binary import attach_binary_inputs, binary_outputs
 
 __all__ = ["infer_v2", "read_v2", "write_v2", "parse_v2", "v2_input", "v2_outputs", "v2_response",
            "v2_datatype", "V2_DATATYPES"]
@@ -80,7 +82,9 @@ def _v2_inputs(payload: Any) -> list[dict]:
                                            f"{', '.join(_V2_TO_NUMPY)}", field=name)
         if "data" not in item:
             raise ScoringError.bad_request(f"{where} needs 'data'", field=name)
-        flat = _flatten(item["data"]) if isinstance(item["data"], list) else [item["data"]]
+        data = item["data"]  # JSON values, or a numpy array decoded from binary data (v2_binary.py)
+        flat = data.reshape(-1) if isinstance(data, np.ndarray) else _flatten(data) if isinstance(data, list) \
+            else [data]
         if len(flat) != math.prod(shape):
             raise ScoringError.bad_request(f"{where} has {len(flat)} values but its shape {shape} needs "
                                            f"{math.prod(shape)}", field=name)
@@ -88,24 +92,39 @@ def _v2_inputs(payload: Any) -> list[dict]:
     return inputs
 
 
-def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None) -> tuple[Any, dict]:
-    """The model's input from a V2 inference request, and the request (for its ``id`` and ``outputs``)."""
+def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None, *,
+             json_length: int | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
+    """The model's input from a V2 inference request, and the request (for its ``id`` and ``outputs``).
+    With ``json_length`` (the ``Inference-Header-Content-Length``), the JSON is followed by the inputs' binary
+    data (see v2_binary.py). The JSON's nesting, the inputs and their rows are checked against ``limits``."""
     timer = Timer(timings)
-    payload = parse_json(body)
+    text = body if json_length is None else body[:json_length]
+    limits.check_depth(text)
+    payload = parse_json(text)
+    if json_length is not None:
+        attach_binary_inputs(payload, memoryview(body)[json_length:])
     inputs = _v2_inputs(payload)
     wanted = payload.get("outputs")
     if wanted is not None and not (isinstance(wanted, list) and all(isinstance(o, dict) and isinstance(
             o.get("name"), str) for o in wanted)):
         raise ScoringError.bad_request("'outputs' must be a list of {\"name\": ...} objects")
     timer.lap("parse")
-    data = v2_input(model, inputs)
+    data = v2_input(model, inputs, limits)
     timer.lap("validate")
     return data, payload
 
 
-def v2_input(model: LoadedModel, inputs: list[dict]) -> Any:
+def v2_input(model: LoadedModel, inputs: list[dict], limits: Limits = DEFAULT_LIMITS) -> Any:
     """The model's input, schema enforced, from V2 input tensors ``{"name", "shape", "datatype", "_flat"}``
-    whose flat values are a list (JSON) or a numpy array (gRPC). Raises :class:`ScoringError` (400, 422)."""
+    whose flat values are a list (JSON) or a numpy array (gRPC). Raises :class:`ScoringError` (400, 413, 422).
+
+    The number of inputs and their first dimension are checked against ``limits``; inputs the schema does
+    not name are skipped (never converted)."""
+    declared = model.info.input_schema.names
+    limits.check_columns(len(inputs), "'inputs'", len(declared))
+    limits.check_rows(max((item["shape"][0] for item in inputs if item["shape"]), default=0))
+    wanted = set(declared)
+    inputs = [item for item in inputs if item["name"] in wanted]
     try:
         if model.kind == "dataframe":
             columns = {}
@@ -144,7 +163,7 @@ def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
     if isinstance(output, pd.Series):
         output = output.to_frame()
     if isinstance(output, pd.DataFrame):
-        split = dataframe_to_json(output)
+        split = dataframe_to_json(output, allow_nan=True)
         n = len(output)
         return [{"name": name, "datatype": v2_datatype(output.dtypes.iloc[j]), "shape": [n],
                  "data": [row[j] for row in split["data"]]} for j, name in enumerate(split["columns"])]
@@ -155,7 +174,7 @@ def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
         for name, value in output.items():
             arr = np.asarray(value)
             out.append({"name": str(name), "datatype": v2_datatype(arr.dtype), "shape": list(arr.shape),
-                        "data": tensors_to_json({"_": arr.reshape(-1)})["_"]})
+                        "data": tensors_to_json({"_": arr.reshape(-1)}, allow_nan=True)["_"]})
         return out
     raise ScoringError(500, "PREDICT_ERROR", f"The model's predict() returned a {type(output).__name__}; it "
                                              f"must return a DataFrame or a dict of numpy arrays")
@@ -163,6 +182,13 @@ def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
 
 def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name: str,
                 model_version: str | None) -> bytes:
+    """The JSON answer to a V2 request."""
+    return dumps(v2_response_dict(model, output, request, model_name=model_name, model_version=model_version))
+
+
+def v2_response_dict(model: LoadedModel, output: Any, request: Mapping, *, model_name: str,
+                     model_version: str | None) -> dict:
+    """The answer to a V2 request as a dict: the outputs it asks for (all by default), its ``id``."""
     outputs = v2_outputs(model, output)
     wanted = request.get("outputs")
     if wanted:
@@ -179,33 +205,41 @@ def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name
     if request.get("id") is not None:
         response["id"] = request["id"]
     response["outputs"] = outputs
-    return dumps(response)
+    return response
 
 
-def read_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None) -> tuple[Any, dict]:
+def read_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None = None, *,
+            json_length: int | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, dict]:
     """:func:`parse_v2`, with an unexpected failure of the parser turned into a 400 (raises ScoringError)."""
-    return guard(parse_v2, "parse", model, body, timings)
+    return guard(lambda: parse_v2(model, body, timings, json_length=json_length, limits=limits), "parse")
 
 
 def write_v2(model: LoadedModel, output: Any, request: Mapping, *, model_name: str, model_version: str | None,
-             timings: dict[str, float] | None = None) -> bytes:
-    """:func:`v2_response`, timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
+             timings: dict[str, float] | None = None) -> Answer:
+    """The 200 answer: JSON, or JSON then the binary outputs the request asks for (``json_length`` set, see
+    v2_binary.py); timed, with an unexpected failure turned into a 500 (raises ScoringError)."""
     timer = Timer(timings)
-    payload = guard(lambda: v2_response(model, output, request, model_name=model_name,
-                                         model_version=model_version), "serialize")
+
+    def answer() -> Answer:
+        response = v2_response_dict(model, output, request, model_name=model_name, model_version=model_version)
+        binary = binary_outputs(response, request)
+        return Answer(200, dumps(response)) if binary is None else Answer(200, binary[0], json_length=binary[1])
+
+    payload = guard(answer, "serialize")
     timer.lap("serialize")
     return payload
 
 
 def infer_v2(model: LoadedModel, body: bytes, *, model_name: str, model_version: str | None = None,
-             timings: dict[str, float] | None = None) -> Answer:
+             timings: dict[str, float] | None = None, limits: Limits = DEFAULT_LIMITS) -> Answer:
     """Answer a V2 ``infer`` request: ``(status, JSON body, error code)``. Never raises."""
     try:
-        data, request = read_v2(model, body, timings)
+        if len(body) > limits.max_body_bytes:
+            raise limits.too_large(len(body))
+        data, request = read_v2(model, body, timings, limits=limits)
         timer = Timer(timings)
         output = predict(model, data)
         timer.lap("predict")
-        return Answer(200, write_v2(model, output, request, model_name=model_name, model_version=model_version,
-                                    timings=timings))
+        return write_v2(model, output, request, model_name=model_name, model_version=model_version, timings=timings)
     except ScoringError as exc:
         return Answer(exc.status, error_body(exc, v2=True), exc.error_code)

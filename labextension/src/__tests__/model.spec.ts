@@ -155,6 +155,25 @@ describe('PymlModel', () => {
     expect(m.loaded).toBe(false);
   });
 
+  it('deploy posts the container limits it is given, and only those', async () => {
+    const bodies: unknown[] = [];
+    serve({
+      'POST deployments': init => {
+        bodies.push(JSON.parse(init.body as string));
+        return job({ state: 'failed', finished: 1 });
+      },
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.deploy('churn/2', { memory: '2g', pids_limit: 256, allowed_hosts: ['models.example.com'], token: true });
+    await m.deploy('churn/3', { memory: undefined, port: 5005 });
+    expect(bodies).toEqual([
+      { ref: 'churn/2', memory: '2g', pids_limit: 256, allowed_hosts: ['models.example.com'], token: true },
+      { ref: 'churn/3', port: 5005 }
+    ]);
+  });
+
   it('deploy posts the ref, tracks the job and polls it until it finishes, then reloads models', async () => {
     let polls = 0;
     const deployed = model('churn', [{ version: 2, deployment: { url: 'http://127.0.0.1:5001', status: 'running', container_id: 'c' } }]);
@@ -240,7 +259,7 @@ describe('PymlModel', () => {
         return job({ state: 'succeeded' });
       }
     });
-    await m.deploy('churn/2', 8080);
+    await m.deploy('churn/2', { port: 8080 });
     await m.deploy('churn/1');
     expect(bodies).toEqual([{ ref: 'churn/2', port: 8080 }, { ref: 'churn/1' }]);
   });

@@ -1,0 +1,220 @@
+"""Promotion: an MLflow alias moves only behind the contract and parity gates (real MLflow store, real Docker)."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from docker_fixtures import docker_engine, model_name, pyml_cache  # noqa: F401
+from notebook_shell import ipython  # noqa: F401
+from pyml_jupyter import api, tracking
+from pyml_jupyter.errors import InvalidName
+from pyml_jupyter.promotion import Comparison, PromotionRefused, column_differences, validate_alias
+from pyml_jupyter.serving.contract import DataFrameModel
+
+pytestmark = pytest.mark.docker
+
+SAMPLE = pd.DataFrame({"x": [0.5, 1.0, 2.0, 3.5]})
+
+
+class ScoreV1(DataFrameModel):
+    """score = x / 4, label = score > 0.5."""
+
+    def predict(self, df):
+        score = df["x"] / 4.0
+        return pd.DataFrame({"score": score, "label": (score > 0.5).astype(np.int64)}, index=df.index)
+
+
+class ScoreV2(DataFrameModel):
+    """score = x / 4 + 0.1: one of four labels flips on the sample."""
+
+    def predict(self, df):
+        score = df["x"] / 4.0 + 0.1
+        return pd.DataFrame({"score": score, "label": (score > 0.5).astype(np.int64)}, index=df.index)
+
+
+class KnowsItsContainer(DataFrameModel):
+    """Predicts differently where PYML_MODEL_NAME is set (in its container): a real parity failure."""
+
+    def predict(self, df):
+        import os
+
+        shift = 1.0 if "PYML_MODEL_NAME" in os.environ else 0.0
+        return pd.DataFrame({"score": df["x"] + shift}, index=df.index)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, docker_engine, pyml_cache):  # noqa: F811
+    """A sqlite MLflow store with v1 (ScoreV1), v2 (ScoreV2) of one model and a model failing parity."""
+    root = tmp_path_factory.mktemp("promotion")
+    name, odd = model_name("promo"), model_name("odd")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        api.register(ScoreV1, name, SAMPLE)
+        api.register(ScoreV2, name, SAMPLE)
+        api.register(KnowsItsContainer, odd, SAMPLE)
+        yield {"name": name, "odd": odd}
+        for ref in (name, odd):
+            try:
+                api.stop(ref)
+            except Exception:  # noqa: BLE001 - nothing deployed
+                pass
+
+
+def test_promote_points_the_alias_at_the_version_after_both_gates(store):
+    promotion = api.promote(f"{store['name']}/1", "champion")
+    assert (promotion.version, promotion.alias, promotion.previous) == (1, "champion", None)
+    assert [(g.name, g.ok) for g in promotion.gates] == [("contract", True), ("parity", True)]
+    assert tracking.aliases(store["name"]) == {"champion": 1}
+    assert "champion -> v1" in repr(promotion) and "✓ parity" in repr(promotion)
+    assert "Promoted" in promotion._repr_html_()
+    assert promotion.to_dict()["gates"][1]["ok"] is True
+
+
+def test_compare_shows_mean_max_difference_and_changed_labels(store):
+    api.promote(f"{store['name']}/1", "champion")
+    promotion = api.promote(f"{store['name']}/2", "champion", compare=1)
+    assert promotion.previous == 1 and tracking.aliases(store["name"])["champion"] == 2
+    comparison = promotion.comparison
+    assert (comparison.candidate, comparison.other, comparison.n_rows) == (f"{store['name']}/2", f"{store['name']}/1", 4)
+    by_column = {c["column"]: c for c in comparison.columns}
+    assert by_column["score"]["mean_abs_diff"] == pytest.approx(0.1)
+    assert by_column["score"]["max_abs_diff"] == pytest.approx(0.1)
+    assert by_column["score"]["changed_share"] is None  # floats have differences, not changed labels
+    assert by_column["label"]["changed_share"] == pytest.approx(0.25)  # x=2.0: 0.5 -> 0.6 flips the label
+    assert "25.0%" in repr(comparison) and "changed labels" in comparison._repr_html_()
+
+
+def test_list_models_shows_the_aliases_of_each_version(store):
+    api.promote(f"{store['name']}/2", "champion")
+    api.promote(f"{store['name']}/1", "baseline")
+    (model,) = [m for m in api.list_models() if m.name == store["name"]]
+    assert {v["version"]: v["aliases"] for v in model.versions} == {2: ["champion"], 1: ["baseline"]}
+
+
+def test_a_failed_parity_gate_refuses_and_moves_nothing(store):
+    with pytest.raises(PromotionRefused) as refused:
+        api.promote(f"{store['odd']}/1", "champion")
+    assert refused.value.status == 409
+    assert "parity gate failed" in refused.value.message and "still points to no version" in refused.value.message
+    gates = {g["name"]: g["ok"] for g in refused.value.details["gates"]}
+    assert gates == {"contract": True, "parity": False}
+    assert tracking.aliases(store["odd"]) == {}
+
+
+def test_a_failed_contract_gate_refuses_before_any_parity_run(store):
+    api.promote(f"{store['name']}/2", "champion")
+    tracking.set_version_tags(store["name"], 1, {tracking.TAG_STATUS: "failed"})
+    try:
+        with pytest.raises(PromotionRefused) as refused:
+            api.promote(f"{store['name']}/1", "champion")
+    finally:
+        tracking.set_version_tags(store["name"], 1, {tracking.TAG_STATUS: "passed"})
+    assert "contract gate failed" in refused.value.message and "still points to v2" in refused.value.message
+    assert [g["name"] for g in refused.value.details["gates"]] == ["contract"]
+    assert tracking.aliases(store["name"])["champion"] == 2
+
+
+@pytest.mark.parametrize("alias", ["", "latest", "v3", "9lives", "has space", "a/b", "x" * 64])
+def test_an_invalid_alias_is_refused_by_name(alias):
+    with pytest.raises(InvalidName, match="not a valid alias"):
+        validate_alias(alias)
+
+
+def test_column_differences_of_tensors_and_of_outputs_only_one_version_has():
+    rows = column_differences({"y": np.array([[1.0, 2.0]]), "k": np.array([1, 2])},
+                              {"y": np.array([[1.5, 2.0]]), "k": np.array([1, 3]), "old": np.array([0])})
+    by = {r["column"]: r for r in rows}
+    assert by["y"]["max_abs_diff"] == 0.5 and by["y"]["mean_abs_diff"] == 0.25
+    assert by["k"]["changed_share"] == 0.5 and by["k"]["max_abs_diff"] == 1.0
+    assert by["old"]["note"] == "only in the other version"
+    assert Comparison("m/2", "m/1", 1, rows).to_dict()["columns"][0]["column"] == "y"
+
+
+# ------------------------------------------------------------------------------------------------ the faces
+
+
+def test_the_magic_promotes_and_a_bad_alias_is_one_paragraph(store, ipython):
+    from IPython.core.error import UsageError
+
+    ipython.run_line_magic("load_ext", "pyml_jupyter")
+    promotion = ipython.run_line_magic("pyml_promote", f"{store['name']}/1 --alias magic")
+    assert promotion.alias == "magic" and tracking.aliases(store["name"])["magic"] == 1
+    with pytest.raises(UsageError, match="not a valid alias"):
+        ipython.run_line_magic("pyml_promote", f"{store['name']}/1 --alias latest")
+
+
+def test_the_cli_promotes_and_exits_2_on_a_refusal(store, capsys):
+    from pyml_jupyter.cli import main
+
+    assert main(["promote", f"{store['name']}/2", "--alias", "cli"]) == 0
+    assert "cli -> v2" in capsys.readouterr().out
+    assert main(["promote", f"{store['odd']}/1", "--alias", "cli"]) == 2
+    assert "parity gate failed" in capsys.readouterr().err
+    assert "cli" not in tracking.aliases(store["odd"])
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config):
+    return {"ServerApp": {"jpserver_extensions": {"pyml_jupyter": True}}}
+
+
+async def _post(jp_fetch, route, body):
+    import json
+
+    from tornado.httpclient import HTTPClientError
+
+    try:
+        response = await jp_fetch("pyml", route, method="POST", body=json.dumps(body))
+    except HTTPClientError as e:
+        response = e.response
+    return response.code, json.loads(response.body)
+
+
+async def _job(jp_fetch, job):
+    import asyncio
+    import json
+
+    for _ in range(600):
+        response = await jp_fetch("pyml", "jobs", job["id"])
+        job = json.loads(response.body)
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"job {job['id']} did not finish")
+
+
+async def test_rest_promotion_is_a_job_that_moves_the_alias(store, jp_fetch):
+    status, job = await _post(jp_fetch, "aliases", {"ref": f"{store['name']}/2", "alias": "rest"})
+    assert status == 202 and job["kind"] == "promote"
+    job = await _job(jp_fetch, job)
+    assert job["state"] == "succeeded", job["error"]
+    assert job["result"]["version"] == 2 and job["result"]["gates"][1]["name"] == "parity"
+    assert tracking.aliases(store["name"])["rest"] == 2
+
+
+async def test_a_rest_refusal_is_a_failed_job_with_409_and_the_gates(store, jp_fetch):
+    status, job = await _post(jp_fetch, "aliases", {"ref": f"{store['odd']}/1", "alias": "rest"})
+    job = await _job(jp_fetch, job)
+    assert job["state"] == "failed" and job["error"]["error"] == "promotion_refused"
+    assert [g["ok"] for g in job["error"]["details"]["gates"]] == [True, False]
+
+
+@pytest.mark.parametrize("body, field", [({"ref": "m/1", "alias": "latest"}, "alias"),
+                                         ({"ref": "m/1", "alias": 3}, "alias"),
+                                         ({"ref": "m/1", "compare": ""}, "compare"),
+                                         ({"alias": "champion"}, "ref")])
+async def test_rest_bad_promotion_input_is_a_400_naming_the_field(jp_fetch, body, field):
+    status, error = await _post(jp_fetch, "aliases", body)
+    assert status == 400 and field in error["message"].lower()
+
+
+@pytest.mark.parametrize("body, field", [({"ref": "m/1"}, "registry"),
+                                         ({"ref": "m/1", "registry": "https://r.example.com"}, "registry")])
+async def test_rest_bad_push_input_is_a_400_naming_the_field(jp_fetch, body, field):
+    status, error = await _post(jp_fetch, "pushes", body)
+    assert status == 400 and field in error["message"].lower()

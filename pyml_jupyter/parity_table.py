@@ -97,11 +97,17 @@ class ParityTable:
         others = [t for k, t in self.targets.items() if k != _NOTEBOOK]
         compared = [t for t in others if t.status in ("match", "mismatch")]
         skipped = [t.label for t in others if t.status == "skipped"]
-        bad = [t.label for t in others if not t.ok]
+        differ = [t.label for t in others if t.status == "mismatch"]
+        failed = [t.label for t in others if t.status == "failed"]
         if self.ok:
             text = f"{MATCH} {self.ref}: the same predictions on {len(compared) + 1} targets"
-        elif bad:
-            text = f"{MISMATCH} {self.ref}: {', '.join(bad)} differ{'s' if len(bad) == 1 else ''} from the notebook"
+        elif differ or failed:
+            parts = []
+            if differ:
+                parts.append(f"{', '.join(differ)} differ{'s' if len(differ) == 1 else ''} from the notebook")
+            if failed:
+                parts.append(f"{', '.join(failed)} failed")
+            text = f"{MISMATCH} {self.ref}: " + "; ".join(parts)
         else:
             text = f"{MISMATCH} {self.ref}: no target besides the notebook could run"
         return text + (f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else "")

@@ -1,5 +1,6 @@
 """The sidebar in a real JupyterLab, driven in headless Chromium: two versions, Build v2 with its live log,
-Test on every target (one parity table), the container's log, Stop; light and dark screenshots.
+Test on every target (one parity table), the container's log, Promote to champion, Push to a real registry
+(from the settings), Stop; light and dark screenshots.
 
 JupyterLab runs in a subprocess on loopback with a token, against a temporary sqlite MLflow store that this
 process registers a model into. The built extension (``pyml_jupyter/labextension``, from
@@ -28,6 +29,7 @@ from pyml_jupyter import api
 from pyml_jupyter.serving.contract import DataFrameModel
 
 from conftest import IN_CI
+from registry_fixtures import serve_registry
 
 REPO = Path(__file__).resolve().parent.parent
 BUILT_EXTENSION = REPO / "pyml_jupyter" / "labextension"
@@ -125,7 +127,8 @@ def lab(prerequisites, tmp_path_factory):
         "PYML_MLFLOW_UI": "http://127.0.0.1:5000",  # nothing listens: only the links are checked
     }
     name = f"panel_affine_{uuid.uuid4().hex[:6]}"
-    with pytest.MonkeyPatch.context() as mp:
+    (tmp / "registry").mkdir()
+    with serve_registry(tmp / "registry") as registry, pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # MLflow's default ./mlruns artifacts go here, for both processes
         for key, value in env_vars.items():
             mp.setenv(key, value)
@@ -145,6 +148,11 @@ def lab(prerequisites, tmp_path_factory):
         (config_dir / "labconfig" / "page_config.json").write_text(
             json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
         )
+        # the settings editor's values: where Push sends images, a quick refresh
+        settings = tmp / "lab_settings" / "pyml_jupyter"
+        settings.mkdir(parents=True)
+        (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"registry": registry,
+                                                                         "refreshInterval": 2000}))
         root = tmp / "root"
         root.mkdir()
         token = uuid.uuid4().hex
@@ -156,6 +164,7 @@ def lab(prerequisites, tmp_path_factory):
             "JUPYTER_CONFIG_DIR": str(config_dir),
             "JUPYTER_DATA_DIR": str(tmp / "jupyter_data"),
             "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter_runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp / "lab_settings"),
         }
         log = tmp / "jupyterlab.log"
         with open(log, "wb") as out:
@@ -171,7 +180,8 @@ def lab(prerequisites, tmp_path_factory):
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_for_server(proc, f"{base}/api/status?token={token}", log)
-            yield {"url": f"{base}/lab?token={token}", "name": name, "ref": f"{name}/2", "log": log}
+            yield {"url": f"{base}/lab?token={token}", "name": name, "ref": f"{name}/2", "log": log,
+                   "registry": registry}
         finally:
             try:
                 api.stop(name)
@@ -185,6 +195,11 @@ def lab(prerequisites, tmp_path_factory):
                         remove_image(name, version, force=True)
                     except Exception:  # noqa: BLE001 - that version was not built
                         pass
+                import docker
+
+                client = docker.from_env()
+                for image in client.images.list(filters={"label": f"pyml.model={name}"}):  # the pushed tags too
+                    client.images.remove(image.id, force=True)
             except Exception:  # noqa: BLE001 - nothing was built
                 pass
             if proc.poll() is None:
@@ -301,17 +316,33 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     page.wait_for_function("document.querySelector('.pyml-container-log').textContent.length > 0")
     _shot(panel, "panel-3-tested.png")
 
+    # Promote v2 to champion: the gates pass, the alias shows on v2 without a manual refresh
+    version.locator(".pyml-promote").click()
+    version.locator(".pyml-promoted, .pyml-job-failed, .pyml-error").first.wait_for(timeout=600_000)
+    _no_error(version)
+    assert "@champion → v2" in version.locator(".pyml-promoted").inner_text()
+    version.locator(".pyml-alias").wait_for(timeout=60_000)
+    assert version.locator(".pyml-alias").inner_text() == "@champion"
+
+    # Push to the registry of the settings: the version tag and the alias tag
+    version.locator(".pyml-push").click()
+    version.locator(".pyml-pushed, .pyml-job-failed, .pyml-error").first.wait_for(timeout=600_000)
+    _no_error(version)
+    pushed = version.locator(".pyml-pushed").inner_text()
+    assert f"{lab['registry']}/pyml/{lab['name']}:2" in pushed and ":champion" in pushed
+    _shot(panel, "panel-4-promoted-pushed.png")
+
     # the same in the dark theme
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
     page.wait_for_timeout(500)
-    _shot(panel, "panel-4-tested-dark.png")
+    _shot(panel, "panel-5-pushed-dark.png")
 
     # Stop: the container goes away
     version.locator(".pyml-stop").click()
     version.locator(".pyml-status-not-deployed").wait_for(timeout=120_000)
     assert version.locator(".pyml-container-log").count() == 0
-    _shot(panel, "panel-5-stopped-dark.png")
+    _shot(panel, "panel-6-stopped-dark.png")
     assert api.deployments() == [] or all(d.name != lab["name"] for d in api.deployments())
 
 

@@ -12,6 +12,8 @@ namespace CommandIDs {
   export const build = 'pyml:build';
   export const deploy = 'pyml:deploy';
   export const test = 'pyml:test';
+  export const promote = 'pyml:promote';
+  export const push = 'pyml:push';
   export const stop = 'pyml:stop';
 }
 
@@ -96,6 +98,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (ref) {
           app.shell.activateById(panel.id);
           return model.test(ref);
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.promote, {
+      label: 'pyml: Promote Model Version to champion…',
+      execute: async args => {
+        const ref = await refArg(args, 'Promote which model version to champion?');
+        if (ref) {
+          app.shell.activateById(panel.id);
+          return model.promote(ref, typeof args.alias === 'string' ? args.alias : 'champion');
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.push, {
+      label: 'pyml: Push Model Image to the Registry…',
+      execute: async args => {
+        const ref = await refArg(args, 'Push the image of which model version?');
+        if (ref) {
+          app.shell.activateById(panel.id);
+          return model.push(ref);
         }
       }
     });

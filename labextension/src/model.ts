@@ -240,6 +240,33 @@ export class PymlModel implements IDisposable {
     return this._startJob(ref, 'tests', { ref, target: 'all' }, 'test');
   }
 
+  /**
+   * Point `alias` (default `champion`) at `ref` behind the server's gates (contract passed, parity on the
+   * stored sample): a job whose result lists the gates, or whose error says which gate refused.
+   */
+  promote(ref: string, alias = 'champion'): Promise<IJob | null> {
+    return this._startJob(ref, 'aliases', { ref, alias }, 'promote');
+  }
+
+  /** Push the image of `ref` (and its alias tags) to the registry of the settings: a job with progress. */
+  async push(ref: string): Promise<IJob | null> {
+    const registry = this._settings.registry.trim();
+    if (!registry) {
+      this._errors.set(
+        ref,
+        'Set the image registry first: Settings → Settings Editor → pyml → Image registry (e.g. 127.0.0.1:5000).'
+      );
+      this._changed.emit();
+      return null;
+    }
+    return this._startJob(ref, 'pushes', { ref, registry }, 'push');
+  }
+
+  /** The latest promotion or push job of `ref`. */
+  actionFor(ref: string, kind: 'promote' | 'push'): IJob | null {
+    return this._jobs.get(jobKey(kind, ref)) ?? null;
+  }
+
   /** Stop the container(s) of `ref` (`NAME/VERSION`, or `NAME` for every version). */
   async stop(ref: string): Promise<boolean> {
     this._errors.delete(ref);

@@ -400,6 +400,37 @@ describe('PymlModel', () => {
     expect(m.isBusy('churn/2')).toBe(true);
   });
 
+  it('promote posts the ref and alias to aliases and tracks the job apart from builds and tests', async () => {
+    let body: any = null;
+    serve({
+      'POST aliases': init => {
+        body = JSON.parse(init.body as string);
+        return job({ id: 'p1', kind: 'promote' });
+      }
+    });
+    await m.promote('churn/2');
+    expect(body).toEqual({ ref: 'churn/2', alias: 'champion' });
+    expect(m.actionFor('churn/2', 'promote')?.id).toBe('p1');
+    expect(m.jobFor('churn/2')).toBeNull();
+  });
+
+  it('push sends the registry of the settings, and without one says where to set it', async () => {
+    let body: any = null;
+    const calls = serve({
+      'POST pushes': init => {
+        body = JSON.parse(init.body as string);
+        return job({ id: 'u1', kind: 'push' });
+      }
+    });
+    expect(await m.push('churn/2')).toBeNull();
+    expect(calls).toEqual([]);
+    expect(m.errorFor('churn/2')).toContain('Image registry');
+    m.setSettings({ registry: '127.0.0.1:5000' });
+    await m.push('churn/2');
+    expect(body).toEqual({ ref: 'churn/2', registry: '127.0.0.1:5000' });
+    expect(m.actionFor('churn/2', 'push')?.id).toBe('u1');
+  });
+
   it('the settings give deployments their default resources', async () => {
     let body: any = null;
     serve({

@@ -37,6 +37,10 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
   const running = deployment?.status === 'running';
   const stopping = model.isStopping(ref);
   const logs = model.logsFor(ref);
+  const promotion = model.actionFor(ref, 'promote');
+  const push = model.actionFor(ref, 'push');
+  const promoting = !!promotion && (promotion.state === 'queued' || promotion.state === 'running');
+  const pushing = !!push && (push.state === 'queued' || push.state === 'running');
 
   return (
     <li className="pyml-version" data-ref={ref}>
@@ -114,6 +118,26 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
               {test?.running ? 'Testing…' : 'Test'}
             </button>
           )}
+          {version.contract_status === 'passed' && !(version.aliases ?? []).includes('champion') && (
+            <button
+              className="jp-Button jp-mod-styled pyml-button pyml-promote"
+              disabled={promoting || busy}
+              onClick={() => void model.promote(ref)}
+              title="Point the alias champion at this version, once its contract and a parity run pass"
+            >
+              {promoting ? 'Promoting…' : 'Promote'}
+            </button>
+          )}
+          {version.image && (
+            <button
+              className="jp-Button jp-mod-styled pyml-button pyml-push"
+              disabled={pushing}
+              onClick={() => void model.push(ref)}
+              title={`Push the image (and its alias tags) to ${model.settings.registry || 'the registry of the settings'}`}
+            >
+              {pushing ? 'Pushing…' : 'Push'}
+            </button>
+          )}
           {deployment && (
             <button
               className="jp-Button jp-mod-styled pyml-button pyml-logs-toggle"
@@ -148,6 +172,20 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
         <pre className="pyml-container-log" title="The container's recent log lines">
           {logs.length ? logs.join('\n') : '(the container has not logged anything yet)'}
         </pre>
+      )}
+      {promotion && (promoting || promotion.state === 'failed') && <JobProgress job={promotion} />}
+      {promotion?.state === 'succeeded' && promotion.result && (
+        <div className="pyml-promoted" title={(promotion.result.gates ?? []).map((g: any) => g.detail).join('\n')}>
+          @{promotion.result.alias} → v{promotion.result.version}
+          {promotion.result.previous ? ` (was v${promotion.result.previous})` : ''}; gates:{' '}
+          {(promotion.result.gates ?? []).map((g: any) => `${g.name} ${g.ok ? '✓' : '✗'}`).join(', ')}
+        </div>
+      )}
+      {push && (pushing || push.state === 'failed') && <JobProgress job={push} />}
+      {push?.state === 'succeeded' && push.result && (
+        <div className="pyml-pushed">
+          pushed {(push.result.tags ?? []).map((t: string) => `${push.result.repository}:${t}`).join(', ')}
+        </div>
       )}
       {test?.running && test.job && <JobProgress job={test.job} />}
       {test?.error && <div className="pyml-error">{test.error}</div>}

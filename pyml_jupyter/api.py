@@ -1,6 +1,7 @@
 """The core API: every face (magics, jupyter_server handlers, widgets, CLI) calls these functions.
 
-A model reference (``ref``) is ``"NAME"`` (the latest version) or ``"NAME/VERSION"``.
+A model reference (``ref``) is ``"NAME"`` (the latest version), ``"NAME/VERSION"`` or ``"NAME@ALIAS"``, with an
+optional ``models:/`` prefix (see :func:`pyml_jupyter.names.parse_ref`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from typing import Any, Mapping
 
 from . import tracking
 from .checks import ContractReport, run_check
-from .errors import CheckFailed, ModelFailed, NotFound, PymlError
+from .errors import CheckFailed, InvalidName, ModelFailed, NotFound, PymlError
+from .locks import version_lock
 from .progress import Progress
 from .serving.loader import LoadedModel, load_package
-from .tracking import RegisteredModel, parse_ref
+from .names import ModelRef, parse_ref
+from .tracking import RegisteredModel, resolve_ref, store_id
 
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "test", "predict_offline", "parse_ref", "config", "promote", "push", "export", "resolve",
-    "TEST_TARGETS", "logs",
+    "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref", "ModelRef", "store_id", "config",
+    "promote", "push", "export", "resolve", "TEST_TARGETS", "logs",
 ]
 
 
@@ -39,7 +42,7 @@ def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, 
 
     Raises :class:`~pyml_jupyter.errors.CheckFailed` (with the report) and logs nothing when the check fails.
     """
-    tracking.validate_name(name)
+    tracking.check_name_available(name)
     report = run_check(model_class, sample, artifacts, namespace=namespace)
     if not report.ok:
         raise CheckFailed(report.summary() + f"\nNothing was registered under {name!r}.", report)
@@ -77,7 +80,7 @@ class ModelInfo:
 
 
 def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
-    """Images and running deployments by (name, version), asked from the Docker engine; empty without one."""
+    """Images and running deployments by (store, run id), asked from the Docker engine; empty without one."""
     try:
         from .deployments import list_deployments
         from .images.builder import list_images
@@ -86,28 +89,27 @@ def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], A
     try:
         images: dict[tuple[str, str], Any] = {}
         for image in list_images():  # newest first: keep the newest image of each version
-            images.setdefault((image.labels.get("pyml.model"), image.labels.get("pyml.version")), image)
-        deps = {(d.name, str(d.version)): d for d in list_deployments()}
+            images.setdefault((image.store, image.run_id), image)
+        deps = {(d.store, d.run_id): d for d in list_deployments()}
     except PymlError:
         return {}, {}
     return images, deps
 
 
 def list_models() -> list[ModelInfo]:
-    """Every registered model with its versions and their contract, image and deployment state."""
-    from .images.context import sanitize_name
-
+    """Every registered model with its versions and their contract, image and deployment state (the image and
+    container of that very version: its run in this store)."""
     images, deps = _engine_state()
+    store = tracking.store_id()
     out = []
     for rm, versions in tracking.list_registered():
         info = ModelInfo(name=rm.name, description=rm.description or "")
-        label = sanitize_name(rm.name)  # images and containers carry the Docker-safe form of the name
         aliases: dict[int, list[str]] = {}
         for alias, number in sorted(tracking.aliases(rm.name).items()):
             aliases.setdefault(number, []).append(alias)
         for mv in versions:
-            image = images.get((label, str(mv.version)))
-            dep = deps.get((label, str(mv.version)))
+            image = images.get((store, mv.run_id))
+            dep = deps.get((store, mv.run_id))
             info.versions.append({
                 "version": int(mv.version),
                 "run_id": mv.run_id,
@@ -123,11 +125,10 @@ def list_models() -> list[ModelInfo]:
     return out
 
 
-def package_path(ref: str) -> Path:
+def package_path(ref: str | ModelRef) -> Path:
     """The local folder of a registered version's package (downloaded from MLflow once)."""
-    name, version = parse_ref(ref)
-    mv = tracking.resolve_version(name, version)
-    return tracking.download_package(name, int(mv.version))
+    resolved = tracking.resolve_ref(ref)
+    return tracking.download_package(resolved.name, resolved.version)
 
 
 def load(ref: str) -> LoadedModel:
@@ -147,19 +148,24 @@ def config() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- images, deployments
 
 
-def resolve(ref: str) -> str:
+def resolve(ref: str | ModelRef) -> str:
     """``NAME/VERSION`` of the version a ref names (``NAME``: the latest); :class:`NotFound` when none."""
     name, version, _ = _resolve(ref)
     return f"{name}/{version}"
 
 
-def _resolve(ref: str) -> tuple[str, int, Any]:
-    name, version = parse_ref(ref)
-    mv = tracking.resolve_version(name, version)
-    return name, int(mv.version), mv
+def _resolve(ref: str | ModelRef) -> tuple[str, int, Any]:
+    resolved = tracking.resolve_ref(ref)
+    return resolved.name, resolved.version, resolved.entity
 
 
-def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, progress: Progress | None = None):
+def _identity(mv: Any) -> dict[str, str]:
+    """What an image or container of a registered version must carry: its run, store and package digest."""
+    return {"run_id": mv.run_id, "store": tracking.store_id(), "digest": mv.tags.get(tracking.TAG_DIGEST) or None}
+
+
+def build(ref: str | ModelRef, *, base_image: str | None = None, no_cache: bool = False,
+          progress: Progress | None = None):
     """Build the Docker image of a registered version; tags the MLflow version with the image id.
 
     ``no_cache=True`` bypasses the engine's layer cache (a cold build)."""
@@ -167,19 +173,23 @@ def build(ref: str, *, base_image: str | None = None, no_cache: bool = False, pr
 
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"build {name}/{version}")
-    package = tracking.download_package(name, version)
-    image = build_image(package, name=name, version=str(version), run_id=mv.run_id, base_image=base_image,
-                        progress=progress, no_cache=no_cache)
-    tracking.set_version_tags(name, version, {tracking.TAG_IMAGE_ID: image.image_id, tracking.TAG_IMAGE_TAG: image.tag})
+    identity = _identity(mv)
+    with version_lock(identity["store"], name, version):  # one build or deploy of a version at a time
+        package = tracking.download_package(name, version)
+        image = build_image(package, name=name, version=str(version), run_id=mv.run_id, store=identity["store"],
+                            base_image=base_image, progress=progress, no_cache=no_cache)
+        tracking.set_version_tags(name, version,
+                                  {tracking.TAG_IMAGE_ID: image.image_id, tracking.TAG_IMAGE_TAG: image.tag})
     return image
 
 
-def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, progress: Progress | None = None,
-           grpc_port: int | None = None, workers: int | None = None, memory: str | int | None = None,
-           pids_limit: int | None = None, allowed_hosts: list[str] | str | None = None,
-           token: str | bool | None = None):
+def deploy(ref: str | ModelRef, *, port: int | None = None, base_image: str | None = None,
+           progress: Progress | None = None, grpc_port: int | None = None, workers: int | None = None,
+           memory: str | int | None = None, pids_limit: int | None = None,
+           allowed_hosts: list[str] | str | None = None, token: str | bool | None = None):
     """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed).
 
+    Only an image of this very version (its run id, store and package digest) is used; otherwise one is built.
     HTTP is published on ``port`` and gRPC on ``grpc_port`` (free ports when None); ``workers`` sets the
     server's processes (default: one per CPU the container may use). The container is confined (see
     :mod:`pyml_jupyter.container_security`): ``memory`` (default ``"4g"``) and ``pids_limit`` (default 1024)
@@ -194,11 +204,23 @@ def deploy(ref: str, *, port: int | None = None, base_image: str | None = None, 
                                        token=token)
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"deploy {name}/{version}")
-    image = find_image(name, str(version))
-    if image is None:
-        image = build(f"{name}/{version}", base_image=base_image, progress=progress)
-    return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port, grpc_port=grpc_port,
-                          workers=workers, settings=settings, progress=progress)
+    identity = _identity(mv)
+    with version_lock(identity["store"], name, version):  # a build of this version finishes first
+        image = find_image(name, str(version), **identity)
+        if image is None:
+            image = build(ModelRef(name, version), base_image=base_image, progress=progress)
+        return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port,
+                              grpc_port=grpc_port, workers=workers, settings=settings, progress=progress)
+
+
+def prune(name: str, *, keep: int = 1) -> list:
+    """Remove the old Docker images of model ``name``: all but the ``keep`` newest, never one a container uses."""
+    from .images.builder import prune_images
+
+    ref = parse_ref(name)
+    if ref.version is not None or ref.alias is not None:
+        raise InvalidName(f"prune takes a model name, not a version ({name!r}): e.g. prune('{ref.name}', keep=2).")
+    return prune_images(ref.name, keep)
 
 
 def deployments() -> list:
@@ -208,22 +230,27 @@ def deployments() -> list:
     return list_deployments()
 
 
-def logs(ref: str, tail: int = 100) -> list[str]:
+def logs(ref: str | ModelRef, tail: int = 100) -> list[str]:
     """The last ``tail`` lines the container of ``ref`` (``NAME/VERSION``, or ``NAME``: the latest) wrote."""
     from .deployments import find_deployment
 
-    name, version, _ = _resolve(ref)
-    dep = find_deployment(name, str(version), all=True)
+    name, version, mv = _resolve(ref)
+    identity = _identity(mv)
+    dep = find_deployment(name, str(version), all=True, run_id=identity["run_id"], store=identity["store"])
     if dep is None:
         raise NotFound(f"no container of {name}/{version} exists: deploy it first (%pyml_deploy {name}/{version}).")
     return dep.logs(tail=tail).splitlines()
 
 
 def stop(ref: str) -> list:
-    """Stop and remove the deployment(s) of NAME (every version) or NAME/VERSION."""
+    """Stop and remove the deployment(s) of NAME (every version), NAME/VERSION or NAME@ALIAS; the name is
+    matched exactly (``Churn`` is not ``churn``)."""
     from .deployments import stop_deployment
 
-    name, version = parse_ref(ref)
+    parsed = parse_ref(ref)
+    name, version = parsed.name, parsed.version
+    if parsed.alias is not None:  # an alias names the version it points to now
+        version = tracking.resolve_ref(parsed).version
     stopped = stop_deployment(name, None if version is None else str(version))
     if not stopped:
         raise NotFound(f"no deployment of {ref!r} is running: see %pyml_deployments.")
@@ -248,7 +275,7 @@ def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any 
 
     if target not in TEST_TARGETS:
         raise PymlError(f"target must be one of {', '.join(TEST_TARGETS)}, not {target!r}.")
-    name, version, _ = _resolve(ref)
+    name, version, mv = _resolve(ref)
     ref = f"{name}/{version}"
     package = tracking.download_package(name, version)
     loaded, sample = _loaded_with_sample(package, sample, ref)
@@ -257,13 +284,13 @@ def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any 
         from .parity_targets import run_targets
 
         runs = run_targets(package, loaded, sample, ref=ref, spark=spark, progress=progress,
-                           deployment=lambda: _running(name, version, progress))
+                           deployment=lambda: _running(name, version, mv, progress))
         return parity_table(ref, sample, runs)
     here = predict_here(loaded, sample, ref)
     t0 = time.perf_counter()
     if target == "container":
         # timing: the server's parse/validate/predict/serialize split
-        actual = _running(name, version, progress).predict(sample, timing=True)
+        actual = _running(name, version, mv, progress).predict(sample, timing=True)
     else:
         from .batch import predict_frame
 
@@ -292,11 +319,13 @@ def _loaded_with_sample(package: Path, sample: Any, ref: str) -> tuple[LoadedMod
         raise PymlError(f"The sample does not fit {ref}'s input schema: {exc}", details=exc.to_dict()) from None
 
 
-def _running(name: str, version: int, progress: Progress | None):
-    """The running deployment of a version, deployed now if there is none."""
+def _running(name: str, version: int, mv: Any, progress: Progress | None):
+    """The running deployment of this very version (run and store), deployed now if there is none."""
     from .deployments import find_deployment
 
-    return find_deployment(name, str(version)) or deploy(f"{name}/{version}", progress=progress)
+    identity = _identity(mv)
+    return (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
+            or deploy(ModelRef(name, version), progress=progress))
 
 
 def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None,

@@ -6,6 +6,7 @@
     pyml deploy NAME[/VERSION]           run it as a container on 127.0.0.1
     pyml deployments                     list running deployments
     pyml stop NAME[/VERSION]             stop a deployment
+    pyml prune NAME [--keep N]           remove a model's old images (all but the N newest)
     pyml test NAME[/VERSION] [--all]     compare the container's (--all: every target's) predictions with
                                          in-process ones; --json prints the report as JSON
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
@@ -70,6 +71,9 @@ def _run(args: argparse.Namespace) -> int:
         from .displays import DeploymentTable
 
         print(DeploymentTable(api.stop(args.ref), title="Stopped"))
+    elif cmd == "prune":
+        removed = api.prune(args.name, keep=args.keep)
+        print(f"Removed {len(removed)} image(s) of {args.name}" + "".join(f"\n  {image!r}" for image in removed))
     elif cmd == "test":
         target = "all" if args.all else args.target
         if args.json:  # for a parent process: progress events on stderr, the report as one JSON line
@@ -118,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("deployments", help="list running deployments")
     stop = sub.add_parser("stop", help="stop a deployment")
     stop.add_argument("ref")
+    prune = sub.add_parser("prune", help="remove a model's old Docker images")
+    prune.add_argument("name")
+    prune.add_argument("--keep", type=int, default=1, help="how many of the newest images to keep (default 1)")
     test = sub.add_parser("test", help="compare a target's predictions with in-process ones on the stored sample")
     test.add_argument("ref")
     test.add_argument("--target", choices=list(api.TEST_TARGETS), default="container")

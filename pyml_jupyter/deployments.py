@@ -1,9 +1,10 @@
 """Deployments: model images running as containers on this machine's Docker engine, and a client for them.
 
 The engine is the source of truth. A deployment is a container named ``pyml-<name>-<version>``, bound to
-``127.0.0.1`` and labelled ``pyml.model``, ``pyml.version``, ``pyml.run_id``, ``pyml.digest`` and
-``pyml.managed=true``; :func:`list_deployments` and :func:`find_deployment` ask the engine for those labels, so
-deployments are found again after a kernel or server restart with no state kept here.
+``127.0.0.1`` and labelled ``pyml.model`` (the exact registered name), ``pyml.version``, ``pyml.run_id``,
+``pyml.digest``, ``pyml.store`` and ``pyml.managed=true``; :func:`list_deployments` and :func:`find_deployment`
+ask the engine for those labels, so deployments are found again after a kernel or server restart with no state
+kept here, and a container of another store's (or a re-created model's) version is never taken for this one.
 
 :class:`Deployment` is also a Python client of the served model: :meth:`Deployment.predict` sends a DataFrame or
 named arrays to ``POST /invocations`` (MLflow's scoring protocol) and returns the predictions with the model's
@@ -18,13 +19,16 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
+import uuid
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .container_security import ContainerSettings
 from .errors import DeployError, NotFound, PymlError
-from .images.builder import MANAGED_LABEL, ImageInfo, docker_client
+from .images.builder import MANAGED_LABEL, ImageInfo, docker_client, identity_filters
+from .names import validate_name
 from .images.context import CONTAINER_PORT, GRPC_CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
 from .progress import Progress
 
@@ -37,7 +41,7 @@ _GRPC_PORT_KEY = f"{GRPC_CONTAINER_PORT}/tcp"
 # (OpenBLAS picks its kernels by CPU unless OPENBLAS_CORETYPE says otherwise; MKL_CBWR pins MKL's code path;
 # thread counts change how reductions are split). The container gets the notebook's, for parity.
 _NUMERIC_ENV = re.compile(r"^(OPENBLAS_|GOTO_|MKL_|OMP_|BLIS_|VECLIB_|NUMEXPR_)[A-Z0-9_]*$")
-_LABELS = ("pyml.model", "pyml.version", "pyml.run_id", "pyml.digest")
+_LABELS = ("pyml.model", "pyml.version", "pyml.run_id", "pyml.digest", "pyml.store")
 
 
 def _host_port(bindings: list | None) -> str:
@@ -56,6 +60,12 @@ def container_name(name: str, version: str | int) -> str:
 # --------------------------------------------------------------------------------------------- the client
 
 
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Local traffic (readiness pings, test predictions) never goes through http_proxy: behind a corporate proxy
+# without no_proxy, the proxy cannot reach this machine's loopback, and sample rows must not be sent to it.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
              headers: dict | None = None, token: str = "") -> tuple[int, bytes]:
     """``(status, body)`` of a GET (or a JSON POST when ``data`` is given); HTTP errors are returned too. The
@@ -66,8 +76,9 @@ def _request(url: str, *, data: bytes | None = None, timeout: float = 60.0,
         req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    opener = _DIRECT if urllib.parse.urlsplit(url).hostname in LOCAL_HOSTS else urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             if headers is not None:
                 headers.update((k.lower(), v) for k, v in resp.headers.items())
             return resp.status, resp.read()
@@ -97,6 +108,7 @@ class Deployment:
     image_id: str = ""
     digest: str = ""
     container_name: str = ""
+    store: str = ""
     grpc_target: str = ""  # host:port of the Open Inference Protocol over gRPC (tritonclient.grpc's url)
     token: str = field(default="", repr=False, compare=False)  # the bearer token (PYML_TOKEN), never shown
     _client: Any = field(default=None, repr=False, compare=False)
@@ -117,13 +129,15 @@ class Deployment:
                    run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
                    digest=labels.get("pyml.digest", ""), container_name=container.name,
+                   store=labels.get("pyml.store", ""),
                    grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", token=token, _client=client)
 
     def to_dict(self) -> dict:
         """A JSON-ready form (for the panel and the CLI)."""
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "container_id": self.container_id,
                 "container_name": self.container_name, "url": self.url, "status": self.status, "image": self.image,
-                "image_id": self.image_id, "digest": self.digest, "grpc_target": self.grpc_target}
+                "image_id": self.image_id, "digest": self.digest, "grpc_target": self.grpc_target,
+                "store": self.store}
 
     # ----------------------------------------------------------------------------------- engine side
     def _engine(self):
@@ -280,12 +294,9 @@ class Deployment:
 # --------------------------------------------------------------------------------------------- engine calls
 
 
-def _containers(client, *, name: str | None = None, version: str | None = None, all: bool = False) -> list:
-    filters = [f"{MANAGED_LABEL}=true"]
-    if name is not None:
-        filters.append(f"pyml.model={sanitize_name(name)}")
-    if version is not None:
-        filters.append(f"pyml.version={sanitize_version(version)}")
+def _containers(client, *, name: str | None = None, version: str | None = None, all: bool = False,
+                run_id: str | None = None, store: str | None = None) -> list:
+    filters = identity_filters(name, version, run_id=run_id, store=store)
     return client.containers.list(all=all, filters={"label": filters})
 
 
@@ -300,15 +311,19 @@ def _version_key(version: str):
     return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
-def find_deployment(name: str, version: str | int, client=None, *, all: bool = False) -> Deployment | None:
-    """The running deployment of a model version (``all=True``: in any state), or ``None``."""
+def find_deployment(name: str, version: str | int, client=None, *, all: bool = False, run_id: str | None = None,
+                    store: str | None = None) -> Deployment | None:
+    """The running deployment of a model version (``all=True``: in any state), or ``None``; given ``run_id``
+    and ``store``, only a container of that very version matches."""
     client = docker_client(client, error=DeployError)
-    found = _containers(client, name=name, version=str(version), all=all)
+    found = _containers(client, name=name, version=str(version), all=all, run_id=run_id, store=store)
     return Deployment.from_container(found[0], client) if found else None
 
 
 def stop_deployment(name: str, version: str | int | None = None, client=None) -> list[Deployment]:
-    """Stop and remove the deployments of a model (every version, or one); returns what was removed."""
+    """Stop and remove the deployments of a model (every version, or one); returns what was removed.
+
+    ``name`` is matched exactly: stopping ``Churn`` never stops ``churn``."""
     client = docker_client(client, error=DeployError)
     removed = []
     for container in _containers(client, name=name, version=None if version is None else str(version), all=True):
@@ -363,10 +378,12 @@ def run_deployment(
     server's worker processes (default: one per CPU the container may use). ``settings`` confine the container
     and say who may call it (default: :meth:`ContainerSettings.build`'s: memory and process limits, read-only
     root, no capabilities, loopback hosts, no token). The container gets this process's numeric-library settings
-    (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. If the
-    container of this version already runs from the same
-    image it is returned as is; one from another image (a rebuild) or a stopped one is replaced. On failure the
-    container is removed and :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
+    (``OPENBLAS_*``, ``MKL_*``, ``OMP_*``...), so that it runs the same BLAS kernels as the notebook. A container
+    of this version that runs (or is starting) from the same image with the same settings is joined; one from
+    another image (a rebuild, another store's or a re-created model's version), with other settings, or a
+    stopped one is replaced. A container-name conflict with a concurrent deploy never removes the other call's
+    container. On failure the container this call created is removed and
+    :class:`~pyml_jupyter.errors.DeployError` shows the end of its log.
     """
     import docker
 
@@ -381,30 +398,19 @@ def run_deployment(
     image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
     if progress:
         progress.set_stage("starting container")
+    joined = _join_or_clear(client, cname, img, settings, progress)
+    if joined is not None:
+        return _ready(joined, client, timeout, progress, remove_on_failure=False)
 
-    try:
-        existing = client.containers.get(cname)
-    except docker.errors.NotFound:
-        existing = None
-    if existing is not None:
-        if existing.status == "running" and existing.image.id == img.id and settings.matches(existing):
-            deployment = Deployment.from_container(existing, client)
-            if progress:
-                progress.log(f"{cname} already runs {tag} at {deployment.url}")
-            _wait_ready(existing, client, deployment, timeout, progress)
-            if progress:
-                progress.set_stage("running", 1.0)
-            return deployment
-        if progress:
-            progress.log(f"Replacing {cname} ({existing.status}, image {existing.image.short_id})")
-        existing.remove(force=True)
-
+    deploy_id = uuid.uuid4().hex
     labels = {
-        "pyml.model": sanitize_name(name),
+        "pyml.model": validate_name(name),
         "pyml.version": sanitize_version(version),
         "pyml.run_id": run_id or image_labels.get("pyml.run_id", ""),
         "pyml.digest": image_labels.get("pyml.digest", ""),
+        "pyml.store": image_labels.get("pyml.store", ""),
         "pyml.image": (image.tag or tag) if isinstance(image, ImageInfo) else str(image),
+        "pyml.deploy_id": deploy_id,  # which call created it: only that call ever removes it on failure
         MANAGED_LABEL: "true",
     }
     environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
@@ -422,25 +428,90 @@ def run_deployment(
                                                  _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)},
                                           **settings.run_options())
     except docker.errors.APIError as exc:
-        try:
-            client.containers.get(cname).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        if exc.status_code == 409:  # another deploy created the container meanwhile: join it, never remove it
+            joined = _join_or_clear(client, cname, img, settings, progress, replace=False, wait=10.0)
+            if joined is not None:
+                return _ready(joined, client, timeout, progress, remove_on_failure=False)
+            raise DeployError(f"Could not start {cname}: another deploy created a container of that name from "
+                              f"another image or with other settings meanwhile. Stop it (stop('{name}/{version}')) and deploy again.") from exc
+        _remove_own(client, cname, deploy_id)  # created, then failed to start (a port in use...)
         hint = " (is the port already in use?)" if port and "port" in str(exc).lower() else ""
         raise DeployError(f"Could not start {cname} from {tag}: {exc.explanation or exc}{hint}") from exc
     container.reload()
-    deployment = Deployment.from_container(container, client)
     if progress:
-        progress.log(f"Started {cname} ({container.short_id}) from {tag}, published at {deployment.url}")
+        progress.log(f"Started {cname} ({container.short_id}) from {tag}")
+    return _ready(container, client, timeout, progress, remove_on_failure=True)
+
+
+def _join_or_clear(client, cname: str, img, settings: ContainerSettings, progress: Progress | None, *,
+                   replace: bool = True, wait: float = 0.0):
+    """The container ``cname`` if it is (or is becoming) a deployment of the image ``img`` with ``settings``;
+    otherwise, with
+    ``replace``, a stopped one or one of another image (a rebuild, another store's or a re-created model's
+    version) is removed and ``None`` returned. ``wait``: seconds to wait for a container whose name the engine
+    has reserved (a concurrent create) to become visible."""
+    import docker
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            existing = client.containers.get(cname)
+            break
+        except docker.errors.NotFound:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+    if (existing.attrs.get("Image") == img.id and existing.status in ("created", "running", "restarting")
+            and settings.matches(existing)):
+        if progress:
+            progress.log(f"{cname} already runs this image: joining it")
+        return existing
+    labels = (existing.attrs.get("Config") or {}).get("Labels") or {}
+    if labels.get(MANAGED_LABEL) != "true":
+        raise DeployError(f"A container named {cname} exists and was not started by pyml_jupyter: it is left alone. "
+                          f"Rename or remove it (docker rm -f {cname}) and deploy again.")
+    if not replace:
+        return None
+    if progress:
+        progress.log(f"Replacing {cname} ({existing.status}, image {existing.attrs.get('Image', '')[7:19]})")
+    try:
+        existing.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    return None
+
+
+def _remove_own(client, cname: str, deploy_id: str) -> None:
+    """Remove the container ``cname`` only if this call created it (its ``pyml.deploy_id`` label)."""
+    import docker
+
+    try:
+        container = client.containers.get(cname)
+        if ((container.attrs.get("Config") or {}).get("Labels") or {}).get("pyml.deploy_id") == deploy_id:
+            container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError:
+        pass
+
+
+def _ready(container, client, timeout: float, progress: Progress | None, *, remove_on_failure: bool) -> Deployment:
+    """Wait until ``container`` serves ``/ping``; a container this call created is removed if it never does."""
+    import docker
+
+    container.reload()
+    deployment = Deployment.from_container(container, client)
     try:
         _wait_ready(container, client, deployment, timeout, progress)
     except DeployError:
-        try:
-            container.remove(force=True)
-        except docker.errors.APIError:
-            pass
+        if remove_on_failure:
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass
         raise
     if progress:
+        progress.log(f"{container.name} serves at {deployment.url}")
         progress.set_stage("running", 1.0)
     return deployment
 

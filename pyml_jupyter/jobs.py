@@ -7,6 +7,10 @@ the same key while it runs returns the running job instead of starting a second 
 Finished jobs stay readable for ``keep_seconds`` (and at most ``keep_finished`` of them), so a panel that
 polls a little late still sees how the job ended.
 
+With a ``state_file``, the jobs are written there whenever one starts or ends; a manager created on the same
+file (the Jupyter server restarted) shows the jobs that were still queued or running as ``lost``: nothing runs
+them any more, and the panel says so instead of showing them running forever.
+
 Pure Python: no Tornado here. The jupyter_server handlers expose :meth:`Job.to_dict` as ``/pyml/jobs/{id}``.
 """
 
@@ -15,10 +19,12 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Hashable
 
 from .errors import NotFound, PymlError
@@ -62,17 +68,35 @@ class Job:
         self.ref = ref
         self.key = key
         self.progress = progress
-        self.state = "queued"  # queued | running | succeeded | failed
+        self.state = "queued"  # queued | running | succeeded | failed | lost
         self.result: Any = None
         self.error: dict[str, Any] | None = None
         self.created = time.time()
         self.finished: float | None = None
         self._future: Future | None = None
         self._seq = 0
+        self._snapshot: dict[str, Any] | None = None  # the last known progress of a job restored from disk
 
     @property
     def done(self) -> bool:
-        return self.state in ("succeeded", "failed")
+        return self.state in ("succeeded", "failed", "lost")
+
+    @classmethod
+    def restore(cls, record: dict[str, Any]) -> "Job":
+        """A job read back from a state file; one that was queued or running then is ``lost`` now."""
+        progress = dict(record.get("progress") or {})
+        job = cls(str(record.get("kind", "")), str(record.get("ref", "")), None, Progress(progress.get("title", "")))
+        job.id = str(record["id"])
+        job.state, job.result, job.error = record.get("state", "lost"), record.get("result"), record.get("error")
+        job.created, job.finished = float(record.get("created") or 0), record.get("finished")
+        if job.state not in ("succeeded", "failed", "lost"):
+            stage = progress.get("stage") or job.state
+            job.error = {"error": "lost", "message": f"The Jupyter server stopped while this {job.kind} was "
+                         f"{job.state} ({stage}): nothing runs it any more. Start it again."}
+            job.state, job.finished = "lost", time.time()
+            progress["state"], progress["error"] = "lost", job.error["message"]
+        job._snapshot = progress
+        return job
 
     def wait(self, timeout: float | None = None) -> "Job":
         """Block until the job has finished (for tests and the CLI); returns the job itself."""
@@ -90,7 +114,7 @@ class Job:
             "error": self.error,
             "created": self.created,
             "finished": self.finished,
-            "progress": self.progress.snapshot(log_tail),
+            "progress": self._snapshot if self._snapshot is not None else self.progress.snapshot(log_tail),
         }
 
     def __repr__(self) -> str:
@@ -101,8 +125,10 @@ class JobManager:
     """Runs jobs in a thread pool, one per key at a time, and remembers finished ones for a while."""
 
     def __init__(
-        self, *, max_workers: int = 4, keep_seconds: float = 3600.0, keep_finished: int = 100
+        self, *, max_workers: int = 4, keep_seconds: float = 3600.0, keep_finished: int = 100,
+        state_file: str | Path | None = None,
     ) -> None:
+        self.state_file = Path(state_file) if state_file is not None else None
         self.keep_seconds = keep_seconds
         self.keep_finished = keep_finished
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pyml-job")
@@ -110,6 +136,8 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._running: dict[Hashable, Job] = {}
         self._counter = itertools.count()
+        if self.state_file is not None:
+            self._load()
 
     def submit(
         self,
@@ -132,6 +160,7 @@ class JobManager:
             self._jobs[job.id] = job
             self._running[key] = job
             job._future = self._pool.submit(self._run, job, fn)
+            self._save()
         return job
 
     def get(self, job_id: str) -> Job:
@@ -177,6 +206,37 @@ class JobManager:
             job.state = state
             if self._running.get(job.key) is job:
                 del self._running[job.key]
+            self._save()
+
+    def _load(self) -> None:
+        """Read the jobs of a previous server from :attr:`state_file` (a missing or broken file: none)."""
+        assert self.state_file is not None
+        try:
+            records = json.loads(self.state_file.read_text())["jobs"]
+            jobs = [Job.restore(record) for record in records]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("pyml: ignoring the unreadable job state file %s: %s", self.state_file, exc)
+            return
+        for job in sorted(jobs, key=lambda job: job.created):
+            job._seq = next(self._counter)
+            self._jobs[job.id] = job
+        with self._lock:
+            self._prune()
+            self._save()
+
+    def _save(self) -> None:
+        """Write every known job to :attr:`state_file`, atomically (lock held)."""
+        if self.state_file is None:
+            return
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            records = [job.to_dict(log_tail=50) for job in sorted(self._jobs.values(), key=lambda job: job._seq)]
+            temporary = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"jobs": records}))
+            os.replace(temporary, self.state_file)
+        except (OSError, TypeError, ValueError) as exc:
+            log.warning("pyml: could not write the job state file %s: %s", self.state_file, exc)
 
     def _prune(self) -> None:
         """Forget finished jobs older than ``keep_seconds`` or beyond ``keep_finished`` (lock held)."""

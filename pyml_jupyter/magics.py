@@ -61,8 +61,8 @@ def _friendly(fn: Callable) -> Callable:
 @magics_class
 class PymlMagics(Magics):
     """``%pyml_check``, ``%pyml_register``, ``%pyml_models``, ``%pyml_build``, ``%pyml_deploy``,
-    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_test``, ``%pyml_batch``, ``%pyml_promote``, ``%pyml_push``,
-    ``%pyml_export``."""
+    ``%pyml_deployments``, ``%pyml_stop``, ``%pyml_prune``, ``%pyml_test``, ``%pyml_batch``, ``%pyml_promote``,
+    ``%pyml_push``, ``%pyml_export``."""
 
     # ------------------------------------------------------------------------------------------- evaluation
 
@@ -186,7 +186,7 @@ class PymlMagics(Magics):
             return fn(progress)
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--base-image", help="base image (default: the slim Python image matching this kernel's Python)")
     @argument("--no-cache", action="store_true", help="rebuild every layer (ignore the engine's layer cache)")
     @line_magic
@@ -198,7 +198,7 @@ class PymlMagics(Magics):
                                                                            no_cache=args.no_cache, progress=p))
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--port", type=int, help="host port on 127.0.0.1 (default: a free one)")
     @argument("--base-image", help="base image if the image has to be built")
     @argument("--memory", help="memory limit of the container, e.g. 512m or 8g (default: 4g)")
@@ -224,7 +224,7 @@ class PymlMagics(Magics):
         return DeploymentTable(api.deployments())
 
     @magic_arguments()
-    @argument("ref", help="NAME (all versions) or NAME/VERSION")
+    @argument("ref", help="NAME (all versions), NAME/VERSION or NAME@ALIAS")
     @line_magic
     @_friendly
     def pyml_stop(self, line: str):
@@ -235,7 +235,18 @@ class PymlMagics(Magics):
         return DeploymentTable(api.stop(args.ref), title="Stopped")
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("name", help="the model whose old images are removed")
+    @argument("--keep", type=int, default=1, help="how many of the newest images to keep (default 1)")
+    @line_magic
+    @_friendly
+    def pyml_prune(self, line: str):
+        """Remove a model's old Docker images: all but the --keep newest, never one a container uses."""
+        args = _parse_args(self.pyml_prune, line)
+        removed = api.prune(args.name, keep=args.keep)
+        print(f"Removed {len(removed)} image(s) of {args.name}" + "".join(f"\n  {image!r}" for image in removed))
+
+    @magic_arguments()
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--sample", "-s", help="expression giving inputs (default: the sample stored at registration)")
     @argument("--target", "-t", default="container", choices=list(api.TEST_TARGETS),
               help="where to predict besides the notebook: the running container (default), Spark, or all")
@@ -254,7 +265,7 @@ class PymlMagics(Magics):
     # --------------------------------------------------------------------------------------------- batch
 
     @magic_arguments()
-    @argument("ref", help="NAME or NAME/VERSION (default: latest version)")
+    @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--query", "-q", help="SQL query whose columns match the model's inputs (cell form: the cell body)")
     @argument("--output", "-o", required=True, help="destination table, [database.]table")
     @argument("--keep", "-k", help="comma-separated input columns to keep beside the predictions (default: all)")

@@ -126,14 +126,14 @@ def push(ref: str, registry: str, *, progress: Progress | None = None, client=No
     Raises :class:`~pyml_jupyter.errors.NotFound` when the version has no image on this engine, and
     :class:`PushError` when the registry is unreachable or refuses the push (the local tags are removed again).
     """
-    from .api import _resolve
+    from .api import _identity, _resolve
     from .images.builder import docker_client, find_image
 
     validate_registry(registry)  # before anything is resolved or touched
-    name, version, _ = _resolve(ref)
+    name, version, mv = _resolve(ref)
     progress = progress or Progress(f"push {name}/{version}")
     client = docker_client(client, error=PushError)
-    image = find_image(name, str(version), client=client)
+    image = find_image(name, str(version), client=client, **_identity(mv))  # this store's, this run's image
     if image is None:
         raise NotFound(f"{name}/{version} has no image on this Docker engine: build it first (%pyml_build "
                        f"{name}/{version}), then push. Nothing was pushed.")

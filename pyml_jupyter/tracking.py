@@ -11,9 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +19,17 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from . import tempdirs
 from .errors import InvalidName, NotFound, PymlError, TrackingError
+from .names import ModelRef, name_key, parse_ref, validate_name
 from .uris import redact
 
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
-    "RegisteredModel", "validate_name", "parse_ref", "log_and_register", "resolve_version",
-    "download_package", "set_version_tags", "list_registered", "tracking_uri", "ui_url", "aliases", "set_alias",
+    "RegisteredModel", "ModelRef", "validate_name", "parse_ref", "resolve_ref", "check_name_available",
+    "log_and_register", "resolve_version",
+    "download_package", "set_version_tags", "list_registered", "tracking_uri", "registry_uri", "store_id",
+    "ui_url", "aliases", "set_alias",
 ]
 
 TAG_STATUS = "pyml.contract_status"
@@ -57,32 +59,6 @@ def _mlflow_errors(fn: F) -> F:
             raise TrackingError(f"MLflow at {redact(tracking_uri())} failed: {type(e).__name__}: {e}") from e
 
     return wrapper  # type: ignore[return-value]
-
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-def validate_name(name: str) -> str:
-    """A model name safe for the registry, Docker tags, paths and SQL: letters, digits, ``_ . -``; ≤ 63 chars."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        raise InvalidName(
-            f"{name!r} is not a valid model name: use 1 to 63 letters, digits, '_', '.' or '-', starting with a "
-            "letter or digit (e.g. 'churn_model')."
-        )
-    return name
-
-
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``"NAME"`` or ``"NAME/VERSION"`` (``"NAME@latest"`` too) -> (name, version or None)."""
-    if not isinstance(ref, str) or not ref.strip():
-        raise InvalidName("a model reference is NAME or NAME/VERSION, e.g. 'churn_model/3'.")
-    name, _, version = ref.strip().replace("@latest", "").partition("/")
-    validate_name(name)
-    if not version:
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidName(f"{version!r} is not a model version: versions are positive integers, e.g. '{name}/3'.")
-    return name, int(version)
 
 
 @dataclass
@@ -167,6 +143,30 @@ def tracking_uri() -> str:
     return mlflow.get_tracking_uri()  # may carry credentials: show it through uris.redact only
 
 
+def registry_uri() -> str:
+    import mlflow
+
+    return mlflow.get_registry_uri()
+
+
+def store_id(uri: str | None = None) -> str:
+    """A short hash naming the model registry (by default the current one): images, containers and cached
+    packages carry it, so two stores that both hold ``churn`` v1 are never confused. Credentials (user,
+    password, query parameters such as tokens) do not count, and a relative SQLite or file path is made
+    absolute, so the same store always has the same id."""
+    import hashlib
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri or registry_uri())
+    path = parts.path
+    if parts.scheme in ("sqlite", "file", "") and not parts.netloc:
+        local = path[1:] if parts.scheme == "sqlite" and path.startswith("/") else path
+        path = ("/" if parts.scheme == "sqlite" else "") + os.path.abspath(os.path.expanduser(local or "."))
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    canonical = urlunsplit((parts.scheme.lower(), host.lower(), path.rstrip("/") or "/", "", ""))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 def ui_url(path: str = "") -> str | None:
     """A browser link into the MLflow UI, when the tracking store is a server (or ``PYML_MLFLOW_UI`` is set)."""
     base = os.environ.get("PYML_MLFLOW_UI")
@@ -193,7 +193,7 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
     """
     import mlflow
 
-    validate_name(name)
+    check_name_available(name)
     package_dir, sample = Path(report.package_dir), report.sample
     client = _client()
     info = json.loads((package_dir / "pyml.json").read_text())
@@ -208,7 +208,7 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
         # The experiment is looked up (or created) without making it the notebook's active experiment.
         experiment_id = _experiment_id(client, experiment) if experiment else None
         model_existed = bool(client.search_registered_models(filter_string=f"name = '{name}'"))
-        with tempfile.TemporaryDirectory(prefix="pyml-log-") as tmp:
+        with tempdirs.temporary("pyml-log-") as tmp:
             staged = Path(tmp) / PACKAGE_DIR_NAME
             shutil.copytree(package_dir, staged, ignore=shutil.ignore_patterns("__pycache__"))
             code_dir = _serving_code_dir(Path(tmp))
@@ -317,21 +317,52 @@ def _quietly(fn: Callable[[], Any]) -> bool:
 @_mlflow_errors
 def resolve_version(name: str, version: int | None = None):
     """The MLflow ``ModelVersion`` for NAME/VERSION (latest when version is None), or :class:`NotFound`."""
+    return resolve_ref(ModelRef(validate_name(name), version)).entity
+
+
+@_mlflow_errors
+def resolve_ref(ref: str | ModelRef) -> ModelRef:
+    """The registered version a reference means, asked of MLflow's registry: an alias or "latest" becomes its
+    version number. The returned ref has ``version`` set and MLflow's ``ModelVersion`` as ``entity``."""
     from mlflow.exceptions import MlflowException
 
-    validate_name(name)
+    ref = parse_ref(ref)
     client = _client()
     try:
-        if version is not None:
-            return client.get_model_version(name, str(version))
-        versions = client.search_model_versions(f"name='{name}'")
+        if ref.version is not None:
+            mv = client.get_model_version(ref.name, str(ref.version))
+        elif ref.alias is not None:
+            mv = client.get_model_version_by_alias(ref.name, ref.alias)
+        else:
+            versions = client.search_model_versions(f"name='{ref.name}'")
+            mv = max(versions, key=lambda v: int(v.version)) if versions else None
     except MlflowException as e:
-        raise NotFound(f"model {name!r}{'/' + str(version) if version else ''} is not registered in "
-                       f"{tracking_uri()}: register it with %pyml_register or pyml_jupyter.register().") from e
-    if not versions:
-        raise NotFound(f"model {name!r} is not registered in {tracking_uri()}: register it with %pyml_register "
-                       "or pyml_jupyter.register().")
-    return max(versions, key=lambda v: int(v.version))
+        if getattr(e, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise  # the store failed: a TrackingError (redacted), not "not registered"
+        mv = None
+    if mv is None:
+        what = f"model {ref.name!r}" if ref.version is None and ref.alias is None else repr(str(ref))
+        raise NotFound(f"{what} is not registered in {redact(tracking_uri())}: register it with %pyml_register or "
+                       "pyml_jupyter.register()" + (f", or set the alias with MLflow's set_registered_model_alias."
+                                                    if ref.alias else "."))
+    return ModelRef(ref.name, int(mv.version), ref.alias, entity=mv)
+
+
+def check_name_available(name: str) -> str:
+    """``name`` validated, unless another registered model has the same name up to case or surrounding spaces
+    (``Churn`` beside ``churn``): both would be the same image and container, so that is refused."""
+    validate_name(name)
+    try:
+        found = _client().search_registered_models(filter_string=f"name ILIKE '%{name}%'", max_results=1000)
+    except Exception as e:  # noqa: BLE001 - an unreachable or failing store: nothing was written yet
+        raise TrackingError(redact(f"registering {name!r} in MLflow ({tracking_uri()}) failed, and nothing was "
+                                   f"kept: {type(e).__name__}: {e}")) from e
+    for rm in found:
+        if rm.name != name and name_key(rm.name) == name_key(name):
+            raise InvalidName(f"{name!r} differs only in case or spaces from the registered model {rm.name!r}, and "
+                              f"the two could not be told apart in Docker: register it as {rm.name!r}, or choose "
+                              "another name.")
+    return name
 
 
 def _cache_root() -> Path:
@@ -340,23 +371,30 @@ def _cache_root() -> Path:
 
 @_mlflow_errors
 def download_package(name: str, version: int) -> Path:
-    """The package of a registered version, downloaded once into the local cache."""
+    """The package of a registered version, downloaded once into the local cache.
+
+    The cache is keyed by the store (:func:`store_id`) and the version's run id, never by name and version
+    alone: a model deleted and registered again, or ``churn`` v1 of another store, is another package. A
+    download goes to a temporary folder beside its place and is renamed into it, so a reader sees a whole
+    package or none; a package already in place is never removed (another thread may be reading it).
+    """
     import mlflow
 
     mv = resolve_version(name, version)
-    store = re.sub(r"[^A-Za-z0-9]+", "_", redact(tracking_uri()))[-80:]
-    target = _cache_root() / "packages" / store / name / str(mv.version)
+    target = _cache_root() / "packages" / store_id() / mv.run_id
     package = target / "data" / PACKAGE_DIR_NAME
     if (package / "pyml.json").is_file():
         return package
-    tmp = Path(tempfile.mkdtemp(prefix="download-", dir=_ensure(target.parent)))
+    tmp = tempdirs.make(".download-", target.parent)
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
         if not (tmp / "data" / PACKAGE_DIR_NAME / "pyml.json").is_file():
             raise NotFound(f"models:/{name}/{mv.version} is not a pyml_jupyter model (no package in its data).")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)  # atomic; fails when another download got there first
+        except OSError:
+            if not (package / "pyml.json").is_file():
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,10 @@ trap 'bash scripts/stop-services.sh' EXIT
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# PyTorch first, pinned: on these machines it is a CPU build, and the package install below then finds it
+# satisfied instead of pulling a CUDA build. The TensorModel and torch artifact tests need it (CI=true fails them
+# without it).
+.venv/bin/python -m pip install -q "torch==2.13.0"
 # Installs the package with every extra; the build hook compiles the JupyterLab extension with npm.
 .venv/bin/python -m pip install -q -e ".[all]"
 # JupyterLab runs its builder by name: the venv must be on PATH.

@@ -19,6 +19,18 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # deployment allows its own names (serving/access.py). The access tests pass their own policies.
 os.environ.setdefault("PYML_ALLOWED_HOSTS", "testserver,test")
 
+
+def require_torch():
+    """The ``torch`` module, or a skip (a failure under CI=true, where scripts/test.sh installs it)."""
+    try:
+        import torch
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs PyTorch (pip install torch==2.13.0): {exc}")
+        pytest.skip(f"PyTorch is not installed: {exc}")
+    return torch
+
+
 EXAMPLE_MODEL_SOURCE = textwrap.dedent(
     '''
     # Captured by pyml_jupyter (hand-written test fixture).
@@ -117,3 +129,42 @@ def write_example_package(directory: Path, n_sample: int = 5) -> Path:
 def example_package(tmp_path: Path) -> Path:
     """A small scikit-learn DataFrameModel package on disk (columns x1, x2: float64; city: string)."""
     return write_example_package(tmp_path / "package")
+
+
+# --------------------------------------------------------------------- no dangling images left behind
+
+
+def _dangling_pyml_images() -> set[str] | None:
+    """Ids of the untagged images that pyml builds made (they carry ``pyml.stage``); None without an engine."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=20)
+        client.ping()
+        images = client.images.list(filters={"dangling": True, "label": "pyml.stage"})
+    except Exception:  # noqa: BLE001 - no engine: nothing to compare
+        return None
+    return {image.id for image in images}
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_DANGLING] = _dangling_pyml_images()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session fails when it left untagged (dangling) pyml images on the engine: builds must not."""
+    import time
+
+    before = session.config.stash.get(_DANGLING, None)
+    if before is None:
+        return
+    deadline = time.monotonic() + 30  # a build still running elsewhere names its stages when it ends
+    while (left := (_dangling_pyml_images() or set()) - before) and time.monotonic() < deadline:
+        time.sleep(3)
+    if left:
+        sys.stderr.write(f"\nFAILED: the tests left {len(left)} untagged pyml image(s) on the Docker engine: "
+                         f"{', '.join(sorted(i[7:19] for i in left))} (docker image inspect ID)\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_DANGLING = pytest.StashKey[set]()

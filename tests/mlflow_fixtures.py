@@ -75,6 +75,44 @@ def mlflow_server(tmp_path_factory):
         log.close()
 
 
+@pytest.fixture(scope="module", params=["local", pytest.param("server", marks=pytest.mark.mlflow_server)])
+def store(request, tmp_path_factory):
+    """A real MLflow store of the module: a local SQLite file, or a real ``mlflow server`` process. Work happens in a tmp dir."""
+    workdir = tmp_path_factory.mktemp(f"store-{request.param}")
+    if request.param == "local":
+        uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("mlflow_server")
+    with use_tracking_uri(uri, workdir):
+        yield uri
+
+
+def all_runs(view: str = "ALL") -> list:
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return client.search_runs(experiments, run_view_type=getattr(ViewType, view), max_results=10_000)
+
+
+def logged_models() -> set[str]:
+    """The ids of every logged model (MLflow 3's model entities, which outlive their run unless deleted)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return {m.model_id for m in client.search_logged_models(experiments, max_results=1000)}
+
+
+def registered_models(name: str) -> list:
+    from mlflow import MlflowClient
+
+    return MlflowClient().search_registered_models(filter_string=f"name = '{name}'")
+
+
+
 @contextlib.contextmanager
 def use_tracking_uri(uri: str, workdir: Path):
     """Point MLflow (this process, and subprocesses through the environment) at ``uri``; work in ``workdir``.

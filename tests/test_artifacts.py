@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from conftest import require_torch
 from pyml_jupyter.serving.artifacts import (
     FORMATS,
     ArtifactError,
@@ -83,7 +84,7 @@ def test_other_python_objects_are_saved_with_pickle(tmp_path):
 
 
 def test_torch_module_and_tensor_are_saved_with_torch(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     net = torch.nn.Linear(2, 1)
 
     module_spec = save_artifact(net, tmp_path, "net")

@@ -145,3 +145,11 @@ def test_an_error_with_json_is_one_json_line_and_exit_code_2(store, tmp_path):
     assert result.returncode == 2
     error = json.loads(result.stdout)
     assert error["error"] == "not_found" and error["status"] == 404
+
+
+def test_prune_removes_nothing_of_a_model_without_images_and_refuses_a_version(store, tmp_path):
+    result = pyml("prune", "cli_never_built", "--keep", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Removed 0 image(s) of cli_never_built" in result.stdout
+    result = pyml("prune", "cli_never_built/3", cwd=tmp_path)
+    assert result.returncode == 2 and "prune takes a model name, not a version" in result.stderr

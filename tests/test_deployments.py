@@ -274,3 +274,70 @@ def test_deploy_sets_the_worker_count(built, docker_engine):
             time.sleep(0.2)
     finally:
         stop_deployment(name, "1", client=docker_engine)
+
+
+# ------------------------------------------------------------------------------------ identity and races
+
+
+def test_stopping_a_name_never_stops_another_that_differs_in_case(built, docker_engine):
+    name = model_name("case")
+    dep = run_deployment(built[1], name=name, version="1", client=docker_engine)
+    try:
+        assert stop_deployment(name.upper(), client=docker_engine) == []
+        assert stop_deployment(name.upper(), "1", client=docker_engine) == []
+        assert dep.refresh().status == "running"
+    finally:
+        stop_deployment(name, client=docker_engine)
+
+
+def test_two_concurrent_deploys_of_a_version_share_one_container_and_remove_none(built, docker_engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = model_name("race")
+    started = int(time.time()) - 1
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            deps = list(pool.map(lambda _: run_deployment(built[1], name=name, version="1", client=docker_engine),
+                                 range(4)))
+        assert len({d.container_id for d in deps}) == 1
+        assert all(d.ping() for d in deps)
+        removed = [e for e in docker_engine.events(since=started, until=int(time.time()) + 1, decode=True,
+                                                   filters={"type": "container", "event": "destroy"})
+                   if e["Actor"]["Attributes"].get("name") == container_name(name, "1")]
+        assert removed == []
+    finally:
+        stop_deployment(name, client=docker_engine)
+
+
+def test_a_container_of_that_name_not_started_by_pyml_is_never_removed(built, docker_engine):
+    name = model_name("foreign")
+    foreign = docker_engine.containers.run(BASE_IMAGE, ["sleep", "120"], name=container_name(name, "1"),
+                                           detach=True, labels={"pyml.model": name})
+    try:
+        with pytest.raises(DeployError, match="not started by pyml_jupyter"):
+            run_deployment(built[1], name=name, version="1", client=docker_engine)
+        foreign.reload()
+        assert foreign.status == "running"
+    finally:
+        foreign.remove(force=True)
+
+
+def test_local_traffic_bypasses_a_proxy_set_without_no_proxy(built, docker_engine, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: any request through the "proxy" fails
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{closed}")
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    name = model_name("proxied")
+    package, info, _ = built
+    try:
+        dep = run_deployment(info, name=name, version="1", timeout=60, client=docker_engine)  # readiness pings
+        sample = load_package(package).info.read_sample()
+        assert dep.ping()
+        assert len(dep.predict(sample)) == len(sample)  # test predictions
+    finally:
+        stop_deployment(name, client=docker_engine)

@@ -65,6 +65,20 @@ def test_find_image_asks_the_engine_by_label(built):
     assert info.image_id in {i.image_id for i in list_images(model_name())}
 
 
+def test_find_image_matches_the_run_store_and_package_not_only_name_and_version(built):
+    package, info, _ = built
+    assert find_image(model_name(), "1", run_id="run-1", digest=package_digest(package)).image_id == info.image_id
+    assert find_image(model_name(), "1", run_id="run-2") is None  # the model was deleted and registered again
+    assert find_image(model_name(), "1", run_id="run-1", store="another-store") is None
+    assert find_image(model_name(), "1", digest="sha256:" + "0" * 64) is None
+    assert find_image(model_name().upper(), "1") is None  # names are matched exactly
+
+
+def test_the_image_is_also_tagged_with_its_run_so_it_never_dangles(built, docker_engine):
+    _, info, _ = built
+    assert f"pyml/{model_name()}:1-run-1" in docker_engine.images.get(info.image_id).tags
+
+
 def test_image_runs_as_an_unprivileged_user(built, docker_engine):
     _, info, _ = built
     config = docker_engine.api.inspect_image(info.image_id)["Config"]
@@ -208,6 +222,82 @@ def test_failing_docker_step_raises_build_error_with_the_step_and_its_log(built,
     assert len(info.value.details["log"]) <= 20
     assert not docker_engine.containers.list(all=True, filters={"status": "exited",
                                                                 "ancestor": BASE_IMAGE})  # forcerm
+
+
+def image_ids(log: list[str]) -> list[str]:
+    """The image ids a build log names (`` ---> 0123456789ab``), in order."""
+    return [m.group(1) for line in log if (m := re.match(r"^\s*---> ([0-9a-f]{12})\s*$", line))]
+
+
+def dangling(client, ids: list[str]) -> list[str]:
+    """Those of ``ids`` that are untagged top-level images now."""
+    now = {image.short_id.split(":")[-1][:12] for image in client.images.list(filters={"dangling": True})}
+    return [image_id for image_id in ids if image_id in now]
+
+
+def test_a_build_failing_mid_way_leaves_no_untagged_image(built, docker_engine, tmp_path):
+    from pyml_jupyter.progress import Progress
+
+    empty = tmp_path / "empty-wheelhouse"
+    empty.mkdir()
+    context = render_context(built[0], tmp_path / "ctx", base_image=BASE_IMAGE, requirements=["numpy==2.0.1"],
+                             labels={"pyml.managed": "true", "pyml.model": model_name("half")}, wheelhouse=empty)
+    (context.path / "requirements.txt").write_text(f"numpy==2.0.1\n# {time.time()}\n")  # never from the cache
+    progress = Progress("build")
+    with pytest.raises(BuildError):
+        build_context(context, tag=f"pyml/{model_name('half')}:1", client=docker_engine, progress=progress)
+    made = image_ids(progress.tail(2000))
+    assert len(made) >= 2  # the base image, then the unique requirements layer
+    assert dangling(docker_engine, made) == []
+
+
+def test_the_dependency_stage_is_named_not_dangling(built, docker_engine):
+    log = built[2].tail(2000)
+    second_from = max(i for i, line in enumerate(log) if re.match(r"^Step \d+/\d+ : FROM ", line))
+    stage_result = image_ids(log[:second_from])[-1]
+    tags = docker_engine.images.get(stage_result).tags
+    assert f"pyml-stages/dependencies:{stage_result}" in tags
+    assert dangling(docker_engine, image_ids(log)) == []
+
+
+def test_a_rebuild_of_a_version_leaves_no_untagged_image_behind(built, docker_engine, tmp_path):
+    from pyml_jupyter.progress import Progress
+
+    package = copy_package(built[0], tmp_path / "rebuilt")
+    name = model_name("rebuilt")
+    first = build_image(package, name=name, version="1", base_image=BASE_IMAGE, client=docker_engine)
+    (package / "model.py").write_text((package / "model.py").read_text() + f"\n# changed {time.time()}\n")
+    progress = Progress("rebuild")
+    second = build_image(package, name=name, version="1", base_image=BASE_IMAGE, client=docker_engine,
+                         progress=progress)
+    assert second.image_id != first.image_id
+    assert dangling(docker_engine, [first.short_id, *image_ids(progress.tail(2000))]) == []
+
+
+def test_prune_keeps_the_newest_images_and_any_a_container_uses(built, docker_engine, tmp_path):
+    from pyml_jupyter.deployments import run_deployment, stop_deployment
+    from pyml_jupyter.images.builder import prune_images
+
+    name = model_name("pruned")
+    images = []
+    for version in ("1", "2", "3", "4"):
+        package = copy_package(built[0], tmp_path / version)
+        (package / "model.py").write_text((package / "model.py").read_text() + f"\n# v{version}\n")
+        images.append(build_image(package, name=name, version=version, run_id=f"run-{version}",
+                                  base_image=BASE_IMAGE, client=docker_engine))
+    run_deployment(images[0], name=name, version="1", client=docker_engine)
+    try:
+        removed = prune_images(name, keep=2, client=docker_engine)
+        assert [image.image_id for image in removed] == [images[1].image_id]  # v1 runs: kept
+        left = {image.image_id for image in list_images(name, client=docker_engine)}
+        assert left == {images[0].image_id, images[2].image_id, images[3].image_id}
+    finally:
+        stop_deployment(name, client=docker_engine)
+    assert [i.image_id for i in prune_images(name, keep=0, client=docker_engine)] == [images[3].image_id,
+                                                                                       images[2].image_id,
+                                                                                       images[0].image_id]
+    with pytest.raises(Exception, match="keep must be"):
+        prune_images(name, keep=-1, client=docker_engine)
 
 
 def test_missing_engine_raises_a_clear_build_error(session_package, monkeypatch):

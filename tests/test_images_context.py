@@ -104,7 +104,8 @@ def test_layers_go_from_rarely_to_often_changing(context):
     final_from = steps.index("FROM python:3.11-slim")
     assert index("COPY requirements.txt") < index("COPY wheels/") < index("RUN python -m venv") < final_from
     assert (final_from < index("COPY --from=dependencies /opt/venv") < index("COPY runtime/")
-            < index("COPY model/") < index("LABEL"))
+            < index("COPY model/") < index('LABEL "pyml.model"'))
+    assert steps[1] == 'LABEL "pyml.stage"="dependencies"' and steps[final_from + 1] == 'LABEL "pyml.stage"="serving"'
     # Nothing after the model package but per-version metadata: a new version reuses every earlier layer.
     assert all(s.split()[0] in ("ENV", "LABEL") for s in steps[index("COPY model/") + 1:])
 

@@ -191,3 +191,38 @@ def test_a_result_without_a_json_form_is_shown_by_its_repr(jobs):
     job = jobs.submit("build", "m/1", lambda p: Opaque()).wait(10)
     assert job.state == "succeeded"
     assert job.result == {"repr": "Opaque(1)"}
+
+
+# ------------------------------------------------------------------------------------------- restarts
+
+
+def test_a_job_running_when_the_server_stopped_is_lost_after_a_restart(tmp_path):
+    state = tmp_path / "jobs.json"
+    before = JobManager(state_file=state)
+    release = threading.Event()
+    running = before.submit("build", "m/1", lambda p: (p.set_stage("building image", 0.5), release.wait(10)))
+    done = before.submit("deploy", "m/2", lambda p: {"url": "http://127.0.0.1:1"}).wait(10)
+
+    after = JobManager(state_file=state)  # the server restarted: nothing runs the build any more
+
+    lost = after.get(running.id)
+    assert lost.state == "lost" and lost.done
+    assert lost.error["error"] == "lost" and "stopped while this build" in lost.error["message"]
+    assert lost.to_dict()["progress"]["state"] == "lost"
+    assert after.get(done.id).state == "succeeded"
+    assert after.get(done.id).result == {"url": "http://127.0.0.1:1"}
+    assert [job.id for job in after.list()] == [done.id, running.id]
+    assert after.submit("build", "m/1", lambda p: 1).wait(10).state == "succeeded"  # may start again
+    release.set()
+    before.shutdown(wait=True)
+    after.shutdown(wait=True)
+
+
+def test_a_broken_state_file_is_ignored(tmp_path):
+    state = tmp_path / "jobs.json"
+    state.write_text("{not json")
+    manager = JobManager(state_file=state)
+    assert manager.list() == []
+    manager.submit("build", "m/1", lambda p: None).wait(10)
+    assert len(JobManager(state_file=state).list()) == 1
+    manager.shutdown(wait=True)

@@ -313,3 +313,17 @@ def test_pyml_deploy_takes_container_limits_and_refuses_bad_ones_in_one_paragrap
     assert_usage_error(run_cell(notebook, "%pyml_deploy churn --memory lots"), "memory must be a size")
     assert_usage_error(run_cell(notebook, "%pyml_deploy churn --pids-limit 4"), "pids_limit")
     assert_usage_error(run_cell(notebook, "%pyml_deploy churn --allowed-hosts 'bad host'"), "allowed_hosts")
+
+
+def test_pyml_prune_says_what_it_removed_and_a_version_is_a_usage_error(notebook):
+    cell = run_cell(notebook, f"%pyml_prune {unique_name('never-built')} --keep 1")
+    assert "Removed 0 image(s)" in cell.text
+
+    cell = run_cell(notebook, "%pyml_prune churn/3")
+    assert_usage_error(cell, "prune takes a model name, not a version")
+
+
+@pytest.mark.parametrize("ref", ["churn/²", "churn/" + "9" * 5000, "churn/3@latest", "x-"])
+def test_a_bad_ref_is_one_paragraph_not_a_crash(notebook, ref):
+    cell = run_cell(notebook, f"%pyml_deploy {ref}")
+    assert_usage_error(cell)

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlflow_fixtures import mlflow_server, use_tracking_uri  # noqa: F401
+from mlflow_fixtures import all_runs, logged_models, mlflow_server, registered_models, store  # noqa: F401
 from notebook_shell import CHURN_NOTEBOOK, ipython, run, shell  # noqa: F401
 
 
@@ -30,18 +30,6 @@ REGISTER = "registered = register(ChurnModel, {name!r}, sample, {{'scaler': scal
 
 def unique_name(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module", params=["local", pytest.param("server", marks=pytest.mark.mlflow_server)])
-def store(request, tmp_path_factory):
-    """A real MLflow store: a local SQLite file, or a real ``mlflow server`` process. Work happens in a tmp dir."""
-    workdir = tmp_path_factory.mktemp(f"register-{request.param}")
-    if request.param == "local":
-        uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    else:
-        uri = request.getfixturevalue("mlflow_server")
-    with use_tracking_uri(uri, workdir):
-        yield uri
 
 
 @dataclass
@@ -76,31 +64,6 @@ def notebook(store, shell):
     return shell
 
 
-def all_runs(view: str = "ALL") -> list:
-    from mlflow import MlflowClient
-    from mlflow.entities import ViewType
-
-    client = MlflowClient()
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    return client.search_runs(experiments, run_view_type=getattr(ViewType, view), max_results=10_000)
-
-
-def logged_models() -> set[str]:
-    """The ids of every logged model (MLflow 3's model entities, which outlive their run unless deleted)."""
-    from mlflow import MlflowClient
-    from mlflow.entities import ViewType
-
-    client = MlflowClient()
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    return {m.model_id for m in client.search_logged_models(experiments, max_results=1000)}
-
-
-def registered_models(name: str) -> list:
-    from mlflow import MlflowClient
-
-    return MlflowClient().search_registered_models(filter_string=f"name = '{name}'")
-
-
 # -- what register() returns ------------------------------------------------------------------------------------
 
 
@@ -123,20 +86,6 @@ def test_registering_the_same_name_again_creates_version_2(notebook):
 
     assert notebook.user_ns["registered"].version == 2
     assert notebook.user_ns["registered"].uri == f"models:/{name}/2"
-
-
-def test_list_models_shows_versions_newest_first_with_their_contract_status(notebook):
-    from pyml_jupyter import list_models
-
-    name = unique_name("listed")
-    run(notebook, REGISTER.format(name=name))
-    run(notebook, REGISTER.format(name=name))
-
-    (model,) = [m for m in list_models() if m.name == name]
-    assert [v["version"] for v in model.versions] == [2, 1]
-    assert [v["contract_status"] for v in model.versions] == ["passed", "passed"]
-    assert model.versions[0]["model_uri"] == f"models:/{name}/2"
-    assert model.latest_version == 2
 
 
 def test_the_run_goes_to_the_experiment_given(notebook):
@@ -372,90 +321,3 @@ def test_an_invalid_name_is_rejected_before_anything_is_checked_or_logged(store,
         register(object, bad_name, sample=None)  # not even a model: the name is checked first
 
     assert len(all_runs()) == runs_before
-
-
-def test_an_unreachable_registry_fails_before_anything_is_logged(notebook, monkeypatch):
-    from mlflow_fixtures import _free_port, registry_uri
-    from pyml_jupyter.errors import PymlError
-
-    name = unique_name("unreachable")
-    runs_before, models_before = len(all_runs()), logged_models()
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with registry_uri(f"http://127.0.0.1:{_free_port()}"):
-        result = notebook.run_cell(REGISTER.format(name=name))
-
-    error = result.error_in_exec
-    assert isinstance(error, PymlError), error
-    assert f"registering {name!r} in MLflow" in error.message and "nothing was kept" in error.message
-    assert "Connection refused" in error.message
-    assert len(all_runs()) == runs_before
-    assert logged_models() == models_before
-
-
-def test_an_artifact_store_failing_mid_way_leaves_no_run_and_no_model_behind(notebook, tmp_path):
-    """A real failure after the run was created: the experiment's artifact location cannot be written."""
-    import mlflow
-
-    from pyml_jupyter.errors import PymlError
-
-    (tmp_path / "a-file").write_text("not a directory")
-    experiment = unique_name("unwritable")
-    mlflow.create_experiment(experiment, artifact_location=(tmp_path / "a-file" / "artifacts").as_uri())
-    name = unique_name("midway")
-    active_before, models_before = {r.info.run_id for r in all_runs("ACTIVE_ONLY")}, logged_models()
-
-    result = notebook.run_cell(REGISTER.format(name=name)[:-1] + f", experiment={experiment!r})")
-
-    error = result.error_in_exec
-    assert isinstance(error, PymlError), error
-    assert "nothing was kept" in error.message
-    assert {r.info.run_id for r in all_runs("ACTIVE_ONLY")} == active_before
-    (deleted,) = [r for r in all_runs("DELETED_ONLY") if r.data.tags.get("mlflow.runName") == f"pyml-{name}"]
-    assert deleted.info.lifecycle_stage == "deleted"
-    assert registered_models(name) == []
-    assert logged_models() == models_before
-
-
-def fail_creating_versions(monkeypatch) -> None:
-    """The registry store creates registered models but fails to create versions (cannot be produced for real)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.store.model_registry.rest_store import RestStore
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
-
-    def fail(self, *args, **kwargs):
-        raise MlflowException("the model version store is unavailable")
-
-    for store_class in (SqlAlchemyStore, RestStore):
-        monkeypatch.setattr(store_class, "create_model_version", fail)
-
-
-def test_a_failure_creating_the_version_leaves_no_registered_model_behind(notebook, monkeypatch):
-    from pyml_jupyter.errors import PymlError
-
-    name = unique_name("half")
-    active_before = {r.info.run_id for r in all_runs("ACTIVE_ONLY")}
-    models_before = logged_models()
-    fail_creating_versions(monkeypatch)
-
-    result = notebook.run_cell(REGISTER.format(name=name))
-
-    assert isinstance(result.error_in_exec, PymlError)
-    assert "the model version store is unavailable" in result.error_in_exec.message
-    assert registered_models(name) == []
-    assert {r.info.run_id for r in all_runs("ACTIVE_ONLY")} == active_before
-    assert logged_models() == models_before
-
-
-def test_a_failed_new_version_keeps_the_versions_already_registered(notebook, monkeypatch):
-    from mlflow import MlflowClient
-
-    name = unique_name("kept")
-    run(notebook, REGISTER.format(name=name))
-
-    fail_creating_versions(monkeypatch)
-    result = notebook.run_cell(REGISTER.format(name=name))
-    monkeypatch.undo()
-
-    assert result.error_in_exec is not None
-    versions = MlflowClient().search_model_versions(f"name = '{name}'")
-    assert [int(v.version) for v in versions] == [1]

@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from conftest import require_torch
 from pyml_jupyter.requirements import Requirements, pickled_modules, resolve_requirements
 
 
@@ -181,7 +182,7 @@ def test_file_that_is_not_a_pickle_is_rejected(tmp_path):
 
 
 def test_torch_save_file_is_read(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     path = tmp_path / "net.pt"
     torch.save(torch.nn.Linear(2, 1), path)
 

@@ -142,13 +142,6 @@ async def test_config_names_the_store_without_secrets(store, fetch_json):
     assert body["version"]
 
 
-def test_config_hides_a_database_password(monkeypatch):
-    from pyml_jupyter.api import config
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow:s3cret@db.internal:5432/mlflow")
-    assert config()["tracking_uri"] == "postgresql://***@db.internal:5432/mlflow"  # the user may be a token too
-
-
 ROUTES = [
     ("GET", "pyml/models"),
     ("GET", "pyml/config"),
@@ -259,13 +252,14 @@ async def test_an_unknown_job_is_a_404(fetch_json):
     assert payload["error"] == "not_found"
 
 
-async def test_a_deploy_of_an_unknown_model_is_a_job_that_fails_with_not_found(store, fetch_json):
-    status, job = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_xyz/1"})
-    assert status == 202
-    job = await _poll(fetch_json, job["id"], timeout=60)
-    assert job["state"] == "failed"
-    assert job["error"]["error"] == "not_found"
-    assert job["progress"]["state"] == "failed"
+@pytest.mark.parametrize("path", ["deployments", "builds"])
+@pytest.mark.parametrize("ref", ["no_such_model_xyz/1", "no_such_model_xyz", "no_such_model_xyz@champion"])
+async def test_building_or_deploying_an_unknown_model_is_a_404_before_any_job(store, fetch_json, path, ref):
+    status, payload = await fetch_json(path, method="POST", body={"ref": ref})
+    assert status == 404
+    assert payload["error"] == "not_found"
+    _, body = await fetch_json("jobs")
+    assert not any(job["ref"].startswith("no_such_model_xyz") for job in body["jobs"])
 
 
 async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
@@ -301,13 +295,41 @@ async def test_logs_of_a_version_without_a_container_is_a_404_and_a_bad_tail_a_4
         assert status == 404 and "deploy it first" in payload["message"]
 
 
-async def test_jobs_lists_the_jobs_newest_first(store, fetch_json):
-    _, first = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_a/1"})
-    _, second = await fetch_json("deployments", method="POST", body={"ref": "no_such_model_b/1"})
+async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
+    manager = jp_serverapp.web_app.settings["pyml_jobs"]
+    first = manager.submit("build", "m/1", lambda progress: None).wait(10)
+    second = manager.submit("build", "m/2", lambda progress: None).wait(10)
     status, body = await fetch_json("jobs")
     assert status == 200
     ids = [job["id"] for job in body["jobs"]]
-    assert ids.index(second["id"]) < ids.index(first["id"])
+    assert ids.index(second.id) < ids.index(first.id)
+
+
+@pytest.fixture
+def job_left_running(tmp_path, monkeypatch):
+    """A job file left by a server that stopped while a build ran (the next server reads PYML_JOBS_FILE)."""
+    import threading
+
+    from pyml_jupyter.jobs import JobManager
+
+    state = tmp_path / "jobs.json"
+    monkeypatch.setenv("PYML_JOBS_FILE", str(state))
+    previous, release = JobManager(state_file=state), threading.Event()
+    job = previous.submit("build", "churn/3", lambda p: (p.set_stage("building image", 0.4), release.wait(30)))
+    yield job
+    release.set()
+    previous.shutdown(wait=True)
+
+
+async def test_a_job_running_when_the_server_restarted_is_listed_as_lost(job_left_running, fetch_json):
+    status, body = await fetch_json("jobs")
+    assert status == 200
+    (job,) = [job for job in body["jobs"] if job["id"] == job_left_running.id]
+    assert job["state"] == "lost" and job["ref"] == "churn/3"
+    assert job["progress"]["state"] == "lost"
+    assert "stopped while this build was" in job["error"]["message"]
+    status, again = await fetch_json("jobs", job_left_running.id)
+    assert status == 200 and again["state"] == "lost"
 
 
 async def _poll(fetch_json, job_id: str, timeout: float) -> dict:
@@ -315,7 +337,7 @@ async def _poll(fetch_json, job_id: str, timeout: float) -> dict:
     while True:
         status, job = await fetch_json("jobs", job_id)
         assert status == 200
-        if job["state"] in ("succeeded", "failed"):
+        if job["state"] in ("succeeded", "failed", "lost"):
             return job
         assert time.monotonic() < deadline, f"job still {job['state']} after {timeout}s: {job['progress']}"
         await asyncio.sleep(0.5)

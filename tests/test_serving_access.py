@@ -177,3 +177,22 @@ def test_grpc_calls_need_the_token_except_health(guarded):
         client.infer("example", inputs, headers={"authorization": "Bearer nope"})
     result = client.infer("example", inputs, headers={"authorization": "Bearer grpc-token"})
     assert result.as_numpy("label").shape == (1,)
+
+
+def test_the_openapi_document_says_which_operations_need_the_token(example_package):
+    with serve(example_package, AccessPolicy.build(token="s3cret-token")) as client:
+        document = client.get("/openapi.json", headers={"Authorization": "Bearer s3cret-token"}).json()
+    assert document["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+    paths = document["paths"]
+    assert paths["/invocations"]["post"]["security"] == [{"bearer": []}]
+    assert "401" in paths["/invocations"]["post"]["responses"] and "401" in paths["/metadata"]["get"]["responses"]
+    for probe in PROBES:
+        assert "security" not in paths[probe]["get"] and "401" not in paths[probe]["get"]["responses"]
+    assert "s3cret" not in json.dumps(document)
+
+
+def test_without_a_token_the_document_declares_no_security(example_package):
+    with serve(example_package, AccessPolicy.build()) as client:
+        document = client.get("/openapi.json").json()
+    assert "securitySchemes" not in document.get("components", {})
+    assert "401" not in document["paths"]["/invocations"]["post"]["responses"]

@@ -113,6 +113,15 @@ def test_unknown_keys_within_the_limit_are_ignored_and_never_gathered(client_def
     assert list(frame.columns) == ["x1", "x2", "city"] and len(frame) == 200
 
 
+def test_a_nullable_column_may_be_omitted_in_every_json_form():
+    schema = DataFrameSchema({"a": "int64", "b": "string?"})
+    for payload in ([{"a": 1}, {"a": 2}], {"columns": ["a"], "data": [[1], [2]]}, {"a": [1, 2]}):
+        frame = dataframe_from_json(payload, schema)
+        assert list(frame.columns) == ["a", "b"] and frame["b"].isna().all() and list(frame["a"]) == [1, 2]
+    with pytest.raises(Exception, match="missing column 'a'"):
+        dataframe_from_json([{"b": "x"}], schema)
+
+
 @pytest.fixture
 def client_default(example_package: Path):
     with TestClient(create_app(example_package, model_name="example")) as c:
@@ -214,8 +223,9 @@ def test_zero_rows_over_v2_answer_the_output_schema_with_shape_zero(client_defau
 
 def test_zero_rows_of_a_tensor_model_answer_empty_arrays_of_the_declared_shapes(tmp_path):
     with TestClient(create_app(write_tensor_package(tmp_path / "t"))) as c:
-        r = c.post("/invocations", json={"inputs": {"x": []}})
-        assert r.status_code == 422  # JSON's [] has shape (0,), not (0, 3): the schema still decides
+        for payload in ({"inputs": {"x": []}}, {"inputs": []}, {"instances": []}):  # [] is zero rows of (n, 3)
+            r = c.post("/invocations", json=payload)
+            assert r.status_code == 200 and r.json() == {"predictions": {"y": [], "total": []}}, (payload, r.text)
         inputs = [{"name": "x", "shape": [0, 3], "datatype": "FP32", "data": []}]
         r = c.post("/v2/models/Doubler/infer", json={"inputs": inputs})
         assert r.status_code == 200, r.text
@@ -289,12 +299,18 @@ def test_grpc_applies_the_same_limits(example_package, tmp_path, monkeypatch):
     from test_serving_grpc import frame_inputs, serve
 
     monkeypatch.setenv("PYML_MAX_ROWS", "3")
+    monkeypatch.setenv("PYML_MAX_BODY_BYTES", "20000")
     served = serve(example_package, tmp_path, "example")
     server = next(served)
     try:
         with pytest.raises(InferenceServerException, match="PYML_MAX_ROWS") as refused:
             server.client().infer("example", frame_inputs(example_frame(4)))
         assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        big = example_frame(1)
+        big["city"] = "x" * 30_000
+        with pytest.raises(InferenceServerException) as too_large:
+            server.client().infer("example", frame_inputs(big))
+        assert too_large.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
         assert server.client().infer("example", frame_inputs(example_frame(3))).as_numpy("label").shape == (3,)
     finally:
         served.close()

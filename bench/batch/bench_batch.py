@@ -1,6 +1,7 @@
 """Batch (Spark) benchmark: ``predict_offline`` against ``mlflow.pyfunc.spark_udf`` on the same registered model.
 
     .venv/bin/python bench/batch/bench_batch.py [--rows 1000000] [--repeats 3] [--master local[*]] [--write-readme]
+    .venv/bin/python bench/batch/bench_batch.py --smoke   # 2,000 rows, one warm run, in a temporary folder
 
 The example model of the test suite (scikit-learn logistic regression behind a small feature function; inputs
 x1, x2: float64, city: string; outputs score: float64, label: int64) is registered with
@@ -158,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "results" / "batch")
     parser.add_argument("--write-readme", action="store_true",
                         help="update the Batch (Spark) section of bench/README.md")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2,000 rows in 2 partitions, one warm run, in a temporary folder: checks that it runs")
     args = parser.parse_args(argv)
+    if args.smoke:
+        import tempfile
+
+        args.rows, args.repeats, args.partitions, args.write_readme = 2_000, 1, 2, False
+        args.workdir = Path(tempfile.mkdtemp(prefix="pyml-bench-batch-"))
 
     # a fresh MLflow store and Spark warehouse of the benchmark's own
     shutil.rmtree(args.workdir, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Register benchmark: ``pyml_jupyter.register()`` against MLflow's own ``log_model`` on the same model.
 
     .venv/bin/python bench/register/bench_register.py [--repeats 5] [--tracking-uri URI] [--profile] [--write-readme]
+    .venv/bin/python bench/register/bench_register.py --smoke   # one run of each, no warm-up
 
 The model is the one of ``example_notebooks/01_register_a_model.ipynb`` (churn: tenure_months int,
 monthly_charges float, contract string; a feature function, a StandardScaler and a LogisticRegression), defined
@@ -187,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="an existing store (default: a fresh SQLite store in a temp dir)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one register() call")
     parser.add_argument("--write-readme", action="store_true", help="update the Register section of bench/README.md")
+    parser.add_argument("--smoke", action="store_true", help="one run of each and no warm-up: checks that it runs")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.write_readme = 1, False
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-register-"))
     os.chdir(workdir)
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     shell = notebook_shell()
     tag = os.urandom(3).hex()
     labels = list(PATHS)
-    for label in labels:  # warm-up: imports, database tables, first experiment
+    for label in [] if args.smoke else labels:  # warm-up: imports, database tables, first experiment
         run_path(shell, label, f"bench-warmup-{tag}")
     times: dict[str, list[float]] = {label: [] for label in labels}
     for i in range(args.repeats):

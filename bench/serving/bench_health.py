@@ -1,6 +1,7 @@
 """Health while predicting, and what the predict thread costs a single request.
 
     .venv/bin/python bench/serving/bench_health.py [--requests 600] [--write-readme]
+    .venv/bin/python bench/serving/bench_health.py --smoke   # the sleep case with the predict thread, 60 requests
 
 1. **Health during a slow predict.** A server (``python -m pyml_jupyter.serving``, default settings) gets one
    request whose predict takes 3 s; meanwhile ``/ping``, ``/health``, ``/v2/health/live``,
@@ -196,17 +197,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one slow predict (sleep, predict thread on) and 60 requests: checks that it runs")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.requests, args.write_readme = 60, False
 
     from conftest import write_example_package
 
     work = Path(tempfile.mkdtemp(prefix="pyml-bench-health-"))
     slow = slow_package(work / "slow")
     health = {}
-    for thread, env in (("on (default)", {}), ("off", {"PYML_PREDICT_THREAD": "0"})):
+    threads = (("on (default)", {}), ("off", {"PYML_PREDICT_THREAD": "0"}))
+    for thread, env in threads[:1] if args.smoke else threads:
         server = Server(slow, env)
         try:
-            for mode in ("sleep", "spin", "gil"):
+            for mode in ("sleep",) if args.smoke else ("sleep", "spin", "gil"):
                 health[(mode, thread)] = health_during(server, mode)
                 print(mode, thread, health[(mode, thread)], flush=True)
         finally:

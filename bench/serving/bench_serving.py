@@ -1,6 +1,7 @@
 """Serving benchmark: our runtime against ``mlflow models serve`` on the same model, with wrk on loopback.
 
     .venv/bin/python bench/serving/bench_serving.py [--duration 5] [--workers 1 2] [--write-readme]
+    .venv/bin/python bench/serving/bench_serving.py --smoke   # 1 worker, 1 row, c=1, 1 s each, no containers
 
 For each server (``python -m pyml_jupyter.serving`` and ``mlflow models serve --env-manager local`` of the same
 package logged as an MLflow pyfunc model, as ``pyml_jupyter.tracking`` logs it) and each worker count, it checks
@@ -357,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca-bundle", default=None, help="the host's CA bundle, for MLflow's base image "
                                                           "(default: Python's default verify file)")
     parser.add_argument("--write-readme", action="store_true", help="update the Serving section of bench/README.md")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one 1 s run of 1 worker, 1 row, c=1 against `mlflow models serve`, no containers")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.duration, args.repeat, args.workers, args.rows, args.concurrency = 1, 1, [1], [1], [1]
+        args.mlflow_container, args.containers_only, args.write_readme = False, False, False
     if args.mlflow_container is None:
         args.mlflow_container = docker_reachable()
     if args.containers_only and not args.mlflow_container:

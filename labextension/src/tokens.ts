@@ -54,7 +54,7 @@ export interface IProgress {
   title: string;
   stage: string;
   fraction: number | null;
-  state: 'running' | 'succeeded' | 'failed';
+  state: 'running' | 'succeeded' | 'failed' | 'lost';
   error: string | null;
   started: number;
   finished: number | null;
@@ -83,7 +83,8 @@ export interface IDeployOptions {
 }
 
 export type JobKind = 'build' | 'deploy' | 'test' | 'promote' | 'push';
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+/** `lost`: the Jupyter server restarted while the job ran; nothing runs it any more. */
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'lost';
 
 /** A long job (image build, deployment) as `GET /pyml/jobs/{id}` answers it. */
 export interface IJob {

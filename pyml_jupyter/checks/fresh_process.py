@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import tempdirs
+
 __all__ = ["FreshProcess", "TARGET"]
 
 TARGET = "fresh process"
@@ -35,7 +37,8 @@ class FreshProcess:
     def __init__(self, package_dir: Path, timeout: float, sample: Any = None, *,
                  module: str = "pyml_jupyter.serving.offline") -> None:
         """``module`` is run as ``python -m MODULE PACKAGE OUT [--sample IN]`` (the Spark scorer takes the same)."""
-        self._cwd = tempfile.TemporaryDirectory(prefix="pyml-fresh-")
+        tempdirs.sweep("pyml-fresh-")  # what a killed kernel left behind
+        self._cwd = tempfile.TemporaryDirectory(prefix=f"pyml-fresh-{os.getpid()}-")
         self._out = Path(self._cwd.name) / "prediction.pkl"
         self._timeout = timeout
         self.max_rss_bytes = 0

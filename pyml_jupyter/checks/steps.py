@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import shutil
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from .. import tempdirs
 from ..errors import CaptureError
 from ..package import PackageDraft, capture_package, set_contract_field
 from ..parity import compare
@@ -143,7 +143,7 @@ def check_contract(run: CheckRun) -> None:
 def check_capture(run: CheckRun) -> None:
     """The source, its helpers and the artifacts are captured into the package folder."""
     if run.package_dir is None:  # register() logs the package from there
-        run.package_dir = Path(tempfile.mkdtemp(prefix="pyml-package-"))
+        run.package_dir = tempdirs.make("pyml-package-")
         weakref.finalize(run.report, shutil.rmtree, str(run.package_dir), ignore_errors=True)
     run.report.package_dir = run.package_dir
     try:

@@ -2,8 +2,10 @@
 
 :func:`build_image` is the whole path: resolve the wheels on the host (:mod:`.wheelhouse`), render the build
 context (:mod:`.context`), stream the engine's build log into a :class:`~pyml_jupyter.progress.Progress`, and
-return an :class:`ImageInfo`. Images carry labels (``pyml.model``, ``pyml.version``, ``pyml.run_id``,
-``pyml.digest``, ``pyml.managed=true``), so :func:`find_image` asks the engine rather than any local state.
+return an :class:`ImageInfo`. Images carry labels (``pyml.model``, the exact registered name, ``pyml.version``,
+``pyml.run_id``, ``pyml.digest``, ``pyml.store``, ``pyml.managed=true``), so :func:`find_image` asks the engine
+rather than any local state, and matches the run and the store: ``churn`` v1 of two stores (or of a model
+deleted and registered again) are two images.
 """
 
 from __future__ import annotations
@@ -11,27 +13,27 @@ from __future__ import annotations
 import html
 import json
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import tempdirs
 from ..errors import BuildError, NotFound, PymlError
+from ..names import validate_name
 from ..progress import Progress
 from .context import (
     BuildContext,
     default_base_image,
     render_context,
     requirements_for,
-    sanitize_name,
     sanitize_tag,
     sanitize_version,
 )
 from .wheelhouse import TargetPlatform, cache_dir, ensure_wheelhouse
 
-__all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images",
-           "remove_image", "probe_target", "MANAGED_LABEL"]
+__all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images", "identity_filters", "identity_tag",
+           "remove_image", "prune_images", "probe_target", "MANAGED_LABEL"]
 
 MANAGED_LABEL = "pyml.managed"
 ENGINE_UNREACHABLE = "Docker engine not reachable: start dockerd or set DOCKER_HOST"
@@ -84,6 +86,10 @@ class ImageInfo:
     @property
     def digest(self) -> str:
         return self.labels.get("pyml.digest", "")
+
+    @property
+    def store(self) -> str:
+        return self.labels.get("pyml.store", "")
 
     @property
     def short_id(self) -> str:
@@ -163,15 +169,70 @@ def probe_target(client, base_image: str, progress: Progress | None = None) -> T
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
 
+_LAYER_RE = re.compile(r"^\s*---> ([0-9a-f]{12,64})\s*$")
+STAGE_REPOSITORY = "pyml-stages"
+
+
+class _Layers:
+    """The images one (legacy builder) build makes, read from its log: those it created (not from the cache)
+    and the result of each stage before the last, which nothing else names."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.stages: list[tuple[str, str]] = []  # (stage name, result image id) of the stages before the last
+        self._last, self._stage, self._reused = "", "", True
+
+    def step(self, instruction: str) -> None:
+        words = instruction.split()
+        if words and words[0].upper() == "FROM":
+            if self._last:
+                self.stages.append((self._stage, self._last))
+            self._stage = words[3] if len(words) >= 4 and words[2].upper() == "AS" else f"stage{len(self.stages)}"
+            self._last, self._reused = "", True  # FROM names the base image: not ours
+        else:
+            self._reused = False
+
+    def line(self, line: str) -> None:
+        if "Using cache" in line:
+            self._reused = True
+        elif (m := _LAYER_RE.match(line)) is not None:
+            self._last = m.group(1)
+            if not self._reused and self._last not in self.created:
+                self.created.append(self._last)
+
+
+def _name_stages(client, layers: _Layers) -> None:
+    """Tag each earlier stage's result ``pyml-stages/NAME:ID``: kept for the layer cache, never dangling."""
+    for stage, image_id in layers.stages:
+        try:
+            client.api.tag(image_id, f"{STAGE_REPOSITORY}/{re.sub(r'[^a-z0-9]+', '-', stage.lower()) or 'stage'}",
+                           image_id[:12])
+        except Exception:  # noqa: BLE001 - removed meanwhile: nothing left to name
+            pass
+
+
+def _remove_created(client, layers: _Layers) -> None:
+    """After a failed build: remove the untagged images this build created, newest first."""
+    for image_id in reversed(layers.created):
+        try:
+            if not client.images.get(image_id).tags:
+                client.api.remove_image(image_id, noprune=True)
+        except Exception:  # noqa: BLE001 - in use, or already gone: nothing dangling either way
+            pass
+
+
 def build_context(context: BuildContext | str | Path, *, tag: str, progress: Progress | None = None,
                   client=None, no_cache: bool = False) -> ImageInfo:
     """Build a rendered context with the engine's ``/build`` API, streaming its log into ``progress``.
 
-    ``no_cache=True`` rebuilds every layer (the engine's layer cache is not consulted)."""
+    ``no_cache=True`` rebuilds every layer (the engine's layer cache is not consulted). The result of each
+    earlier stage (the dependencies) is tagged ``pyml-stages/NAME:ID``; a failed build removes the untagged
+    images it created: no build leaves a dangling image behind."""
     client = docker_client(client)
     path = context.path if isinstance(context, BuildContext) else Path(context)
     step, steps, cached, tail = "", 0, 0, []
     image_id = ""
+    layers = _Layers()
     started = time.perf_counter()
 
     def log(line: str) -> None:
@@ -192,10 +253,12 @@ def build_context(context: BuildContext | str | Path, *, tag: str, progress: Pro
                     m = _STEP_RE.match(line)
                     if m:
                         step, steps = m.group(3), int(m.group(2))
+                        layers.step(step)
                         if progress:
                             progress.set_fraction((int(m.group(1)) - 1) / steps)
-                    elif "Using cache" in line:
-                        cached += 1
+                    else:
+                        layers.line(line)
+                        cached += "Using cache" in line
             elif "error" in chunk or "errorDetail" in chunk:
                 message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
                 log(message)
@@ -204,10 +267,12 @@ def build_context(context: BuildContext | str | Path, *, tag: str, progress: Pro
                 image_id = chunk["aux"]["ID"]
             elif chunk.get("status"):
                 log(str(chunk["status"]))
-    except BuildError:
-        raise
-    except Exception as exc:
+    except BaseException as exc:
+        _remove_created(client, layers)
+        if isinstance(exc, BuildError) or not isinstance(exc, Exception):
+            raise
         raise _build_failed(tag, step, tail, f"{type(exc).__name__}: {exc}") from exc
+    _name_stages(client, layers)
     seconds = time.perf_counter() - started
     image = client.images.get(image_id or tag)
     return ImageInfo.from_image(image, tag=tag, build_seconds=round(seconds, 2), log_tail=tail[-40:],
@@ -228,6 +293,7 @@ def build_image(
     name: str,
     version: str | int,
     run_id: str = "",
+    store: str = "",
     base_image: str | None = None,
     progress: Progress | None = None,
     client=None,
@@ -250,10 +316,11 @@ def build_image(
     client = docker_client(client, timeout=BUILD_TIMEOUT)
     base_image = base_image or default_base_image()
     labels = {
-        "pyml.model": sanitize_name(name),
+        "pyml.model": validate_name(name),
         "pyml.version": sanitize_version(version),
         "pyml.run_id": run_id or "",
         "pyml.digest": package_digest(package),
+        "pyml.store": store or "",
         "pyml.base_image": base_image,
         MANAGED_LABEL: "true",
         "org.opencontainers.image.title": tag.rsplit(":", 1)[0],
@@ -268,10 +335,18 @@ def build_image(
         progress.set_stage("building image", 0.0)
     contexts = cache_dir() / "contexts"  # beside the wheelhouses: wheels are hard-linked, not copied
     contexts.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pyml-context-", dir=contexts) as tmp:
-        context = render_context(package, Path(tmp) / "context", base_image=base_image,
+    previous = _image_id(client, tag)  # the image the tag names now: replaced by a rebuild
+    with tempdirs.temporary("pyml-context-", contexts) as tmp:
+        context = render_context(package, tmp / "context", base_image=base_image,
                                  requirements=requirements, labels=labels, wheelhouse=wheelhouse)
         info = build_context(context, tag=tag, progress=progress, client=client, no_cache=no_cache)
+    repository = tag.rpartition(":")[0]
+    if run_id:
+        # A second tag naming the run: when ``pyml/NAME:VERSION`` moves to another store's (or a re-created
+        # model's) version, this image keeps a name and is found again by its labels, never left dangling.
+        client.api.tag(info.image_id, repository, identity_tag(version, run_id))
+    if previous and previous != info.image_id:
+        _retire(client, previous, repository, version)
     info.build_seconds = round(time.perf_counter() - started, 2)
     info.base_image = base_image
     if progress:
@@ -280,30 +355,70 @@ def build_image(
     return info
 
 
+def _image_id(client, reference: str) -> str:
+    try:
+        return client.images.get(reference).id
+    except Exception:  # noqa: BLE001 - ImageNotFound: nothing built under that name yet
+        return ""
+
+
+def _retire(client, image_id: str, repository: str, version: str | int) -> None:
+    """An image a rebuild took the tag from: removed when nothing names or runs it, else tagged by its id."""
+    try:
+        image = client.images.get(image_id)
+        if image.tags:
+            return
+        try:
+            client.api.remove_image(image_id)  # with its untagged parents that nothing else builds on
+        except Exception:  # noqa: BLE001 - a container still runs it: keep it, named
+            client.api.tag(image_id, repository, sanitize_version(f"{version}-{image_id.split(':')[-1][:12]}"))
+    except Exception:  # noqa: BLE001 - gone already
+        pass
+
+
 # --------------------------------------------------------------------------------------------- lookups
 
 
-def list_images(name: str | None = None, version: str | int | None = None, client=None) -> list[ImageInfo]:
-    """Model images on the engine (newest first), optionally of one model or one model version."""
-    client = docker_client(client)
+def identity_tag(version: str | int, run_id: str) -> str:
+    """The tag naming one registered version's run: ``VERSION-RUNID`` (the run id cut to 12 characters)."""
+    return sanitize_version(f"{sanitize_version(version)}-{run_id[:12]}")
+
+
+def identity_filters(name: str | None = None, version: str | int | None = None, *, run_id: str | None = None,
+                     store: str | None = None, digest: str | None = None) -> list[str]:
+    """Engine label filters for pyml images or containers: of one model (its exact name), version, run, store."""
     filters = [f"{MANAGED_LABEL}=true"]
-    if name is not None:
-        filters.append(f"pyml.model={sanitize_name(name)}")
-    if version is not None:
-        filters.append(f"pyml.version={sanitize_version(version)}")
+    for label, value in (("pyml.model", None if name is None else validate_name(name)),
+                         ("pyml.version", None if version is None else sanitize_version(version)),
+                         ("pyml.run_id", run_id), ("pyml.store", store), ("pyml.digest", digest)):
+        if value:
+            filters.append(f"{label}={value}")
+    return filters
+
+
+def list_images(name: str | None = None, version: str | int | None = None, client=None, *,
+                run_id: str | None = None, store: str | None = None, digest: str | None = None) -> list[ImageInfo]:
+    """Model images on the engine (newest first), optionally of one model, version, run, store or package."""
+    client = docker_client(client)
+    filters = identity_filters(name, version, run_id=run_id, store=store, digest=digest)
     images = client.images.list(filters={"label": filters})
     images.sort(key=lambda im: im.attrs.get("Created", ""), reverse=True)
     out = []
     for image in images:
         labels = (image.attrs.get("Config") or {}).get("Labels") or {}
-        wanted = f"pyml/{labels.get('pyml.model', '')}:{labels.get('pyml.version', '')}"
+        try:
+            wanted = sanitize_tag(labels.get("pyml.model", ""), labels.get("pyml.version", ""))
+        except PymlError:
+            wanted = ""
         out.append(ImageInfo.from_image(image, tag=wanted if wanted in (image.tags or []) else None))
     return out
 
 
-def find_image(name: str, version: str | int, client=None) -> ImageInfo | None:
-    """The newest image of a model version, found by its labels; ``None`` if there is none."""
-    images = list_images(name, version, client=client)
+def find_image(name: str, version: str | int, client=None, *, run_id: str | None = None, store: str | None = None,
+               digest: str | None = None) -> ImageInfo | None:
+    """The newest image of a model version, found by its labels (and, when given, its run, store and package
+    digest: an image of another store's or a re-created model's version does not match); ``None`` if none."""
+    images = list_images(name, version, client=client, run_id=run_id, store=store, digest=digest)
     return images[0] if images else None
 
 
@@ -314,4 +429,25 @@ def remove_image(name: str, version: str | int, client=None, *, force: bool = Fa
     for info in list_images(name, version, client=client):
         client.images.remove(info.image_id, force=force)
         removed += 1
+    return removed
+
+
+def prune_images(name: str, keep: int = 1, client=None) -> list[ImageInfo]:
+    """Remove the images of model ``name`` (its exact name) but the ``keep`` newest; an image a container
+    (running or stopped) uses is kept. Returns the removed images, newest first."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise PymlError(f"keep must be a number of images (0 or more), not {keep!r}.")
+    client = docker_client(client)
+    seen: dict[str, ImageInfo] = {}
+    for info in list_images(name, client=client):
+        seen.setdefault(info.image_id, info)
+    removed = []
+    for info in list(seen.values())[keep:]:
+        if client.containers.list(all=True, filters={"ancestor": info.image_id}):
+            continue
+        try:
+            client.images.remove(info.image_id, force=True)  # force: every tag of the image goes with it
+        except Exception:  # noqa: BLE001 - removed meanwhile, or now in use: leave it
+            continue
+        removed.append(info)
     return removed

@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import BuildError, InvalidName
+from ..names import MAX_NAME_LENGTH, NAME_RULE, validate_name
 
 __all__ = [
     "BuildContext",
@@ -66,9 +67,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = ("starlette", "uvicorn", "pandas", "nump
 RUNTIME_OPTIONAL_REQUIREMENTS: tuple[str, ...] = ("httptools", "uvloop")
 
 # Docker's grammar for one path component of a repository name, restricted to single separators.
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_MAX_NAME = 100  # "pyml/" + name must stay well under Docker's 255 and container names readable
 
 
 # --------------------------------------------------------------------------------------------------- names
@@ -77,24 +76,19 @@ _MAX_NAME = 100  # "pyml/" + name must stay well under Docker's 255 and containe
 def sanitize_name(name: str) -> str:
     """The model name as it appears in image tags, container names and labels: lowercase, Docker-safe.
 
-    Names are lowercased; anything else must already be safe: letters, digits and single ``.``, ``_`` or
-    ``-`` between them. Everything else (spaces, slashes, ``..``, ``:``, non-ASCII) is rejected with
-    :class:`~pyml_jupyter.errors.InvalidName` rather than rewritten, so two different names never end up
-    as the same image.
+    Surrounding spaces are dropped and the name lowercased; the rest must pass
+    :func:`~pyml_jupyter.names.validate_name` (the one rule for model names), else
+    :class:`~pyml_jupyter.errors.InvalidName` says the rule, so two different names never end up as one image.
     """
     if not isinstance(name, str) or not name.strip():
-        raise InvalidName("A model name is required: letters, digits and '.', '_' or '-' between them.")
-    candidate = name.strip().lower()
-    if len(candidate) > _MAX_NAME:
-        raise InvalidName(f"Model name {name!r} is {len(candidate)} characters long; the limit is {_MAX_NAME}.")
-    if not _NAME_RE.match(candidate):
-        suggestion = re.sub(r"[^a-z0-9]+", "-", candidate).strip("-")
-        hint = f" For example: {suggestion!r}." if suggestion and _NAME_RE.match(suggestion) else ""
-        raise InvalidName(
-            f"Model name {name!r} cannot be used for a Docker image: use letters, digits and single '.', '_' "
-            f"or '-' between them (no spaces, slashes or other characters, not at the start or end).{hint}"
-        )
-    return candidate
+        raise InvalidName(f"A model name is required: {NAME_RULE}.")
+    candidate = name.strip()
+    try:
+        return validate_name(candidate).lower()
+    except InvalidName as exc:
+        suggestion = re.sub(r"[^a-z0-9]+", "-", candidate.lower()).strip("-")[:MAX_NAME_LENGTH].strip("-")
+        hint = f" For example: {suggestion!r}." if suggestion else ""
+        raise InvalidName(f"Model name {name!r} cannot be used for a Docker image: use {NAME_RULE}.{hint}") from exc
 
 
 def sanitize_version(version: str | int) -> str:
@@ -292,9 +286,13 @@ def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bo
 # Only {VENV_DIR} leaves this stage: the wheels and requirements.txt stay behind. The venv is made without pip
 # (the base image's pip, 22.3 or later, installs into it with --python): it holds only what requirements.txt lists.
 FROM {base_image} AS dependencies
+# Every image of this stage says what it is; the builder tags its result pyml-stages/dependencies:ID (shared
+# by every model with the same requirements, kept for the layer cache), so none is left without a name.
+LABEL "pyml.stage"="dependencies"
 {install}
 # ---- Stage 2: the served model ---------------------------------------------------------------------------
 FROM {base_image}
+LABEL "pyml.stage"="serving"
 
 # Logs unbuffered, no .pyc written at run time (the venv's are compiled at install), the venv first on PATH,
 # and the runtime importable from {RUNTIME_ROOT}.

@@ -27,11 +27,11 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import tempdirs
 from ..errors import BuildError
 from ..progress import Progress
 from .context import requirement_name
@@ -156,7 +156,7 @@ def ensure_wheelhouse(
         return final
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+    work = tempdirs.make(".work-", final.parent)  # renamed into place when whole; swept if a crash left it
     try:
         req_file = work / "requirements.txt"
         req_file.write_text("".join(f"{r}\n" for r in requirements))

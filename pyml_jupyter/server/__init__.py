@@ -8,7 +8,21 @@ only when the server loads the extension, never by ``import pyml_jupyter``.
 
 from __future__ import annotations
 
-__all__ = ["_load_jupyter_server_extension"]
+import hashlib
+import os
+from pathlib import Path
+
+__all__ = ["_load_jupyter_server_extension", "jobs_state_file"]
+
+
+def jobs_state_file(server_app) -> Path:
+    """Where the server keeps its jobs across restarts: ``PYML_JOBS_FILE``, else a file in Jupyter's data
+    directory named for the server's root directory (two servers on two folders keep separate files)."""
+    configured = os.environ.get("PYML_JOBS_FILE")
+    if configured:
+        return Path(configured)
+    root = hashlib.sha256(str(Path(server_app.root_dir).resolve()).encode()).hexdigest()[:12]
+    return Path(server_app.data_dir) / "pyml_jupyter" / f"jobs-{root}.json"
 
 
 def _load_jupyter_server_extension(server_app) -> None:
@@ -25,7 +39,7 @@ def _load_jupyter_server_extension(server_app) -> None:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
     web_app = server_app.web_app
-    web_app.settings.setdefault("pyml_jobs", JobManager())
+    web_app.settings.setdefault("pyml_jobs", JobManager(state_file=jobs_state_file(server_app)))
     setup_handlers(web_app)
     server_app.log.info("pyml_jupyter: registered the /pyml/ REST handlers")
 

@@ -1,7 +1,8 @@
 """REST handlers for the JupyterLab sidebar. Each verb parses its input, makes one call into
 :mod:`pyml_jupyter.api` and writes the JSON result; errors are mapped once, in :class:`PymlHandler`.
 
-Routes (all under ``{base_url}pyml/``, all authenticated, XSRF-checked for non-GET by ``APIHandler``)::
+Routes (all under ``{base_url}pyml/``, all authenticated and authorized (resource ``pyml``), XSRF-checked for
+non-GET by ``APIHandler``)::
 
     GET    models                          registered models and their versions     -> {"models": [...]}
     POST   builds        {ref, base_image?}  build the image in a job                  -> 202 job
@@ -30,6 +31,7 @@ from http import HTTPStatus
 from typing import Any
 
 import tornado
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -49,8 +51,16 @@ class BadRequest(PymlError):
     code = "bad_request"
 
 
+AUTH_RESOURCE = "pyml"
+
+
 class PymlHandler(APIHandler):
-    """Base: the job manager, JSON helpers and the one place where exceptions become HTTP errors."""
+    """Base: the job manager, JSON helpers and the one place where exceptions become HTTP errors.
+
+    Every verb is ``@authenticated`` and ``@authorized``: jupyter_server's Authorizer decides, for the resource
+    ``pyml``, whether the user may ``read`` (GET) or ``write`` (POST, DELETE); writes are XSRF-checked."""
+
+    auth_resource = AUTH_RESOURCE
 
     @property
     def jobs(self) -> JobManager:
@@ -69,16 +79,20 @@ class PymlHandler(APIHandler):
         return body
 
     def body_ref(self, body: dict[str, Any]) -> str:
-        """The model reference ``NAME`` or ``NAME/VERSION`` from the body, validated by the core."""
+        """The model reference (``NAME``, ``NAME/VERSION``, ``NAME@ALIAS``) from the body, parsed by the core."""
         ref = body.get("ref")
         if not isinstance(ref, str) or not ref:
             raise BadRequest('Say which model: send {"ref": "NAME"} or {"ref": "NAME/VERSION"}.')
         api.parse_ref(ref)  # raises InvalidName (400) before the name reaches MLflow, Docker or a path
         return ref
 
-    def submit(self, kind: str, ref: str, fn) -> Job:
-        name, version = api.parse_ref(ref)
-        return self.jobs.submit(kind, ref, fn, key=(kind, name, version))
+    async def submit(self, kind: str, ref: str, fn) -> Job:
+        """Start ``fn(resolved_ref, progress)`` as a job keyed by the version ``ref`` resolves to now, so that
+        ``churn``, ``churn@champion`` and ``churn/3`` (when they mean version 3) are one job, not three."""
+        resolved = await in_thread(api.resolve_ref, ref)  # 404 now for an unknown model, version or alias
+        exact = api.ModelRef(resolved.name, resolved.version)
+        return self.jobs.submit(kind, str(exact), lambda progress: fn(exact, progress),
+                                key=(kind, api.store_id(), resolved.name, resolved.version))
 
     def write_job(self, job: Job) -> None:
         self.set_header("Location", url_path_join(self.base_url, "pyml", "jobs", job.id))
@@ -119,6 +133,7 @@ async def in_thread(fn, *args, **kwargs):
 
 class ModelsHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         models = await in_thread(api.list_models)
         self.write_json({"models": [model.to_dict() for model in models]})
@@ -126,33 +141,37 @@ class ModelsHandler(PymlHandler):
 
 class BuildsHandler(PymlHandler):
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         body = self.json_body()
         ref, base_image = self.body_ref(body), body.get("base_image")
         if base_image is not None and not isinstance(base_image, str):
             raise BadRequest(f"base_image must be an image reference such as 'python:3.11-slim', not {base_image!r}.")
-        self.write_job(self.submit("build", ref, lambda p: api.build(ref, base_image=base_image, progress=p)))
+        self.write_job(await self.submit("build", ref, lambda r, p: api.build(r, base_image=base_image, progress=p)))
 
 
 class DeploymentsHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         deployments = await in_thread(api.deployments)
         self.write_json({"deployments": [d.to_dict() for d in deployments]})
 
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         body = self.json_body()
         ref, port = self.body_ref(body), body.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
             raise BadRequest(f"port must be an integer between 1 and 65535, not {port!r}.")
         limits = {key: body.get(key) for key in ("memory", "pids_limit", "allowed_hosts", "token")}
         ContainerSettings.build(**limits)  # a bad limit is a 400 now, not a failed job later
-        self.write_job(self.submit("deploy", ref, lambda p: api.deploy(ref, port=port, progress=p, **limits)))
+        self.write_job(await self.submit("deploy", ref, lambda r, p: api.deploy(r, port=port, progress=p, **limits)))
 
 
 class DeploymentHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     async def delete(self, name: str, version: str | None = None):
         ref = name if version is None else f"{name}/{version}"
         api.parse_ref(ref)
@@ -162,6 +181,7 @@ class DeploymentHandler(PymlHandler):
 
 class DeploymentLogsHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, name: str, version: str):
         ref = f"{name}/{version}"
         api.parse_ref(ref)
@@ -173,26 +193,30 @@ class DeploymentLogsHandler(PymlHandler):
 
 class JobsHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self):
         self.write_json({"jobs": [job.to_dict(log_tail=20) for job in self.jobs.list()]})
 
 
 class JobHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self, job_id: str):
         self.write_json(self.jobs.get(job_id).to_dict())
 
 
 class TestsHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     async def post(self):
         body = self.json_body()
         ref, target = self.body_ref(body), body.get("target", "all")
         if target not in api.TEST_TARGETS:
             raise BadRequest(f"target must be one of {', '.join(map(repr, api.TEST_TARGETS))}, not {target!r}.")
-        ref = await in_thread(api.resolve, ref)  # an unknown model is a 404 now, not a failed job later
-        args = ["test", ref, "--target", target]
-        self.write_job(self.submit("test", ref, lambda p: worker.run_cli(args, p)))
+        # keyed by the version the ref resolves to now (an unknown one is a 404 now, not a failed job later)
+        job = await self.submit("test", ref, lambda exact, p: worker.run_cli(["test", str(exact), "--target",
+                                                                              target], p))
+        self.write_job(job)
 
 
 def optional_text(body: dict[str, Any], key: str) -> str | None:
@@ -205,19 +229,22 @@ def optional_text(body: dict[str, Any], key: str) -> str | None:
 
 class AliasesHandler(PymlHandler):
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         from ..promotion import validate_alias
 
         body = self.json_body()
         ref, alias, compare = self.body_ref(body), optional_text(body, "alias") or "champion", \
             optional_text(body, "compare")
         validate_alias(alias)
-        self.write_job(self.submit("promote", ref, lambda p: api.promote(ref, alias, compare=compare, progress=p)))
+        self.write_job(await self.submit("promote", ref,
+                                         lambda r, p: api.promote(str(r), alias, compare=compare, progress=p)))
 
 
 class PushesHandler(PymlHandler):
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         from ..registry import validate_registry
 
         body = self.json_body()
@@ -225,11 +252,12 @@ class PushesHandler(PymlHandler):
         if registry is None:
             raise BadRequest('Say where to push: send {"ref": "NAME/VERSION", "registry": "HOST[:PORT]"}.')
         validate_registry(registry)
-        self.write_job(self.submit("push", ref, lambda p: api.push(ref, registry, progress=p)))
+        self.write_job(await self.submit("push", ref, lambda r, p: api.push(str(r), registry, progress=p)))
 
 
 class ConfigHandler(PymlHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self):
         self.write_json(api.config())
 

@@ -4,7 +4,7 @@
 Defaults come from the environment (``PYML_PACKAGE``, ``PYML_HOST``, ``PYML_PORT``, ``PYML_WORKERS``,
 ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION``, ``PYML_RUN_ID``, ``PYML_MAX_BODY_BYTES``, ``PYML_HTTP``,
 ``PYML_LOOP``, ``PYML_LOG_LEVEL``, ``PYML_GRPC_PORT``, ``PYML_GRPC_UDS``, ``PYML_MAX_BATCH_ROWS``;
-``PYML_PREDICT_THREAD`` and ``PYML_MAX_BATCH_BYTES`` are read by the app),
+``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_BYTES``, ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN`` are read by the app),
 so a container can be configured with ``-e`` flags alone. Works with only this folder on the path (no
 ``pyml_jupyter/__init__.py``): it is how the model image runs it.
 """
@@ -32,7 +32,10 @@ def _workers(value: str) -> int | str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyml_jupyter.serving",
-                                     description="Serve a pyml_jupyter model package over HTTP.")
+                                     description="Serve a pyml_jupyter model package over HTTP.",
+                                     epilog="Access: PYML_ALLOWED_HOSTS (Host names served besides loopback and this "
+                                            "machine's own; .example.com for subdomains, * for any) and PYML_TOKEN "
+                                            "(a bearer token every route but the health probes needs).")
     parser.add_argument("package", nargs="?", default=os.environ.get("PYML_PACKAGE"),
                         help="model package folder (default: $PYML_PACKAGE)")
     parser.add_argument("--host", default=os.environ.get("PYML_HOST", "127.0.0.1"),

@@ -26,8 +26,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-__all__ = ["AccessPolicy", "AccessGuard", "OPEN_PATHS", "OPEN_GRPC_METHODS", "default_hosts", "grpc_interceptor",
-           "policy_from_env"]
+__all__ = ["AccessPolicy", "AccessGuard", "OPEN_PATHS", "OPEN_GRPC_METHODS", "default_hosts", "document_access",
+           "grpc_interceptor", "policy_from_env"]
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 OPEN_PATHS = frozenset({"/ping", "/health", "/v2/health/live", "/v2/health/ready"})
@@ -102,6 +102,23 @@ def policy_from_env(environ: dict | None = None) -> AccessPolicy:
     """The policy from ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``."""
     environ = os.environ if environ is None else environ
     return AccessPolicy.build(environ.get("PYML_ALLOWED_HOSTS") or None, environ.get("PYML_TOKEN") or None)
+
+
+def document_access(document: dict, policy: AccessPolicy) -> dict:
+    """``document`` (an OpenAPI 3 dict) saying what ``policy`` asks: with a token, a bearer security scheme on
+    every operation but the probes, each of which may then answer 401."""
+    if policy.token is None:
+        return document
+    document.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, operations in document.get("paths", {}).items():
+        if path in OPEN_PATHS:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}]
+            operation.setdefault("responses", {})["401"] = {
+                "description": "no bearer token, or not the server's (PYML_TOKEN)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return document
 
 
 def _json(status: int, code: str, message: str, extra_headers: list | None = None) -> tuple[dict, dict]:

@@ -54,7 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import scoring
-from .access import AccessGuard, AccessPolicy, policy_from_env
+from .access import AccessGuard, AccessPolicy, document_access, policy_from_env
 from .batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Batcher
 from .limits import DEFAULT_MAX_BODY_BYTES, Limits
 from .loader import LoadedModel, load_package
@@ -218,8 +218,9 @@ class ModelServer:
                     sample = info.read_sample()
                 except Exception:  # noqa: BLE001 - a package without a readable sample still gets its document
                     sample = None
-            self._openapi = dumps(openapi_document(info, model_name=self.model_name,
-                                                   model_version=self.model_version, sample=sample))
+            document = openapi_document(info, model_name=self.model_name, model_version=self.model_version,
+                                        sample=sample)
+            self._openapi = dumps(document_access(document, self.access))
         return self._openapi
 
     # ------------------------------------------------------------------------------------ plumbing

@@ -222,7 +222,7 @@ _claim_socket.handles = []  # type: ignore[attr-defined]
 async def start_grpc_server(server: Any, *, port: int | None = None, uds: str | None = None,
                             host: str | None = None) -> aio.Server:
     """Start serving ``server`` (a loaded ModelServer) over gRPC on ``host:port`` and/or the Unix socket ``uds``."""
-    limit = max(server.max_body_bytes, 4 * 1024 * 1024)
+    limit = server.max_body_bytes  # the same limit as an HTTP body (PYML_MAX_BODY_BYTES): RESOURCE_EXHAUSTED beyond
     interceptor = grpc_interceptor(server.access)  # the bearer token, when the server has one
     grpc_server = aio.server(interceptors=[interceptor] if interceptor else None, options=[("grpc.max_receive_message_length", limit),
                                       ("grpc.max_send_message_length", -1)])

@@ -135,7 +135,22 @@ def _tensor_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> d
         limits.check_rows(max((len(v) for v in value.values() if isinstance(v, list)), default=0))
     elif isinstance(value, list):
         limits.check_rows(len(value))
-    return tensors_from_json(value, schema)
+    return tensors_from_json(_empty_as_zero_rows(value, schema), schema)
+
+
+def _empty_as_zero_rows(value: Any, schema: TensorSchema) -> Any:
+    """JSON's ``[]`` for a tensor of rank 2 or more whose other dimensions are fixed: zero rows of that
+    shape (``[]`` alone has shape ``(0,)``, so zero rows could not be sent otherwise)."""
+    if not isinstance(value, Mapping):
+        value = {schema.names[0]: value} if len(schema) == 1 else value
+        if not isinstance(value, Mapping):
+            return value
+    out = dict(value)
+    for spec in schema.tensors:
+        rest = spec.shape[1:]
+        if out.get(spec.name) == [] and rest and None not in rest:
+            out[spec.name] = np.zeros((0, *rest), dtype=object if spec.dtype == "string" else spec.dtype)
+    return out
 
 
 def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,

@@ -95,10 +95,11 @@ def _clean(obj: Any) -> Any:
 
 
 def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sample: Any) -> dict:
-    columns = {"type": "object", "description": "{column: [values]}",
-               "properties": {c.name: {"type": "array", "items": _column(c)} for c in inputs.columns}}
+    columns = {"type": "object", "description": "{column: [values]}, every list of the same length",
+               "properties": {c.name: {"type": "array", "items": _column(c)} for c in inputs.columns},
+               "required": [c.name for c in inputs.columns if not c.nullable] or None}
     split = {
-        "type": "object", "required": ["columns", "data"],
+        "type": "object", "required": ["data"],  # without 'columns', the values are in the schema's order
         "properties": {
             "columns": {"type": "array", "items": {"type": "string", "enum": inputs.names}},
             "data": {"type": "array", "description": "rows, values in the order of 'columns'",
@@ -213,13 +214,18 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
             }},
             f"{v2_path}/infer": {"post": {
                 "summary": "Predict (Open Inference Protocol, KServe V2)",
+                "description": "JSON as below; or the binary tensor data extension: this JSON (inputs with "
+                               "parameters.binary_data_size instead of data) followed by the inputs' raw bytes, "
+                               "its length in the Inference-Header-Content-Length header. Outputs come back in "
+                               "binary when asked (parameters.binary_data_output, or an output's "
+                               "parameters.binary_data).",
                 "operationId": "infer",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["inputs"], "properties": {
                         "id": {"type": "string"},
                         "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
-                        "outputs": {"type": "array", "items": {"type": "object", "properties": {
-                            "name": {"type": "string"}}}}}}}}},
+                        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                                               "properties": {"name": {"type": "string"}}}}}}}}},
                 "responses": {"200": {"description": "outputs"}, **_error_responses(400, 404, 413, 422, 500)},
             }},
             v2_path: {"get": {"summary": "Model metadata (V2)", "operationId": "modelMetadata", "responses": simple}},

@@ -280,6 +280,24 @@ describe('PymlModel', () => {
     expect(calls).toContain('GET jobs/new');
   });
 
+  it('a job lost in a server restart is adopted as finished: not busy, not polled, its message kept', async () => {
+    const message = 'The Jupyter server stopped while this build was running (building image)';
+    const calls = serve({
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({
+        jobs: [job({ id: 'gone', kind: 'build', state: 'lost', error: { error: 'lost', message } })]
+      }),
+      'GET config': () => CONFIG
+    });
+    await m.refresh();
+    expect(m.jobFor('churn/2')?.state).toBe('lost');
+    expect(m.jobFor('churn/2')?.error?.message).toBe(message);
+    expect(m.isBusy('churn/2')).toBe(false);
+    jest.advanceTimersByTime(5000);
+    await settle();
+    expect(calls).not.toContain('GET jobs/gone');
+  });
+
   it('a job the server forgot (404) stops being polled', async () => {
     const calls = serve({
       'POST deployments': () => job({}),

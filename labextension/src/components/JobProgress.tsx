@@ -10,6 +10,12 @@ const TITLES: Record<string, string> = {
   push: 'Push'
 };
 
+const FINAL_LABELS: Record<string, string> = {
+  succeeded: 'done',
+  failed: 'failed',
+  lost: 'lost (the Jupyter server restarted while it ran)'
+};
+
 /**
  * A running or finished job: stage, a progress bar (indeterminate when the fraction is unknown), a
  * collapsible log tail, and the error when it failed.
@@ -30,9 +36,7 @@ export function JobProgress(props: { job: IJob }): JSX.Element {
   }, [open, progress.log_lines]);
 
   const title = TITLES[job.kind] ?? job.kind;
-  const label = `${title}: ${
-    active ? progress.stage : job.state === 'succeeded' ? 'done' : 'failed'
-  }`;
+  const label = `${title}: ${active ? progress.stage : FINAL_LABELS[job.state] ?? job.state}`;
   return (
     <div className={`pyml-job pyml-job-${job.state}`} data-job-id={job.id}>
       <div className="pyml-job-header">

@@ -167,7 +167,7 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
         </div>
       )}
       {error && <div className="pyml-error">{error}</div>}
-      {job && (busy || job.state === 'failed') && <JobProgress job={job} />}
+      {job && (busy || job.state === 'failed' || job.state === 'lost') && <JobProgress job={job} />}
       {logs !== null && (
         <pre className="pyml-container-log" title="The container's recent log lines">
           {logs.length ? logs.join('\n') : '(the container has not logged anything yet)'}

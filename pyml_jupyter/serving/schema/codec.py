@@ -140,12 +140,16 @@ def dataframe_from_json(obj: Any, schema: DataFrameSchema | None = None) -> pd.D
     """A DataFrame from JSON (parsed or text) in the split, records or columns form.
 
     With a schema the result is :meth:`~DataFrameSchema.enforce`d (extra columns dropped, exact dtypes;
-    ``binary`` columns decoded from base64) and only the schema's columns are ever built; without one, pandas
-    infers the dtypes.
+    ``binary`` columns decoded from base64; an omitted nullable column is all missing) and only the schema's
+    columns are ever built; without one, pandas infers the dtypes.
     """
     names, columns, n_rows = _json_columns(_loads(obj), None if schema is None else schema.names)
     if schema is None:
         return pd.DataFrame({n: columns[n] for n in names}, columns=names)
+    for spec in schema.columns:  # JSON may omit a nullable column (as a record omits a key): all missing
+        if spec.nullable and spec.name not in columns:
+            columns[spec.name] = [None] * n_rows
+            names.append(spec.name)
     for spec in schema.columns:
         if spec.dtype == "binary" and spec.name in columns:
             try:

@@ -190,6 +190,8 @@ def deploy(ref: str | ModelRef, *, port: int | None = None, base_image: str | No
     """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed).
 
     Only an image of this very version (its run id, store and package digest) is used; otherwise one is built.
+    ``NAME@ALIAS`` also serves the alias on a stable local port (:mod:`pyml_jupyter.routing`): deployed again
+    after the alias moved, the new version starts, takes the port's traffic once ready, and the old one stops.
     HTTP is published on ``port`` and gRPC on ``grpc_port`` (free ports when None); ``workers`` sets the
     server's processes (default: one per CPU the container may use). The container is confined (see
     :mod:`pyml_jupyter.container_security`): ``memory`` (default ``"4g"``) and ``pids_limit`` (default 1024)
@@ -209,8 +211,14 @@ def deploy(ref: str | ModelRef, *, port: int | None = None, base_image: str | No
         image = find_image(name, str(version), **identity)
         if image is None:
             image = build(ModelRef(name, version), base_image=base_image, progress=progress)
-        return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port,
-                              grpc_port=grpc_port, workers=workers, settings=settings, progress=progress)
+        deployment = run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port,
+                                    grpc_port=grpc_port, workers=workers, settings=settings, progress=progress)
+    alias = parse_ref(ref).alias
+    if alias is None:
+        return deployment
+    from .routing import serve_alias  # NAME@ALIAS: its stable port now sends new requests to this version
+
+    return serve_alias(name, alias, deployment, progress=progress)
 
 
 def prune(name: str, *, keep: int = 1) -> list:
@@ -247,10 +255,17 @@ def stop(ref: str) -> list:
     matched exactly (``Churn`` is not ``churn``)."""
     from .deployments import stop_deployment
 
+    from .routing import remove_routes, stop_alias
+
     parsed = parse_ref(ref)
     name, version = parsed.name, parsed.version
-    if parsed.alias is not None:  # an alias names the version it points to now
+    if parsed.alias is not None:  # the alias's stable port and the version it serves, else the version it names
+        stopped = stop_alias(name, parsed.alias)
+        if stopped:
+            return stopped
         version = tracking.resolve_ref(parsed).version
+    elif version is None:
+        remove_routes(name)  # every version stops: so do the aliases' ports
     stopped = stop_deployment(name, None if version is None else str(version))
     if not stopped:
         raise NotFound(f"no deployment of {ref!r} is running: see %pyml_deployments.")

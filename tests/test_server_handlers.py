@@ -305,6 +305,35 @@ async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
     assert ids.index(second.id) < ids.index(first.id)
 
 
+async def test_latest_an_alias_and_the_explicit_version_are_one_job(store, fetch_json, monkeypatch):
+    """Jobs are keyed by the version a ref resolves to: three spellings of version 1, one build."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    release, calls = threading.Event(), []
+
+    def slow_build(ref, **kwargs):  # the handler's keying is under test here, not the build itself
+        calls.append(str(ref))
+        release.wait(30)
+        return {"ref": str(ref)}
+
+    monkeypatch.setattr(api, "build", slow_build)
+    MlflowClient().set_registered_model_alias(store["name"], "champion", "1")
+    try:
+        ids = set()
+        for ref in (store["name"], f"{store['name']}/1", f"{store['name']}@champion", f"models:/{store['name']}@latest"):
+            status, job = await fetch_json("builds", method="POST", body={"ref": ref})
+            assert status == 202, job
+            assert job["ref"] == f"{store['name']}/1"
+            ids.add(job["id"])
+        assert len(ids) == 1
+    finally:
+        release.set()
+    job = await _poll(fetch_json, ids.pop(), timeout=30)
+    assert job["state"] == "succeeded" and calls == [f"{store['name']}/1"]
+
+
 @pytest.fixture
 def job_left_running(tmp_path, monkeypatch):
     """A job file left by a server that stopped while a build ran (the next server reads PYML_JOBS_FILE)."""

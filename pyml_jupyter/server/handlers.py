@@ -238,7 +238,7 @@ class AliasesHandler(PymlHandler):
             optional_text(body, "compare")
         validate_alias(alias)
         self.write_job(await self.submit("promote", ref,
-                                         lambda r, p: api.promote(str(r), alias, compare=compare, progress=p)))
+                                         lambda r, p: api.promote(r, alias, compare=compare, progress=p)))
 
 
 class PushesHandler(PymlHandler):
@@ -252,7 +252,7 @@ class PushesHandler(PymlHandler):
         if registry is None:
             raise BadRequest('Say where to push: send {"ref": "NAME/VERSION", "registry": "HOST[:PORT]"}.')
         validate_registry(registry)
-        self.write_job(await self.submit("push", ref, lambda r, p: api.push(str(r), registry, progress=p)))
+        self.write_job(await self.submit("push", ref, lambda r, p: api.push(r, registry, progress=p)))
 
 
 class ConfigHandler(PymlHandler):

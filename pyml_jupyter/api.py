@@ -232,10 +232,11 @@ def prune(name: str, *, keep: int = 1) -> list:
 
 
 def deployments() -> list:
-    """Running deployments, as the Docker engine knows them (state survives kernel and server restarts)."""
+    """Deployments as the Docker engine knows them (state survives kernel and server restarts): running ones,
+    and stopped ones with their exit code and last log lines (a crashed or killed server shows why)."""
     from .deployments import list_deployments
 
-    return list_deployments()
+    return list_deployments(all=True)
 
 
 def logs(ref: str | ModelRef, tail: int = 100) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from . import tracking
 from .checks import ContractReport, run_check
-from .errors import CheckFailed, InvalidName, NotFound, PymlError
+from .errors import CheckFailed, InvalidName, ModelFailed, NotFound, PymlError
 from .locks import version_lock
 from .progress import Progress
 from .serving.loader import LoadedModel, load_package
@@ -23,7 +23,7 @@ from .tracking import RegisteredModel, resolve_ref, store_id
 __all__ = [
     "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
     "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref", "ModelRef", "store_id", "config",
-    "promote", "push", "export",
+    "promote", "push", "export", "resolve", "TEST_TARGETS", "logs",
 ]
 
 
@@ -148,6 +148,12 @@ def config() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- images, deployments
 
 
+def resolve(ref: str | ModelRef) -> str:
+    """``NAME/VERSION`` of the version a ref names (``NAME``: the latest); :class:`NotFound` when none."""
+    name, version, _ = _resolve(ref)
+    return f"{name}/{version}"
+
+
 def _resolve(ref: str | ModelRef) -> tuple[str, int, Any]:
     resolved = tracking.resolve_ref(ref)
     return resolved.name, resolved.version, resolved.entity
@@ -233,6 +239,18 @@ def deployments() -> list:
     return list_deployments(all=True)
 
 
+def logs(ref: str | ModelRef, tail: int = 100) -> list[str]:
+    """The last ``tail`` lines the container of ``ref`` (``NAME/VERSION``, or ``NAME``: the latest) wrote."""
+    from .deployments import find_deployment
+
+    name, version, mv = _resolve(ref)
+    identity = _identity(mv)
+    dep = find_deployment(name, str(version), all=True, run_id=identity["run_id"], store=identity["store"])
+    if dep is None:
+        raise NotFound(f"no container of {name}/{version} exists: deploy it first (%pyml_deploy {name}/{version}).")
+    return dep.logs(tail=tail).splitlines()
+
+
 def stop(ref: str) -> list:
     """Stop and remove the deployment(s) of NAME (every version), NAME/VERSION or NAME@ALIAS; the name is
     matched exactly (``Churn`` is not ``churn``)."""
@@ -255,43 +273,75 @@ def stop(ref: str) -> list:
     return stopped
 
 
+TEST_TARGETS = ("all", "container", "batch")
+
+
 def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any = None,
          progress: Progress | None = None):
     """Predict ``sample`` (default: the version's stored sample) in this process and on ``target``, and compare.
 
-    ``target="container"`` sends it to the running deployment (deploying it first if needed);
-    ``target="batch"`` scores it through Spark. Returns a :class:`~pyml_jupyter.parity.ParityReport`.
+    ``target="all"`` predicts it in this process, a fresh process, the container over HTTP and gRPC (deploying
+    it first if needed) and on Spark (a short-lived session in a child process, or ``spark``), and returns a
+    :class:`~pyml_jupyter.parity_table.ParityTable`. ``target="container"`` (the running deployment) or
+    ``"batch"`` (Spark) returns one :class:`~pyml_jupyter.parity.ParityReport`. A model that raises on the
+    sample in this process is a :class:`~pyml_jupyter.errors.ModelFailed` (422).
     """
     from .parity import compare
+    from .parity_targets import predict_here
 
-    if target not in ("container", "batch"):
-        raise PymlError(f"target must be 'container' or 'batch', not {target!r}.")
+    if target not in TEST_TARGETS:
+        raise PymlError(f"target must be one of {', '.join(TEST_TARGETS)}, not {target!r}.")
     name, version, mv = _resolve(ref)
+    ref = f"{name}/{version}"
     package = tracking.download_package(name, version)
-    loaded = load_package(package)
-    sample = loaded.info.read_sample() if sample is None else sample
-    t0 = time.perf_counter()
-    expected = loaded.predict(sample)
-    notebook_ms = (time.perf_counter() - t0) * 1e3
-    if target == "container":
-        from .deployments import find_deployment
+    loaded, sample = _loaded_with_sample(package, sample, ref)
+    if target == "all":
+        from .parity_table import parity_table
+        from .parity_targets import run_targets
 
-        identity = _identity(mv)
-        dep = (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
-               or deploy(ModelRef(name, version), progress=progress))
-        t0 = time.perf_counter()
-        actual = dep.predict(sample, timing=True)  # timing: the server's parse/validate/predict/serialize split
+        runs = run_targets(package, loaded, sample, ref=ref, spark=spark, progress=progress,
+                           deployment=lambda: _running(name, version, mv, progress))
+        return parity_table(ref, sample, runs)
+    here = predict_here(loaded, sample, ref)
+    t0 = time.perf_counter()
+    if target == "container":
+        # timing: the server's parse/validate/predict/serialize split
+        actual = _running(name, version, mv, progress).predict(sample, timing=True)
     else:
         from .batch import predict_frame
 
-        t0 = time.perf_counter()
         actual = predict_frame(package, sample, spark=spark)
     target_ms = (time.perf_counter() - t0) * 1e3
-    report = compare(expected, actual, sample=loaded.enforce(sample), target=target)
-    report.latency["notebook_ms"] = notebook_ms
+    report = compare(here.prediction, actual, sample=sample, target=target)
+    report.latency["notebook_ms"] = here.latency["predict_ms"]
     report.latency.setdefault(f"{target}_ms", target_ms)
-    report.ref = f"{name}/{version}"
+    report.ref = ref
     return report
+
+
+def _loaded_with_sample(package: Path, sample: Any, ref: str) -> tuple[LoadedModel, Any]:
+    """The package loaded here and the sample as the model sees it; the model's faults are :class:`ModelFailed`."""
+    from .serving.schema import SchemaError
+
+    try:
+        loaded = load_package(package)
+    except Exception as exc:  # noqa: BLE001 - the model's constructor or artifacts failed
+        raise ModelFailed(f"{ref} could not be loaded in this process: {type(exc).__name__}: {exc}") from exc
+    if sample is None:
+        return loaded, loaded.info.read_sample()
+    try:
+        return loaded, loaded.enforce(sample)
+    except SchemaError as exc:
+        raise PymlError(f"The sample does not fit {ref}'s input schema: {exc}", details=exc.to_dict()) from None
+
+
+def _running(name: str, version: int, mv: Any, progress: Progress | None):
+    """The running deployment of this very version (run and store), deployed now if there is none."""
+    from .deployments import find_deployment
+
+    identity = _identity(mv)
+    return (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
+            or deploy(ModelRef(name, version), progress=progress))
 
 
 def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None,

@@ -55,7 +55,7 @@ def _jsonable(result: Any) -> Any:
 def error_dict(exc: BaseException) -> dict[str, Any]:
     """The JSON form of an exception: a :class:`PymlError` speaks for itself, anything else is internal."""
     if isinstance(exc, PymlError):
-        return exc.to_dict()
+        return {**exc.to_dict(), "status": exc.status}
     return {"error": "internal_error", "message": redact(f"{type(exc).__name__}: {exc}")}
 
 

@@ -289,6 +289,26 @@ def test_an_artifact_expression_naming_nothing_is_a_usage_error(notebook):
     assert_usage_error(cell, "artifact 'clf' `classifier` refers to a name that is not defined")
 
 
+def test_pyml_test_all_shows_one_parity_table_with_skipped_targets_and_why(notebook, monkeypatch):
+    import os
+
+    from pyml_jupyter.parity_table import ParityTable
+
+    name = unique_name("parity")
+    run(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("PATH", os.path.dirname(os.__file__))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+
+    run(notebook, f"table = %pyml_test {name} --all --sample customers.head(3)")
+
+    table = notebook.user_ns["table"]
+    assert isinstance(table, ParityTable) and table.ok
+    assert len(table.data) == 3
+    assert table.targets["fresh_process"].status == "match"
+    assert table.targets["grpc"].status == "skipped" and "Docker engine not reachable" in table.targets["grpc"].reason
+
+
 def test_pyml_deploy_takes_container_limits_and_refuses_bad_ones_in_one_paragraph(notebook):
     help_text = run_cell(notebook, "%pyml_deploy?").text
     for flag in ("--memory", "--pids-limit", "--allowed-hosts", "--token"):

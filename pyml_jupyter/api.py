@@ -10,12 +10,12 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from . import tracking
 from ._version import __version__
 from .checks import ContractReport, run_check
-from .errors import HINT_DEPLOYMENTS, CheckFailed, InvalidInput, InvalidName, NotFound, PymlError
+from .errors import HINT_DEPLOYMENTS, CheckFailed, InvalidInput, InvalidName, ModelFailed, NotFound, PymlError
 from .locks import version_lock
 from .names import ModelRef, parse_ref
 from .parity import ParityReport
@@ -26,10 +26,13 @@ from .serving.schema import SchemaError
 from .serving.scoring import ScoringError
 from .tracking import ModelVersion, resolve_ref, store_id
 
+if TYPE_CHECKING:
+    from .parity_table import ParityTable
+
 __all__ = [
     "check", "register", "is_model_class", "list_models", "RegisteredModel", "ModelVersion", "package_path", "load",
     "build", "deploy", "deployments", "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref",
-    "ModelRef", "store_id", "config", "promote", "push", "export",
+    "ModelRef", "store_id", "config", "promote", "push", "export", "resolve", "TEST_TARGETS", "logs",
 ]
 
 
@@ -181,6 +184,12 @@ def config() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- images, deployments
 
 
+def resolve(ref: str | ModelRef) -> str:
+    """``NAME/VERSION`` of the version a ref names (``NAME``: the latest); :class:`NotFound` when none."""
+    name, version, _ = _resolve(ref)
+    return f"{name}/{version}"
+
+
 def _resolve(ref: str | ModelRef) -> tuple[str, int, Any]:
     resolved = tracking.resolve_ref(ref)
     return resolved.name, resolved.version, resolved.entity
@@ -217,6 +226,8 @@ def deploy(ref: str | ModelRef, *, port: int | None = None, base_image: str | No
     """Run a registered version's image as a container on 127.0.0.1 (building the image first if needed).
 
     Only an image of this very version (its run id, store and package digest) is used; otherwise one is built.
+    ``NAME@ALIAS`` also serves the alias on a stable local port (:mod:`pyml_jupyter.routing`): deployed again
+    after the alias moved, the new version starts, takes the port's traffic once ready, and the old one stops.
     HTTP is published on ``port`` and gRPC on ``grpc_port`` (free ports when None); ``workers`` sets the
     server's processes (default: one per CPU the container may use). The container is confined (see
     :mod:`pyml_jupyter.container_security`): ``memory`` (default ``"4g"``) and ``pids_limit`` (default 1024)
@@ -236,8 +247,14 @@ def deploy(ref: str | ModelRef, *, port: int | None = None, base_image: str | No
         image = find_image(name, str(version), **identity)
         if image is None:
             image = build(ModelRef(name, version), base_image=base_image, progress=progress)
-        return run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port,
-                              grpc_port=grpc_port, workers=workers, settings=settings, progress=progress)
+        deployment = run_deployment(image, name=name, version=str(version), run_id=mv.run_id, port=port,
+                                    grpc_port=grpc_port, workers=workers, settings=settings, progress=progress)
+    alias = parse_ref(ref).alias
+    if alias is None:
+        return deployment
+    from .routing import serve_alias  # NAME@ALIAS: its stable port now sends new requests to this version
+
+    return serve_alias(name, alias, deployment, progress=progress)
 
 
 def prune(name: str, *, keep: int = 1) -> list:
@@ -251,10 +268,23 @@ def prune(name: str, *, keep: int = 1) -> list:
 
 
 def deployments() -> list:
-    """Running deployments, as the Docker engine knows them (state survives kernel and server restarts)."""
+    """Deployments as the Docker engine knows them (state survives kernel and server restarts): running ones,
+    and stopped ones with their exit code and last log lines (a crashed or killed server shows why)."""
     from .deployments import list_deployments
 
-    return list_deployments()
+    return list_deployments(all=True)
+
+
+def logs(ref: str | ModelRef, tail: int = 100) -> list[str]:
+    """The last ``tail`` lines the container of ``ref`` (``NAME/VERSION``, or ``NAME``: the latest) wrote."""
+    from .deployments import find_deployment
+
+    name, version, mv = _resolve(ref)
+    identity = _identity(mv)
+    dep = find_deployment(name, str(version), all=True, run_id=identity["run_id"], store=identity["store"])
+    if dep is None:
+        raise NotFound(f"no container of {name}/{version} exists: deploy it first (%pyml_deploy {name}/{version}).")
+    return dep.logs(tail=tail).splitlines()
 
 
 def stop(ref: str) -> list:
@@ -262,54 +292,93 @@ def stop(ref: str) -> list:
     matched exactly (``Churn`` is not ``churn``)."""
     from .deployments import stop_deployment
 
+    from .routing import remove_routes, stop_alias
+
     parsed = parse_ref(ref)
     name, version = parsed.name, parsed.version
-    if parsed.alias is not None:  # an alias names the version it points to now
+    if parsed.alias is not None:  # the alias's stable port and the version it serves, else the version it names
+        stopped = stop_alias(name, parsed.alias)
+        if stopped:
+            return stopped
         version = tracking.resolve_ref(parsed).version
+    elif version is None:
+        remove_routes(name)  # every version stops: so do the aliases' ports
     stopped = stop_deployment(name, None if version is None else str(version))
     if not stopped:
         raise NotFound(f"no deployment of {ref!r} is running.", hint=HINT_DEPLOYMENTS)
     return stopped
 
 
+TEST_TARGETS = ("all", "container", "batch")
+
+
 @_runtime_errors
 def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any = None,
-         progress: Progress | None = None) -> ParityReport:
+         progress: Progress | None = None) -> "ParityReport | ParityTable":
     """Predict ``sample`` (default: the version's stored sample) in this process and on ``target``, and compare.
 
-    ``target="container"`` sends it to the running deployment (deploying it first if needed);
-    ``target="batch"`` scores it through Spark. Returns a :class:`~pyml_jupyter.parity.ParityReport`.
+    ``target="all"`` predicts it in this process, a fresh process, the container over HTTP and gRPC (deploying
+    it first if needed) and on Spark (a short-lived session in a child process, or ``spark``), and returns a
+    :class:`~pyml_jupyter.parity_table.ParityTable`. ``target="container"`` (the running deployment) or
+    ``"batch"`` (Spark) returns one :class:`~pyml_jupyter.parity.ParityReport`. A model that raises on the
+    sample in this process is a :class:`~pyml_jupyter.errors.ModelFailed` (422).
     """
     from .parity import compare
+    from .parity_targets import predict_here
 
-    if target not in ("container", "batch"):
-        raise PymlError(f"target must be 'container' or 'batch', not {target!r}.")
+    if target not in TEST_TARGETS:
+        raise PymlError(f"target must be one of {', '.join(TEST_TARGETS)}, not {target!r}.")
     name, version, mv = _resolve(ref)
+    ref = f"{name}/{version}"
     package = tracking.download_package(name, version)
-    loaded = load_package(package)
-    sample = loaded.info.read_sample() if sample is None else sample
-    t0 = time.perf_counter()
-    expected = loaded.predict(sample)
-    notebook_ms = (time.perf_counter() - t0) * 1e3
-    if target == "container":
-        from .deployments import find_deployment
+    loaded, sample = _loaded_with_sample(package, sample, ref)
+    if target == "all":
+        from .parity_table import parity_table
+        from .parity_targets import run_targets
 
-        identity = _identity(mv)
-        dep = (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
-               or deploy(ModelRef(name, version), progress=progress))
-        t0 = time.perf_counter()
-        actual = dep.predict(sample, timing=True)  # timing: the server's parse/validate/predict/serialize split
+        runs = run_targets(package, loaded, sample, ref=ref, spark=spark, progress=progress,
+                           deployment=lambda: _running(name, version, mv, progress))
+        return parity_table(ref, sample, runs)
+    here = predict_here(loaded, sample, ref)
+    t0 = time.perf_counter()
+    if target == "container":
+        # timing: the server's parse/validate/predict/serialize split
+        actual = _running(name, version, mv, progress).predict(sample, timing=True)
     else:
         from .batch import predict_frame
 
-        t0 = time.perf_counter()
         actual = predict_frame(package, sample, spark=spark)
     target_ms = (time.perf_counter() - t0) * 1e3
-    report = compare(expected, actual, sample=loaded.enforce(sample), target=target)
-    report.latency["notebook_ms"] = notebook_ms
+    report = compare(here.prediction, actual, sample=sample, target=target)
+    report.latency["notebook_ms"] = here.latency["predict_ms"]
     report.latency.setdefault(f"{target}_ms", target_ms)
-    report.ref = f"{name}/{version}"
+    report.ref = ref
     return report
+
+
+def _loaded_with_sample(package: Path, sample: Any, ref: str) -> tuple[LoadedModel, Any]:
+    """The package loaded here and the sample as the model sees it; the model's faults are :class:`ModelFailed`."""
+    from .serving.schema import SchemaError
+
+    try:
+        loaded = load_package(package)
+    except Exception as exc:  # noqa: BLE001 - the model's constructor or artifacts failed
+        raise ModelFailed(f"{ref} could not be loaded in this process: {type(exc).__name__}: {exc}") from exc
+    if sample is None:
+        return loaded, loaded.info.read_sample()
+    try:
+        return loaded, loaded.enforce(sample)
+    except SchemaError as exc:
+        raise InvalidInput(f"The sample does not fit {ref}'s input schema: {exc}", exc.problems) from None
+
+
+def _running(name: str, version: int, mv: Any, progress: Progress | None):
+    """The running deployment of this very version (run and store), deployed now if there is none."""
+    from .deployments import find_deployment
+
+    identity = _identity(mv)
+    return (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
+            or deploy(ModelRef(name, version), progress=progress))
 
 
 @_runtime_errors

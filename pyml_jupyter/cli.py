@@ -7,7 +7,8 @@
     pyml deployments                     list running deployments
     pyml stop NAME[/VERSION]             stop a deployment
     pyml prune NAME [--keep N]           remove a model's old images (all but the N newest)
-    pyml test NAME[/VERSION]             compare the container's predictions with in-process ones
+    pyml test NAME[/VERSION] [--all]     compare the container's (--all: every target's) predictions with
+                                         in-process ones; --json prints the report as JSON
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
     pyml promote NAME/VERSION [--alias champion] [--compare champion]   move an alias behind the gates
     pyml push NAME[/VERSION] --registry HOST[:PORT]   push its image (REGISTRY/pyml/NAME:VERSION, alias tags)
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -77,8 +79,14 @@ def _run(args: argparse.Namespace) -> int:
         removed = api.prune(args.name, keep=args.keep)
         print(f"Removed {len(removed)} image(s) of {args.name}" + "".join(f"\n  {image!r}" for image in removed))
     elif cmd == "test":
-        report = api.test(args.ref, target=args.target)
-        print(report)
+        target = "all" if args.all else args.target
+        if args.json:  # for a parent process: progress events on stderr, the report as one JSON line
+            report = api.test(args.ref, target=target, progress=Progress(f"test {args.ref}").relay_to(sys.stderr))
+            print(json.dumps(report.to_dict(), allow_nan=False))
+        else:
+            with _progress(f"test {args.ref}") as p:
+                report = api.test(args.ref, target=target, progress=p)
+            print(report)
         return 0 if report.ok else 1
     elif cmd == "batch":
         with _progress(f"batch {args.ref}") as p:
@@ -123,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--keep", type=int, default=1, help="how many of the newest images to keep (default 1)")
     test = sub.add_parser("test", help="compare a target's predictions with in-process ones on the stored sample")
     test.add_argument("ref")
-    test.add_argument("--target", choices=["container", "batch"], default="container")
+    test.add_argument("--target", choices=list(api.TEST_TARGETS), default="container")
+    test.add_argument("--all", action="store_true", help="every target: fresh process, container (HTTP, gRPC), Spark")
+    test.add_argument("--json", action="store_true", help="print the report (or the error) as one JSON line")
     batch = sub.add_parser("batch", help="score a SQL query on Spark into a table")
     batch.add_argument("ref")
     batch.add_argument("--query", required=True)
@@ -150,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except PymlError as e:
-        print(f"error: {with_hint(e, HINTS)}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({**e.to_dict(), "status": e.status}, default=str))
+        else:
+            print(f"error: {with_hint(e, HINTS)}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - a library's own error: its text may carry a URI's credentials
         print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)

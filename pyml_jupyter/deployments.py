@@ -94,6 +94,11 @@ def _server_timing(header: str) -> dict[str, float]:
     return {f"{phase}_ms": float(ms) for phase, ms in _TIMING_RE.findall(header)}
 
 
+STOPPED = ("exited", "dead")
+"""Container states in which a deployment no longer serves: listed with their exit code and last log lines."""
+STOPPED_LOG_LINES = 10
+
+
 @dataclass
 class Deployment:
     """A model version running in a container, and a client to it."""
@@ -111,6 +116,8 @@ class Deployment:
     store: str = ""
     grpc_target: str = ""  # host:port of the Open Inference Protocol over gRPC (tritonclient.grpc's url)
     token: str = field(default="", repr=False, compare=False)  # the bearer token (PYML_TOKEN), never shown
+    exit_code: int | None = None  # a stopped container's: how the server ended
+    log_tail: str = ""  # a stopped container's last log lines: why it ended
     _client: Any = field(default=None, repr=False, compare=False)
     _metadata: dict | None = field(default=None, repr=False, compare=False)
     last_timing: dict = field(default_factory=dict, repr=False, compare=False)
@@ -125,19 +132,27 @@ class Deployment:
         image = labels.get("pyml.image") or (attrs.get("Config") or {}).get("Image", "")
         env = (attrs.get("Config") or {}).get("Env") or []
         token = next((item[len("PYML_TOKEN="):] for item in env if item.startswith("PYML_TOKEN=")), "")
+        stopped = container.status in STOPPED
         return cls(name=labels.get(L.MODEL, ""), version=L.label_version(labels),
                    run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
                    digest=labels.get("pyml.digest", ""), container_name=container.name,
                    store=labels.get("pyml.store", ""),
-                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", token=token, _client=client)
+                   grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "", token=token, _client=client,
+                   exit_code=(attrs.get("State") or {}).get("ExitCode") if stopped else None,
+                   log_tail=_tail(container, STOPPED_LOG_LINES) if stopped else "")
 
     def to_dict(self) -> dict:
         """A JSON-ready form (for the panel and the CLI)."""
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "container_id": self.container_id,
                 "container_name": self.container_name, "url": self.url, "status": self.status, "image": self.image,
                 "image_id": self.image_id, "digest": self.digest, "grpc_target": self.grpc_target,
-                "store": self.store}
+                "store": self.store, "exit_code": self.exit_code, "log_tail": self.log_tail}
+
+    @property
+    def state(self) -> str:
+        """The status, with the exit code of a stopped container: ``running``, ``exited (137)``."""
+        return self.status if self.exit_code is None else f"{self.status} ({self.exit_code})"
 
     # ----------------------------------------------------------------------------------- engine side
     def _engine(self):
@@ -281,8 +296,9 @@ class Deployment:
 
     # ----------------------------------------------------------------------------------- display
     def __repr__(self) -> str:
-        return (f"<Deployment {self.name}/{self.version} {self.status} at {self.url or '-'} "
+        text = (f"<Deployment {self.name}/{self.version} {self.state} at {self.url or '-'} "
                 f"(gRPC {self.grpc_target or '-'}, container {self.container_id[:12]}, image {self.image})>")
+        return text + (f"\nlast log lines:\n{self.log_tail}" if self.log_tail else "")
 
     def _repr_html_(self) -> str:
         colour = {"running": "#1a7f37", "exited": "#cf222e", "dead": "#cf222e"}.get(self.status, "#9a6700")
@@ -293,7 +309,7 @@ class Deployment:
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td>"
                        "</tr>" for k, v in rows)
         return (f"<div class='pyml-deployment'><b>Deployment</b> <span style='color:{colour}'>● "
-                f"{html.escape(self.status)}</span><table>{body}</table></div>")
+                f"{html.escape(self.state)}</span><table>{body}</table>{log_tail_html(self.log_tail)}</div>")
 
 
 # --------------------------------------------------------------------------------------------- engine calls
@@ -350,6 +366,11 @@ def _resolve_image(client, image: ImageInfo | str):
     except docker.errors.ImageNotFound:
         tag = image.tag if isinstance(image, ImageInfo) else ref
         raise NotFound(f"Image {tag} is not on this Docker engine.", hint=HINT_BUILD) from None
+
+
+def log_tail_html(log_tail: str) -> str:
+    """A stopped container's last log lines, as a block under its row."""
+    return f"<pre style='margin:0.2em 0 0.5em 1em'>{html.escape(log_tail)}</pre>" if log_tail else ""
 
 
 def _tail(container, lines: int = 40) -> str:
@@ -422,8 +443,10 @@ def run_deployment(
             raise DeployError(f"workers must be at least 1, not {workers}.")
         environment["PYML_WORKERS"] = str(int(workers))
     try:
-        # The host name is the container's name, which its own Host allow-list accepts (a Docker network's name).
-        container = client.containers.run(img.id, detach=True, name=cname, hostname=cname, labels=labels,
+        # The host name is the container's name (a Docker network's name for it), which its own Host allow-list
+        # accepts; Linux host names have at most 63 characters.
+        container = client.containers.run(img.id, detach=True, name=cname,
+                                          hostname=cname if len(cname) <= 63 else None, labels=labels,
                                           environment=environment,
                                           ports={_PORT_KEY: ("127.0.0.1", port),
                                                  _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)},

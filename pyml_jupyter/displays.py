@@ -66,5 +66,21 @@ class DeploymentTable(_Table):
         self.title = title if self.deployments else f"{title}: none"
 
     def rows(self) -> list[list[Any]]:
-        return [[d.name, d.version, d.status, d.url, getattr(d, "grpc_target", "") or "-", d.container_id[:12]]
-                for d in self.deployments]
+        return [[d.name, d.version, getattr(d, "state", d.status), d.url, getattr(d, "grpc_target", "") or "-",
+                 d.container_id[:12]] for d in self.deployments]
+
+    def _logs(self) -> list[Any]:
+        return [d for d in self.deployments if getattr(d, "log_tail", "")]
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        for d in self._logs():
+            text += f"\n\n{d.name}/{d.version} {d.state}, last log lines:\n{d.log_tail}"
+        return text
+
+    def _repr_html_(self) -> str:
+        from .deployments import log_tail_html
+
+        logs = "".join(f"<div><b>{html.escape(f'{d.name}/{d.version}')}</b> {html.escape(d.state)}, last log lines:"
+                       f"{log_tail_html(d.log_tail)}</div>" for d in self._logs())
+        return super()._repr_html_() + logs

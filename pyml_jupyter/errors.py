@@ -24,6 +24,7 @@ __all__ = [
     "BuildError",
     "DeployError",
     "BatchError",
+    "ModelFailed",
     "TrackingError",
     "HINT_REGISTER",
     "HINT_BUILD",
@@ -57,6 +58,26 @@ class PymlError(Exception):
         if self.details is not None:
             out["details"] = self.details
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], status: int | None = None) -> "PymlError":
+        """The error a :meth:`to_dict` form describes (from a child process), of the class its code names."""
+        code = d.get("error")
+        found = next((c for c in _subclasses(PymlError) if c.code == code), PymlError)
+        error = PymlError.__new__(found)
+        PymlError.__init__(error, str(d.get("message") or code or "error"), details=d.get("details"))
+        if found is PymlError:
+            error.code = str(code or PymlError.code)
+        if status is not None:
+            error.status = status
+        return error
+
+
+def _subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
 
 
 class CaptureError(PymlError):
@@ -111,6 +132,13 @@ class DeployError(PymlError):
 
 class BatchError(PymlError):
     code = "batch_error"
+
+
+class ModelFailed(PymlError):
+    """The model's own code raised (or returned nothing usable) on the given input."""
+
+    status = 422
+    code = "model_failed"
 
 
 class TrackingError(PymlError):

@@ -56,7 +56,7 @@ def error_dict(exc: BaseException, hints: Mapping[str, str] | None = None) -> di
     """The JSON form of an exception: a :class:`PymlError` speaks for itself (with the face's hint for it),
     anything else is internal."""
     if isinstance(exc, PymlError):
-        return {**exc.to_dict(), "message": with_hint(exc, hints or {})}
+        return {**exc.to_dict(), "message": with_hint(exc, hints or {}), "status": exc.status}
     return {"error": "internal_error", "message": redact(f"{type(exc).__name__}: {exc}")}
 
 

@@ -255,15 +255,19 @@ class PymlMagics(Magics):
     @magic_arguments()
     @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--sample", "-s", help="expression giving inputs (default: the sample stored at registration)")
-    @argument("--target", "-t", default="container", choices=["container", "batch"],
-              help="where to predict besides the notebook: the running container (default) or Spark")
+    @argument("--target", "-t", default="container", choices=list(api.TEST_TARGETS),
+              help="where to predict besides the notebook: the running container (default), Spark, or all")
+    @argument("--all", action="store_true",
+              help="every target: a fresh process, the container over HTTP and gRPC, and Spark, in one table")
     @line_magic
     @_friendly
     def pyml_test(self, line: str):
-        """Predict the sample in the notebook and on the container (or Spark); show both side by side."""
+        """Predict the sample in the notebook and on the container (or Spark, or --all targets); show them side
+        by side."""
         args = _parse_args(self.pyml_test, line)
         sample = self._eval(args.sample, "--sample") if args.sample else None
-        return self._with_progress(f"test {args.ref}", lambda p: api.test(args.ref, sample, target=args.target, progress=p))
+        target = "all" if args.all else args.target
+        return self._with_progress(f"test {args.ref}", lambda p: api.test(args.ref, sample, target=target, progress=p))
 
     # --------------------------------------------------------------------------------------------- batch
 

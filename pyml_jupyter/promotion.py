@@ -15,7 +15,6 @@ A refused promotion raises :class:`PromotionRefused` (HTTP 409) naming the faile
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,6 @@ __all__ = ["Gate", "Comparison", "Promotion", "PromotionRefused", "promote", "co
            "validate_alias", "DEFAULT_ALIAS"]
 
 DEFAULT_ALIAS = "champion"
-_ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 _COMPARE_TIMEOUT = 300.0
 PARITY_TARGET = "container"
 """The targets the parity gate runs ``api.test`` on."""
@@ -45,11 +43,17 @@ class PromotionRefused(PymlError):
 
 
 def validate_alias(alias: str) -> str:
-    """An alias safe for MLflow and for Docker tags: a letter, then letters, digits, ``_`` or ``-`` (≤ 63)."""
-    if (not isinstance(alias, str) or not _ALIAS_RE.match(alias) or alias.lower() == "latest"
-            or re.fullmatch(r"[vV]\d+", alias)):
-        raise InvalidName(f"{alias!r} is not a valid alias: use a letter followed by letters, digits, '_' or '-' "
-                          "(e.g. 'champion'); 'latest' and 'v<number>' are reserved by MLflow.")
+    """An alias as model references write it (``NAME@ALIAS``: letters, digits, ``_`` and ``-``), at most 63
+    characters (it becomes a Docker tag and part of a container name); "latest" and "vN" are MLflow's."""
+    from .names import parse_ref
+
+    try:
+        ok = isinstance(alias, str) and 0 < len(alias) <= 63 and parse_ref(f"model@{alias}").alias == alias
+    except InvalidName:
+        ok = False
+    if not ok:
+        raise InvalidName(f"{alias!r} is not a valid alias: use a letter or '_' followed by up to 62 letters, "
+                          "digits, '_' or '-' (e.g. 'champion'); 'latest' and 'v<number>' are reserved by MLflow.")
     return alias
 
 

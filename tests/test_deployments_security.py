@@ -169,3 +169,15 @@ def test_deploying_again_with_other_settings_replaces_the_container(built, docke
         assert docker_engine.containers.get(other.container_id).attrs["HostConfig"]["Memory"] == 2 * 1024 ** 3
     finally:
         stop_deployment(name, "1", client=docker_engine)
+
+
+@pytest.mark.docker
+def test_a_model_name_too_long_for_a_host_name_still_deploys_and_answers(built, docker_engine):
+    _, info, _ = built
+    name = model_name("a-long-name-" + "x" * 50)
+    try:
+        dep = run_deployment(info, name=name, version="1", client=docker_engine)
+        assert len(dep.container_name) > 63 and dep.ping()
+        assert dep.metadata()["name"] == name
+    finally:
+        stop_deployment(name, "1", client=docker_engine)

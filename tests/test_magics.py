@@ -1,7 +1,8 @@
 """The ``%pyml_*`` magics, typed into a real IPython shell against a real local MLflow store.
 
 A magic parses its line, makes one API call and shows the result. A user mistake is one clear paragraph
-(IPython's ``UsageError``) and never a traceback.
+(IPython's ``UsageError``) and never a traceback. The build, deploy, test, stop and batch magics run against a
+real Docker engine (one image) and a real Spark session.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
+from docker_fixtures import BASE_IMAGE, docker_engine, model_name  # noqa: F401
 from mlflow_fixtures import use_tracking_uri
 from notebook_shell import CHURN_NOTEBOOK, ipython, run, shell  # noqa: F401
+from spark_fixtures import spark, workdir  # noqa: F401
 
 NOTEBOOK = CHURN_NOTEBOOK
 
@@ -302,6 +305,26 @@ def test_a_model_that_is_not_registered_gets_the_notebook_hint(notebook):
     assert_usage_error(cell, "is not registered in", "Register it with %pyml_register")
 
 
+def test_pyml_test_all_shows_one_parity_table_with_skipped_targets_and_why(notebook, monkeypatch):
+    import os
+
+    from pyml_jupyter.parity_table import ParityTable
+
+    name = unique_name("parity")
+    run(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("PATH", os.path.dirname(os.__file__))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+
+    run(notebook, f"table = %pyml_test {name} --all --sample customers.head(3)")
+
+    table = notebook.user_ns["table"]
+    assert isinstance(table, ParityTable) and table.ok
+    assert len(table.data) == 3
+    assert table.targets["fresh_process"].status == "match"
+    assert table.targets["grpc"].status == "skipped" and "Docker engine not reachable" in table.targets["grpc"].reason
+
+
 def test_pyml_deploy_takes_container_limits_and_refuses_bad_ones_in_one_paragraph(notebook):
     help_text = run_cell(notebook, "%pyml_deploy?").text
     for flag in ("--memory", "--pids-limit", "--allowed-hosts", "--token"):
@@ -323,3 +346,118 @@ def test_pyml_prune_says_what_it_removed_and_a_version_is_a_usage_error(notebook
 def test_a_bad_ref_is_one_paragraph_not_a_crash(notebook, ref):
     cell = run_cell(notebook, f"%pyml_deploy {ref}")
     assert_usage_error(cell)
+
+
+# -- %pyml_build, %pyml_deploy, %pyml_deployments, %pyml_test, %pyml_stop (real Docker) -------------------------
+
+
+@pytest.fixture(scope="module")
+def served(store, ipython, docker_engine):  # noqa: F811
+    """The churn model registered from the notebook as ``pytest-<run>-magics`` (Docker's clean-up knows the name)."""
+    from pyml_jupyter import api
+    from pyml_jupyter.errors import NotFound
+
+    name = model_name("magics")
+    ipython.reset(new_session=False)
+    run(ipython, NOTEBOOK)
+    run(ipython, f"register(ChurnModel, {name!r}, sample, {{'scaler': scaler, 'clf': clf}})")
+    ipython.reset(new_session=False)
+    yield name
+    with pytest.raises(NotFound):  # the tests stopped what they deployed
+        api.stop(name)
+
+
+@pytest.mark.docker
+def test_pyml_build_builds_the_registered_version_and_returns_the_image(notebook, served):
+    cell = run_cell(notebook, f"image = %pyml_build {served} --base-image {BASE_IMAGE}")
+
+    assert cell.error is None, cell.text
+    image = notebook.user_ns["image"]
+    assert image.tag == f"pyml/{served}:1" and image.labels["pyml.version"] == "1"
+    assert "build" in cell.text  # the progress, as text lines outside a notebook
+
+
+@pytest.mark.docker
+def test_deploy_test_list_and_stop_through_the_magics(notebook, served):
+    from pyml_jupyter.displays import DeploymentTable
+
+    deployed = run_cell(notebook, f"deployment = %pyml_deploy {served}")
+    try:
+        assert deployed.error is None, deployed.text
+        deployment = notebook.user_ns["deployment"]
+        assert deployment.url.startswith("http://127.0.0.1:")
+
+        listed = run_cell(notebook, "%pyml_deployments")
+        tested = run_cell(notebook, f"report = %pyml_test {served} --sample customers.head(8)")
+    finally:
+        stopped = run_cell(notebook, f"%pyml_stop {served}")
+
+    assert isinstance(listed.result.result, DeploymentTable)
+    assert [d.container_id for d in listed.result.result.deployments if d.name == served] == [deployment.container_id]
+    assert tested.error is None, tested.text
+    report = notebook.user_ns["report"]
+    assert report.ok and report.target == "container" and report.ref == f"{served}/1"
+    assert stopped.error is None, stopped.text
+    assert repr(stopped.result.result).startswith("Stopped")
+    assert_usage_error(run_cell(notebook, f"%pyml_stop {served}"), f"no deployment of '{served}' is running")
+
+
+def test_building_a_model_that_is_not_registered_is_a_usage_error(notebook):
+    name = unique_name("unregistered")
+
+    assert_usage_error(run_cell(notebook, f"%pyml_build {name}"), f"model '{name}' is not registered")
+
+
+# -- %pyml_test --target batch, %pyml_batch (real Spark) --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def customers_table(spark):  # noqa: F811
+    from notebook_shell import CHURN_NOTEBOOK as source
+
+    ns: dict = {}
+    exec(compile(__import__("textwrap").dedent(source), "<churn>", "exec"), ns)  # noqa: S102
+    frame = ns["customers"].head(40).reset_index(names="customer_id")
+    spark.createDataFrame(frame).write.mode("overwrite").saveAsTable("magic_customers")
+    return frame
+
+
+@pytest.mark.spark
+def test_pyml_test_on_spark_compares_with_the_notebook(notebook, served, spark):  # noqa: F811
+    cell = run_cell(notebook, f"report = %pyml_test {served} --target batch --sample customers.head(8)")
+
+    assert cell.error is None, cell.text
+    assert notebook.user_ns["report"].ok and notebook.user_ns["report"].target == "batch"
+
+
+@pytest.mark.spark
+def test_the_cell_form_of_pyml_batch_scores_its_query_into_a_table(notebook, served, spark, customers_table):  # noqa: F811
+    cell = run_cell(notebook, f"""%%pyml_batch {served} --output magic_scores --mode overwrite --keep customer_id
+SELECT customer_id, tenure_months, monthly_charges, contract FROM magic_customers
+""")
+
+    assert cell.error is None, cell.text
+    assert cell.result.result.rows == len(customers_table)
+    scored = spark.table("magic_scores").toPandas().sort_values("customer_id").reset_index(drop=True)
+    assert list(scored.columns) == ["customer_id", "churn_probability", "churn"]
+    expected = notebook.user_ns["ChurnModel"](
+        {"scaler": notebook.user_ns["scaler"], "clf": notebook.user_ns["clf"]}).predict(customers_table)
+    assert scored["churn"].tolist() == expected["churn"].tolist()
+
+
+@pytest.mark.spark
+def test_the_line_form_of_pyml_batch_takes_the_query_and_refuses_an_existing_table(notebook, served, spark,  # noqa: F811
+                                                                                    customers_table):
+    line = f'%pyml_batch {served} --query "SELECT * FROM magic_customers" --output magic_scores_line'
+
+    first = run_cell(notebook, line)
+    again = run_cell(notebook, line)
+
+    assert first.error is None, first.text
+    assert first.result.result.rows == len(customers_table)
+    assert_usage_error(again, "magic_scores_line")
+
+
+def test_pyml_batch_without_a_query_is_a_usage_error(notebook):
+    assert_usage_error(run_cell(notebook, "%pyml_batch churn --output scores"), "give the query")
+

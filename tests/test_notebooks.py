@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from registry_fixtures import image_registry  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "example_notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 900  # seconds; building an image without cached layers is the slowest cell
@@ -52,9 +54,12 @@ def engine_left_clean():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_example_notebook_runs(path: Path, tmp_path: Path, monkeypatch, engine_left_clean):
+def test_example_notebook_runs(path: Path, tmp_path: Path, monkeypatch, engine_left_clean, request):
     import nbclient
     import nbformat
+
+    if path.name == "04_promote_and_ship.ipynb":  # it pushes to a real registry, started for the test session
+        monkeypatch.setenv("PYML_REGISTRY", request.getfixturevalue("image_registry"))
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)

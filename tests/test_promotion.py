@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 import numpy as np
 import pandas as pd
@@ -75,9 +77,9 @@ def test_promote_points_the_alias_at_the_version_after_both_gates(store):
     assert promotion.to_dict()["gates"][1]["ok"] is True
 
 
-def test_compare_shows_mean_max_difference_and_changed_labels(store):
+def test_compare_champion_shows_mean_max_difference_and_changed_labels(store):
     api.promote(f"{store['name']}/1", "champion")
-    promotion = api.promote(f"{store['name']}/2", "champion", compare=1)
+    promotion = api.promote(f"{store['name']}/2", "champion", compare="champion")
     assert promotion.previous == 1 and tracking.aliases(store["name"])["champion"] == 2
     comparison = promotion.comparison
     assert (comparison.candidate, comparison.other, comparison.n_rows) == (f"{store['name']}/2", f"{store['name']}/1", 4)
@@ -89,11 +91,24 @@ def test_compare_shows_mean_max_difference_and_changed_labels(store):
     assert "25.0%" in repr(comparison) and "changed labels" in comparison._repr_html_()
 
 
+def test_compare_with_an_alias_naming_no_version_yet_says_so(store):
+    promotion = api.promote(f"{store['name']}/1", "first", compare="first")
+    assert promotion.previous is None and promotion.comparison.columns == []
+    assert "nothing to compare" in promotion.comparison.note
+
+
+def test_an_alias_resolves_wherever_a_ref_is_accepted(store):
+    api.promote(f"{store['name']}/2", "champion")
+    assert api.package_path(f"{store['name']}@champion") == api.package_path(f"{store['name']}/2")
+    assert api.promote(f"{store['name']}@champion", "also").version == 2
+
+
 def test_list_models_shows_the_aliases_of_each_version(store):
     api.promote(f"{store['name']}/2", "champion")
     api.promote(f"{store['name']}/1", "baseline")
     (model,) = [m for m in api.list_models() if m.name == store["name"]]
-    assert {v["version"]: v["aliases"] for v in model.versions} == {2: ["champion"], 1: ["baseline"]}
+    aliases = {v["version"]: v["aliases"] for v in model.versions}
+    assert "champion" in aliases[2] and "champion" not in aliases[1] and "baseline" in aliases[1]
 
 
 def test_a_failed_parity_gate_refuses_and_moves_nothing(store):
@@ -218,3 +233,51 @@ async def test_rest_bad_promotion_input_is_a_400_naming_the_field(jp_fetch, body
 async def test_rest_bad_push_input_is_a_400_naming_the_field(jp_fetch, body, field):
     status, error = await _post(jp_fetch, "pushes", body)
     assert status == 400 and field in error["message"].lower()
+
+
+# ------------------------------------------------------------------------------------ the champion's stable port
+
+
+def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_request(store, docker_engine):  # noqa: F811
+    import threading
+    import time
+    import urllib.request
+
+    from pyml_jupyter.deployments import find_deployment
+
+    name = store["name"]
+    api.promote(f"{name}/1", "stable")
+    first = api.deploy(f"{name}@stable")
+    body = b'{"dataframe_split": {"columns": ["x"], "data": [[2.0]]}}'
+    seen: dict[str, int] = {}
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client():  # bounded: at most 20000 calls or until the swap is done
+        while not stop.is_set() and sum(seen.values()) + len(failures) < 20000:
+            request = urllib.request.Request(first.url + "/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    label = str(json.loads(response.read())["predictions"][0]["label"])
+                seen[label] = seen.get(label, 0) + 1
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                failures.append(repr(exc))
+
+    caller = threading.Thread(target=client)
+    caller.start()
+    try:
+        time.sleep(1.0)
+        api.promote(f"{name}/2", "stable")
+        second = api.deploy(f"{name}@stable")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        caller.join(timeout=60)
+    assert failures == []
+    assert second.url == first.url  # the same stable port
+    assert seen.get("0", 0) > 0 and seen.get("1", 0) > 0  # v1 labels x=2.0 as 0, v2 as 1: both answered
+    assert find_deployment(name, "1", client=docker_engine) is None  # the old version was stopped
+    api.stop(f"{name}@stable")
+    assert not [c for c in docker_engine.containers.list(filters={"label": "pyml.route=true"})
+                if c.labels.get("pyml.model") == name.lower()]

@@ -99,6 +99,12 @@ def test_a_version_without_an_image_is_not_found(store, image_registry):  # noqa
         api.push(f"{store['name']}/2", image_registry)
 
 
+def test_an_unknown_alias_is_not_found_and_nothing_is_tagged(store, image_registry, docker_engine):  # noqa: F811
+    with pytest.raises(NotFound, match="nobody"):
+        api.push(f"{store['name']}@nobody", image_registry)
+    assert "nobody" not in _registry_tags(docker_engine, f"{image_registry}/pyml/{store['name']}")
+
+
 @pytest.mark.parametrize("registry", ["http://r.example.com", "user:pw@r.example.com", "r.example.com:99999",
                                       "", "r .example.com", "r.example.com/UPPER"])
 def test_a_malformed_registry_address_is_refused(registry):

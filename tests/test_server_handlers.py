@@ -26,6 +26,17 @@ class Doubler(DataFrameModel):
         return pd.DataFrame({"y": df["x"] * 2.0 + 1.0}, index=df.index)
 
 
+class Breaker(DataFrameModel):
+    """Raises, naming its process, when PYML_TEST_BREAK_MODEL is set: a model's own fault, found where it runs."""
+
+    def predict(self, df):
+        import os
+
+        if os.environ.get("PYML_TEST_BREAK_MODEL"):
+            raise ValueError(f"broke in process {os.getpid()}")
+        return pd.DataFrame({"y": df["x"]}, index=df.index)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A fresh sqlite MLflow store (artifacts and package cache beside it) with one registered model."""
@@ -37,7 +48,9 @@ def store(tmp_path_factory):
         mp.delenv("PYML_MLFLOW_UI", raising=False)
         name = f"doubler_{uuid.uuid4().hex[:8]}"
         api.register(Doubler, name, pd.DataFrame({"x": [1.0, 2.0, 3.5]}))
-        yield {"root": root, "name": name}
+        breaker = f"breaker_{uuid.uuid4().hex[:8]}"
+        api.register(Breaker, breaker, pd.DataFrame({"x": [1.0, 2.0]}))
+        yield {"root": root, "name": name, "breaker": breaker}
         _remove_images(name)
 
 
@@ -137,6 +150,7 @@ ROUTES = [
     ("GET", "pyml/deployments"),
     ("DELETE", "pyml/deployments/some_model"),
     ("DELETE", "pyml/deployments/some_model/1"),
+    ("GET", "pyml/deployments/some_model/1/logs"),
     ("GET", "pyml/jobs"),
     ("GET", "pyml/jobs/0123abcd"),
     ("POST", "pyml/tests"),
@@ -269,6 +283,33 @@ async def test_a_sample_that_does_not_match_the_schema_is_a_422_with_the_problem
     assert [p["field"] for p in payload["details"]["problems"]] == ["x"]
 
 
+async def test_a_test_runs_as_a_job_in_a_child_process_and_a_failing_model_is_a_422(store, fetch_json,
+                                                                                    monkeypatch):
+    import os
+
+    monkeypatch.setenv("PYML_TEST_BREAK_MODEL", "1")
+    status, job = await fetch_json("tests", method="POST", body={"ref": store["breaker"], "target": "all"})
+    assert status == 202 and job["kind"] == "test" and job["ref"] == f"{store['breaker']}/1"
+    job = await _poll(fetch_json, job["id"], timeout=120)
+    assert job["state"] == "failed"
+    assert job["error"]["error"] == "model_failed" and job["error"]["status"] == 422
+    assert "broke in process" in job["error"]["message"]
+    assert f"broke in process {os.getpid()}" not in job["error"]["message"]  # not in the Jupyter server
+
+
+async def test_a_test_of_an_unknown_target_is_a_400_naming_the_field(store, fetch_json):
+    status, payload = await fetch_json("tests", method="POST", body={"ref": store["name"], "target": "gpu"})
+    assert status == 400 and "target" in payload["message"]
+
+
+async def test_logs_of_a_version_without_a_container_is_a_404_and_a_bad_tail_a_400(store, fetch_json):
+    status, payload = await fetch_json("deployments", store["name"], "1", "logs", params={"tail": "many"})
+    assert status == 400 and "tail" in payload["message"]
+    if docker_available():
+        status, payload = await fetch_json("deployments", store["breaker"], "1", "logs")
+        assert status == 404 and "deploy it first" in payload["message"]
+
+
 async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
     manager = jp_serverapp.web_app.settings["pyml_jobs"]
     first = manager.submit("build", "m/1", lambda progress: None).wait(10)
@@ -277,6 +318,35 @@ async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
     assert status == 200
     ids = [job["id"] for job in body["jobs"]]
     assert ids.index(second.id) < ids.index(first.id)
+
+
+async def test_latest_an_alias_and_the_explicit_version_are_one_job(store, fetch_json, monkeypatch):
+    """Jobs are keyed by the version a ref resolves to: three spellings of version 1, one build."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    release, calls = threading.Event(), []
+
+    def slow_build(ref, **kwargs):  # the handler's keying is under test here, not the build itself
+        calls.append(str(ref))
+        release.wait(30)
+        return {"ref": str(ref)}
+
+    monkeypatch.setattr(api, "build", slow_build)
+    MlflowClient().set_registered_model_alias(store["name"], "champion", "1")
+    try:
+        ids = set()
+        for ref in (store["name"], f"{store['name']}/1", f"{store['name']}@champion", f"models:/{store['name']}@latest"):
+            status, job = await fetch_json("builds", method="POST", body={"ref": ref})
+            assert status == 202, job
+            assert job["ref"] == f"{store['name']}/1"
+            ids.add(job["id"])
+        assert len(ids) == 1
+    finally:
+        release.set()
+    job = await _poll(fetch_json, ids.pop(), timeout=30)
+    assert job["state"] == "succeeded" and calls == [f"{store['name']}/1"]
 
 
 @pytest.fixture
@@ -351,13 +421,28 @@ async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
         assert version["image"] is not None
         assert version["deployment"]["status"] == "running"
 
-        status, report = await fetch_json("tests", method="POST", body={"ref": ref}, request_timeout=300)
-        assert status == 200, report
+        status, logs = await fetch_json("deployments", store["name"], "1", "logs", params={"tail": "5"})
+        assert status == 200 and isinstance(logs["lines"], list) and len(logs["lines"]) <= 5
+
+        status, tested = await fetch_json("tests", method="POST", body={"ref": ref, "target": "container"})
+        assert status == 202 and tested["kind"] == "test"
+        tested = await _poll(fetch_json, tested["id"], timeout=300)
+        assert tested["state"] == "succeeded", tested["error"]
+        report = tested["result"]
         assert report["ok"] is True
         assert report["target"] == "container"
         assert report["n_rows"] == 3 and report["n_mismatched"] == 0
         assert report["rows"]["columns"] == ["x", "y (notebook)", "y (container)", "|diff|", "match"]
         assert [row[-1] for row in report["rows"]["data"]] == ["✓", "✓", "✓"]
+
+        status, tested = await fetch_json("tests", method="POST", body={"ref": ref})  # every target by default
+        tested = await _poll(fetch_json, tested["id"], timeout=600)
+        assert tested["state"] == "succeeded", tested["error"]
+        table = tested["result"]
+        assert [t["key"] for t in table["targets"]] == ["notebook", "fresh_process", "http", "grpc", "spark"]
+        assert all(t["status"] == "match" for t in table["targets"]), table["targets"]
+        assert table["ok"] is True and len(table["table"]["data"]) == 3
+        assert tested["progress"]["stage"] == "comparing"
 
         status, body = await fetch_json("deployments", store["name"], "1", method="DELETE")
         assert status == 200

@@ -3,12 +3,18 @@
 Writing is all-or-nothing. ``mode="error"`` and ``"overwrite"`` write into a temporary table and rename it to the
 destination only once the job succeeded (an overwritten table is replaced only then; the query may even read the
 table it overwrites); ``"append"`` inserts through Spark's commit protocol, which adds no file of a failed job.
+
+A temporary table is named for the host and process that writes it (``pyml_tmp_HOST_PID_...``): when that process
+was killed mid-write (a kernel killed, a machine rebooted), the next job into the same database finds the process
+gone and drops what it left, table or bare folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +28,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODES = ("error", "overwrite", "append")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_TEMPORARY = re.compile(r"^pyml_tmp_(?P<host>[a-z0-9]+)_(?P<pid>[0-9]+)_[0-9a-f]{8}_")
+
+
+def host_tag() -> str:
+    """This host's name as it appears in temporary table names (lower-case letters and digits)."""
+    return re.sub(r"[^a-z0-9]", "", socket.gethostname().lower())[:24] or "host"
 
 
 @dataclass
@@ -45,8 +57,9 @@ class Destination:
         return self.exists and self.mode == "append"
 
     def temporary(self) -> str:
-        """A fresh name for the temporary table written before publishing, in the same database."""
-        return f"{self.database}." + f"pyml_tmp_{uuid.uuid4().hex[:12]}_{self.name}"[:128]
+        """A fresh name for the temporary table written before publishing, in the same database; it names this
+        host and process, so that a later job can tell whether its writer is gone (:func:`sweep_temporaries`)."""
+        return f"{self.database}." + f"pyml_tmp_{host_tag()}_{os.getpid()}_{uuid.uuid4().hex[:8]}_{self.name}"[:128]
 
 
 def check_table_name(name: str) -> str:
@@ -96,18 +109,53 @@ def split_name(spark: "SparkSession", table: str) -> tuple[str, str]:
     return (db or spark.catalog.currentDatabase()), name
 
 
+def _path(spark: "SparkSession", location: str):
+    """A Hadoop ``Path`` for ``location`` and its file system."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(location)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
 def drop_quietly(spark: "SparkSession", table: str) -> None:
     """Drop a table we created, and any files a failed write left at its would-be location."""
     with contextlib.suppress(Exception):
         spark.sql(f"DROP TABLE IF EXISTS {quoted(table)}")
     with contextlib.suppress(Exception):
         db, name = split_name(spark, table)
-        location = spark.catalog.getDatabase(db).locationUri.rstrip("/") + "/" + name.lower()
-        jvm = spark.sparkContext._jvm
-        path = jvm.org.apache.hadoop.fs.Path(location)
-        fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        path, fs = _path(spark, spark.catalog.getDatabase(db).locationUri.rstrip("/") + "/" + name.lower())
         if fs.exists(path):
             fs.delete(path, True)
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def sweep_temporaries(spark: "SparkSession", database: str, progress: Progress | None = None) -> list[str]:
+    """Drop the temporary tables (and bare folders) in ``database`` that jobs of dead processes of this host left.
+
+    Temporary tables of other hosts, of live processes (jobs running now) and of this process are left alone.
+    Returns the names dropped."""
+    names = set()
+    with contextlib.suppress(Exception):
+        names |= {t.name.lower() for t in spark.catalog.listTables(database)}
+    with contextlib.suppress(Exception):
+        path, fs = _path(spark, spark.catalog.getDatabase(database).locationUri)
+        names |= {status.getPath().getName().lower() for status in fs.listStatus(path) if status.isDirectory()}
+    host, swept = host_tag(), []
+    for name in sorted(names):
+        match = _TEMPORARY.match(name)
+        if match and match["host"] == host and int(match["pid"]) != os.getpid() and _process_gone(int(match["pid"])):
+            drop_quietly(spark, f"{database}.{name}")
+            swept.append(name)
+    if swept and progress is not None:
+        progress.log(f"dropped {len(swept)} temporary table(s) left by killed jobs: {', '.join(swept)}")
+    return swept
 
 
 def publish(spark: "SparkSession", temporary: str, destination: str, *, replace: bool, progress: Progress) -> None:

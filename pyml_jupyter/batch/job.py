@@ -27,7 +27,8 @@ from ..errors import BatchError, PymlError
 from ..progress import Progress
 from ..serving.loader import PackageInfo, package_digest, read_package
 from ..serving.schema import DataFrameSchema
-from .destination import Destination, check_destination, check_mode, check_table_name, drop_quietly, publish
+from .destination import (Destination, check_destination, check_mode, check_table_name, drop_quietly, publish,
+                          sweep_temporaries)
 from .query import check_keep, check_not_empty, check_query, parse_keep, schema_error_message
 from .result import BatchResult
 from .session import classic_session, first_line, job_group, session_conf
@@ -72,6 +73,7 @@ def predict_offline(package_dir: str | os.PathLike, query: str, output_table: st
     progress.set_stage("checking the query")
     checked = _check_query_against(spark, query, info, parse_keep(keep))
     destination = check_destination(spark, table, mode, checked.columns)
+    sweep_temporaries(spark, destination.database, progress)
     rows = _run(spark, checked, info, destination, batch_size, progress)
 
     seconds = time.perf_counter() - started

@@ -264,6 +264,8 @@ def build_context(context: BuildContext | str | Path, *, tag: str, progress: Pro
             elif "error" in chunk or "errorDetail" in chunk:
                 message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
                 log(message)
+                if not _engine_answers(client):  # the error is the engine shutting down under the build
+                    message = _engine_stopped(message)
                 raise _build_failed(tag, step, tail, message)
             elif "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
@@ -273,12 +275,41 @@ def build_context(context: BuildContext | str | Path, *, tag: str, progress: Pro
         _remove_created(client, layers)
         if isinstance(exc, BuildError) or not isinstance(exc, Exception):
             raise
+        if _connection_lost(exc):
+            raise _build_failed(tag, step, tail, _engine_stopped(f"{type(exc).__name__}: {exc}")) from exc
         raise _build_failed(tag, step, tail, f"{type(exc).__name__}: {exc}") from exc
     _name_stages(client, layers)
     seconds = time.perf_counter() - started
     image = client.images.get(image_id or tag)
     return ImageInfo.from_image(image, tag=tag, build_seconds=round(seconds, 2), log_tail=tail[-40:],
                                 cached_steps=cached, total_steps=steps)
+
+
+def _engine_stopped(cause: str) -> str:
+    return (f"the Docker engine stopped answering mid-build ({cause.strip()}), so nothing was tagged. Check that it "
+            "runs (`docker info`) and build again.")
+
+
+def _engine_answers(client) -> bool:
+    try:
+        client.ping()
+        return True
+    except Exception:  # noqa: BLE001 - refused, reset, timed out: gone
+        return False
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the engine's connection dropping or being refused."""
+    import requests
+
+    lost = (ConnectionError, requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)
+    for _ in range(10):  # the chain of causes, bounded
+        if exc is None:
+            return False
+        if isinstance(exc, lost) or type(exc).__name__ == "ProtocolError":
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _build_failed(tag: str, step: str, tail: list[str], message: str) -> BuildError:

@@ -10,15 +10,17 @@ non-GET by ``APIHandler``)::
                                          build if needed, run the container (job)  -> 202 job
     GET    deployments                     running model containers                 -> {"deployments": [...]}
     DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
+    GET    deployments/NAME/VERSION/logs?tail=N   the container's recent log lines  -> {"lines": [...]}
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
-    POST   tests         {ref, target?}      test predictions: notebook vs container   -> parity report
+    POST   tests         {ref, target?}      parity test in a child process (job)       -> 202 job (result: report)
     POST   aliases       {ref, alias?, compare?}  promote behind the gates (job)       -> 202 job
     POST   pushes        {ref, registry}     push the version's image (job)            -> 202 job
     GET    config                          MLflow UI link, tracking URI, version
 
-Anything that blocks (MLflow queries, Docker calls, test predictions) runs in a worker thread so the Tornado
-loop keeps serving; builds and deployments run as jobs (:mod:`pyml_jupyter.jobs`) that the panel polls.
+Anything that blocks (MLflow queries, Docker calls) runs in a worker thread so the Tornado loop keeps serving;
+builds, deployments and tests run as jobs (:mod:`pyml_jupyter.jobs`) that the panel polls. A test runs in a
+child process (:mod:`pyml_jupyter.worker`): the server never loads a user's model nor starts a JVM.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .. import api
+from .. import api, worker
 from ..container_security import ContainerSettings
 from ..errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_PUSH, HINT_REGISTER, PymlError
 from ..jobs import Job, JobManager, error_dict
@@ -185,6 +187,18 @@ class DeploymentHandler(PymlHandler):
         self.write_json({"stopped": [d.to_dict() for d in stopped]})
 
 
+class DeploymentLogsHandler(PymlHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, name: str, version: str):
+        ref = f"{name}/{version}"
+        api.parse_ref(ref)
+        tail = self.get_query_argument("tail", "100")
+        if not tail.isdigit() or not 0 < int(tail) <= 10000:
+            raise BadRequest(f"tail must be a number of lines between 1 and 10000, not {tail!r}.")
+        self.write_json({"lines": await in_thread(api.logs, ref, int(tail))})
+
+
 class JobsHandler(PymlHandler):
     @tornado.web.authenticated
     @authorized
@@ -204,9 +218,13 @@ class TestsHandler(PymlHandler):
     @authorized
     async def post(self):
         body = self.json_body()
-        ref, target = self.body_ref(body), body.get("target", "container")
-        report = await in_thread(api.test, ref, target=target)
-        self.write_json(report.to_dict())
+        ref, target = self.body_ref(body), body.get("target", "all")
+        if target not in api.TEST_TARGETS:
+            raise BadRequest(f"target must be one of {', '.join(map(repr, api.TEST_TARGETS))}, not {target!r}.")
+        # keyed by the version the ref resolves to now (an unknown one is a 404 now, not a failed job later)
+        job = await self.submit("test", ref, lambda exact, p: worker.run_cli(["test", str(exact), "--target",
+                                                                              target], p))
+        self.write_job(job)
 
 
 def optional_text(body: dict[str, Any], key: str) -> str | None:
@@ -219,19 +237,22 @@ def optional_text(body: dict[str, Any], key: str) -> str | None:
 
 class AliasesHandler(PymlHandler):
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         from ..promotion import validate_alias
 
         body = self.json_body()
         ref, alias, compare = self.body_ref(body), optional_text(body, "alias") or "champion", \
             optional_text(body, "compare")
         validate_alias(alias)
-        self.write_job(self.submit("promote", ref, lambda p: api.promote(ref, alias, compare=compare, progress=p)))
+        self.write_job(await self.submit("promote", ref,
+                                         lambda r, p: api.promote(r, alias, compare=compare, progress=p)))
 
 
 class PushesHandler(PymlHandler):
     @tornado.web.authenticated
-    def post(self):
+    @authorized
+    async def post(self):
         from ..registry import validate_registry
 
         body = self.json_body()
@@ -239,7 +260,7 @@ class PushesHandler(PymlHandler):
         if registry is None:
             raise BadRequest('Say where to push: send {"ref": "NAME/VERSION", "registry": "HOST[:PORT]"}.')
         validate_registry(registry)
-        self.write_job(self.submit("push", ref, lambda p: api.push(ref, registry, progress=p)))
+        self.write_job(await self.submit("push", ref, lambda r, p: api.push(r, registry, progress=p)))
 
 
 class ConfigHandler(PymlHandler):
@@ -263,6 +284,7 @@ def setup_handlers(web_app) -> None:
             (route("deployments"), DeploymentsHandler),
             (route("deployments", NAME), DeploymentHandler),
             (route("deployments", NAME, VERSION), DeploymentHandler),
+            (route("deployments", NAME, VERSION, "logs"), DeploymentLogsHandler),
             (route("jobs"), JobsHandler),
             (route("jobs", r"(?P<job_id>[^/]+)"), JobHandler),
             (route("tests"), TestsHandler),

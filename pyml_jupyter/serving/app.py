@@ -19,9 +19,9 @@ the request limits ``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_MAX_ROWS``, 
 ``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT``, ``PYML_GRPC_UDS``, ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``
 (see access.py: requests naming another ``Host`` get 400; with a token, all but the probes need it).
 
-A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed on a parse
-thread); its validated input then goes through the :class:`~pyml_jupyter.serving.batching.Batcher`, whose
-one predict thread runs the model, so ``/ping``, ``/health``, ``/v2/health/*`` and ``/metrics`` answer
+A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed, and their
+answers written, on a parse thread); its validated input then goes through the
+:class:`~pyml_jupyter.serving.batching.Batcher`, whose one predict thread runs the model, so ``/ping``, ``/health``, ``/v2/health/*`` and ``/metrics`` answer
 while a predict runs for seconds. Concurrent requests of a model whose contract check proved batch invariance
 are predicted together (see batching.py). ``PYML_PREDICT_THREAD=0`` predicts on the event loop instead (no
 thread hop, no batching; health waits for predictions): it is there to measure the hop.
@@ -273,7 +273,8 @@ class ModelServer:
             data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type, timings,
                                     self.limits)
             output = await self.batcher.predict(data, len(body), timings)
-            return Answer(200, scoring.write_invocations(output, timings))
+            # a large answer is written on the parse thread too, so the event loop stays free meanwhile
+            return Answer(200, await self.parse(len(body), scoring.write_invocations, output, timings))
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc), exc.error_code)
 
@@ -286,8 +287,10 @@ class ModelServer:
                                                                                 json_length=length,
                                                                                 limits=self.limits))
             output = await self.batcher.predict(data, len(body), timings)
-            return scoring.write_v2(self.model, output, request, model_name=self.model_name,
-                                    model_version=self.model_version, timings=timings)
+            return await self.parse(len(body), lambda: scoring.write_v2(self.model, output, request,
+                                                                        model_name=self.model_name,
+                                                                        model_version=self.model_version,
+                                                                        timings=timings))
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc, v2=True), exc.error_code)
 

@@ -1,0 +1,218 @@
+"""A stable local port per alias: ``deploy("churn@champion")`` serves on one URL whichever version the alias
+names, and a redeploy after the alias moved swaps versions with no failed request.
+
+The port belongs to a small route container, ``pyml-NAME-at-ALIAS`` (the base Python image, host network,
+running :mod:`pyml_jupyter.route_proxy` on ``127.0.0.1:PORT``), which forwards each new connection to the
+published port of the version's own container. A swap is: the new version's container starts and answers
+``/ping`` (``deploy``), the route's target file is rewritten (new connections go to the new version), the old
+container gets a moment for requests already forwarded to arrive, then it is stopped with SIGTERM, which lets
+the server finish the requests it holds. Like deployments, routes are found again by their labels.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DeployError
+from .images.context import default_base_image, sanitize_name
+from .progress import Progress
+
+__all__ = ["Route", "find_route", "route_to", "remove_routes", "serve_alias", "stop_alias", "drain_and_stop", "ROUTE_LABEL"]
+
+ROUTE_LABEL = "pyml.route"
+_DIR = "/pyml-route"
+_DRAIN_SECONDS = 0.5  # for connections the proxy opened to the old version just before the switch
+
+
+@dataclass
+class Route:
+    """An alias's stable URL and the version its traffic goes to."""
+
+    name: str
+    alias: str
+    port: int
+    version: str
+    container_id: str
+    previous: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "alias": self.alias, "url": self.url, "version": self.version,
+                "previous": self.previous or None, "container_id": self.container_id}
+
+
+def _container_name(name: str, alias: str) -> str:
+    return f"pyml-{sanitize_name(name)}-at-{alias.lower()}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _archive(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _target_version(container) -> str:
+    stream, _ = container.get_archive(f"{_DIR}/target")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        parts = member.read().decode().split() if member else []
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _routes(client, name: str, alias: str | None = None) -> list:
+    filters = [f"{ROUTE_LABEL}=true", f"pyml.model={sanitize_name(name)}"]
+    if alias is not None:
+        filters.append(f"pyml.alias={alias}")
+    return client.containers.list(all=True, filters={"label": filters})
+
+
+def find_route(name: str, alias: str, client=None) -> Route | None:
+    """The route of ``NAME@ALIAS`` on this engine, or None."""
+    from .images.builder import docker_client
+
+    client = docker_client(client, error=DeployError)
+    for container in _routes(client, name, alias):
+        if container.status == "running":
+            return Route(name, alias, int(container.labels["pyml.route.port"]), _target_version(container),
+                         container.id)
+    return None
+
+
+def _wait_listening(port: int, container, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                break
+            time.sleep(0.05)
+    log = container.logs(tail=20).decode("utf-8", "replace")
+    container.remove(force=True)
+    raise DeployError(f"the route {container.name} did not listen on 127.0.0.1:{port}: {log or 'no log'}")
+
+
+def _start(client, name: str, alias: str, port: int | None, target: str, progress: Progress):
+    import docker
+
+    image = default_base_image()
+    port = port or _free_port()
+    labels = {ROUTE_LABEL: "true", "pyml.model": sanitize_name(name), "pyml.alias": alias,
+              "pyml.route.port": str(port)}
+    try:
+        container = client.containers.create(
+            image, name=_container_name(name, alias), labels=labels, network_mode="host", user="65534:65534",
+            command=["python", f"{_DIR}/route_proxy.py", "127.0.0.1", str(port), f"{_DIR}/target"],
+            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], mem_limit="128m", pids_limit=64,
+            restart_policy={"Name": "unless-stopped"}, working_dir="/")
+    except docker.errors.ImageNotFound:
+        raise DeployError(f"the route of {name}@{alias} runs on {image}, which is not on this engine: pull or "
+                          "build it first (the model images use it too).") from None
+    except docker.errors.APIError as exc:
+        raise DeployError(f"could not create the route {_container_name(name, alias)}: {exc.explanation or exc}"
+                          ) from None
+    source = (Path(__file__).parent / "route_proxy.py").read_text()
+    container.put_archive("/", _archive({f"{_DIR.lstrip('/')}/route_proxy.py": source,
+                                         f"{_DIR.lstrip('/')}/target": target}))
+    container.start()
+    _wait_listening(port, container)
+    progress.log(f"route {name}@{alias} listens on 127.0.0.1:{port}")
+    return container, port
+
+
+def route_to(name: str, alias: str, port: int, version: str, *, route_port: int | None = None,
+             progress: Progress | None = None, client=None) -> Route:
+    """Send ``NAME@ALIAS``'s stable port to a version's published ``port`` (creating the route on first use);
+    ``Route.previous`` is the version it served before ("" if none or the same)."""
+    from .images.builder import docker_client
+
+    client = docker_client(client, error=DeployError)
+    progress = progress or Progress(f"route {name}@{alias}")
+    target = f"{port} {version}\n"
+    running = [c for c in _routes(client, name, alias) if c.status == "running"]
+    for stale in [c for c in _routes(client, name, alias) if c.status != "running"]:
+        stale.remove(force=True)
+    if not running:
+        container, stable = _start(client, name, alias, route_port, target, progress)
+        return Route(name, alias, stable, version, container.id)
+    container = running[0]
+    previous = _target_version(container)
+    container.put_archive("/", _archive({f"{_DIR.lstrip('/')}/target": target}))
+    progress.log(f"route {name}@{alias}: new connections go to v{version}" +
+                 (f" (was v{previous})" if previous and previous != version else ""))
+    return Route(name, alias, int(container.labels["pyml.route.port"]), version, container.id,
+                 previous=previous if previous != version else "")
+
+
+def drain_and_stop(name: str, version: str, progress: Progress | None = None, client=None) -> None:
+    """Stop a version's container once no route sends it traffic (SIGTERM: its server finishes open requests)."""
+    from .deployments import stop_deployment
+    from .images.builder import docker_client
+
+    client = docker_client(client, error=DeployError)
+    if any(_target_version(c) == version for c in _routes(client, name) if c.status == "running"):
+        return  # another alias still routes to it
+    time.sleep(_DRAIN_SECONDS)
+    stop_deployment(name, version, client=client)
+    if progress:
+        progress.log(f"stopped {name}/{version}: no alias routes to it any more")
+
+
+def remove_routes(name: str, alias: str | None = None, client=None) -> list[Route]:
+    """Remove the routes of a model (every alias, or one); returns what was removed."""
+    from .images.builder import docker_client
+
+    client = docker_client(client, error=DeployError)
+    removed = []
+    for container in _routes(client, name, alias):
+        removed.append(Route(name, container.labels.get("pyml.alias", ""),
+                             int(container.labels.get("pyml.route.port", "0")), "", container.id))
+        container.remove(force=True)
+    return removed
+
+
+def serve_alias(name: str, alias: str, deployment, progress: Progress | None = None):
+    """Point ``NAME@ALIAS``'s stable port at a ready ``deployment``, stop the version it served before (when no
+    other alias routes to it), and return the deployment with the stable URL."""
+    port = int(deployment.url.rsplit(":", 1)[1])
+    route = route_to(name, alias, port, str(deployment.version), progress=progress)
+    if route.previous:
+        drain_and_stop(name, route.previous, progress=progress)
+    deployment.url = route.url
+    return deployment
+
+
+def stop_alias(name: str, alias: str, client=None) -> list:
+    """Remove ``NAME@ALIAS``'s route and stop the version it served (unless another alias routes to it)."""
+    from .deployments import stop_deployment
+    from .images.builder import docker_client
+
+    client = docker_client(client, error=DeployError)
+    route = find_route(name, alias, client=client)
+    remove_routes(name, alias, client=client)
+    if route is None or not route.version:
+        return []
+    if any(_target_version(c) == route.version for c in _routes(client, name) if c.status == "running"):
+        return []
+    return stop_deployment(name, route.version, client=client)

@@ -269,18 +269,21 @@ async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
     assert payload["message"].endswith("Register it from a notebook with %pyml_register, then refresh the panel.")
 
 
-async def test_a_sample_that_does_not_match_the_schema_is_a_422_with_the_problems(store, fetch_json):
+async def test_a_sample_that_does_not_match_the_schema_fails_the_test_job_with_422_and_the_problems(store, fetch_json):
     name = f"doubler_{uuid.uuid4().hex[:8]}"
     api.register(Doubler, name, pd.DataFrame({"x": [1.0, 2.0]}))
     sample = api.package_path(name) / "sample.json"  # the stored sample, edited by hand into the wrong shape
     sample.write_text(json.dumps({"columns": ["z"], "data": [[1.0]]}))
 
-    status, payload = await fetch_json("tests", method="POST", body={"ref": name})
+    status, job = await fetch_json("tests", method="POST", body={"ref": name, "target": "container"})
+    assert status == 202
+    job = await _poll(fetch_json, job["id"], timeout=120)
 
-    assert status == 422
-    assert payload["error"] == "invalid_input"
-    assert "'x'" in payload["message"]
-    assert [p["field"] for p in payload["details"]["problems"]] == ["x"]
+    assert job["state"] == "failed"
+    error = job["error"]
+    assert error["error"] == "invalid_input" and error["status"] == 422
+    assert "'x'" in error["message"]
+    assert [p["field"] for p in error["details"]["problems"]] == ["x"]
 
 
 async def test_a_test_runs_as_a_job_in_a_child_process_and_a_failing_model_is_a_422(store, fetch_json,

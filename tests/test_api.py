@@ -106,7 +106,7 @@ def test_a_bad_reference_or_target_is_refused_before_anything_runs(churn):
         api.build("no such model")
     with pytest.raises(NotFound, match="is not registered"):
         api.deploy(model_name("never-registered"))
-    with pytest.raises(PymlError, match="target must be 'container' or 'batch'"):
+    with pytest.raises(PymlError, match="target must be one of all, container, batch"):
         api.test(model_name("api"), target="kubernetes")
 
 

@@ -13,6 +13,7 @@ In a notebook: ``%load_ext pyml_jupyter``, then ``%pyml_check``, ``%pyml_registe
 from __future__ import annotations
 
 from .api import (
+    RegisteredModel,
     build,
     check,
     deploy,
@@ -27,10 +28,11 @@ from .api import (
 )
 from .checks import ContractReport
 from .errors import PymlError
+from .parity import ParityReport
 from .serving.contract import DataFrameModel, TensorModel
-from .tracking import RegisteredModel
+from .tracking import ModelVersion
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "DataFrameModel",
@@ -47,7 +49,9 @@ __all__ = [
     "test",
     "predict_offline",
     "ContractReport",
+    "ModelVersion",
     "RegisteredModel",
+    "ParityReport",
     "PymlError",
 ]
 

@@ -6,25 +6,54 @@ optional ``models:/`` prefix (see :func:`pyml_jupyter.names.parse_ref`).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from . import tracking
+from ._version import __version__
 from .checks import ContractReport, run_check
-from .errors import CheckFailed, InvalidName, NotFound, PymlError
+from .errors import HINT_DEPLOYMENTS, CheckFailed, InvalidInput, InvalidName, ModelFailed, NotFound, PymlError
 from .locks import version_lock
-from .progress import Progress
-from .serving.loader import LoadedModel, load_package
 from .names import ModelRef, parse_ref
-from .tracking import RegisteredModel, resolve_ref, store_id
+from .parity import ParityReport
+from .progress import Progress
+from .serving.contract import model_kind
+from .serving.loader import CONTRACT_FILE, LoadedModel, load_package
+from .serving.schema import SchemaError
+from .serving.scoring import ScoringError
+from .tracking import ModelVersion, resolve_ref, store_id
+
+if TYPE_CHECKING:
+    from .parity_table import ParityTable
 
 __all__ = [
-    "check", "register", "list_models", "ModelInfo", "package_path", "load", "build", "deploy", "deployments",
-    "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref", "ModelRef", "store_id", "config",
-    "promote", "push", "export",
+    "check", "register", "is_model_class", "list_models", "RegisteredModel", "ModelVersion", "package_path", "load",
+    "build", "deploy", "deployments", "stop", "prune", "test", "predict_offline", "parse_ref", "resolve_ref",
+    "ModelRef", "store_id", "config", "promote", "push", "export", "resolve", "TEST_TARGETS", "logs",
 ]
+
+
+def _runtime_errors(fn):
+    """The serving runtime's errors about data, as :class:`InvalidInput` (422 with the problems list): the
+    runtime is a leaf that knows nothing of :class:`PymlError`, so the core maps its errors here, once."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SchemaError as e:
+            raise InvalidInput(str(e), e.problems) from e
+        except ScoringError as e:
+            if e.status >= 500:
+                error = PymlError(e.message, details=e.to_dict())
+                error.status = e.status
+                raise error from e
+            raise InvalidInput(e.message, e.extra.get("problems", ())) from e
+
+    return wrapper
 
 
 # ----------------------------------------------------------------------------------------------- check, register
@@ -37,7 +66,7 @@ def check(model_class: type, sample: Any, artifacts: Mapping[str, Any] | None = 
 
 
 def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, Any] | None = None, *,
-             namespace: Mapping[str, Any] | None = None, experiment: str | None = None) -> RegisteredModel:
+             namespace: Mapping[str, Any] | None = None, experiment: str | None = None) -> ModelVersion:
     """Check, capture and log ``model_class`` to MLflow as a pyfunc model, registered as a new version of ``name``.
 
     Raises :class:`~pyml_jupyter.errors.CheckFailed` (with the report) and logs nothing when the check fails.
@@ -55,8 +84,8 @@ def register(model_class: type, name: str, sample: Any, artifacts: Mapping[str, 
 
 
 @dataclass
-class ModelInfo:
-    """A registered model, its versions and their state (contract, image, deployment), newest first."""
+class RegisteredModel:
+    """A registered model: its versions and their state (contract, image, deployment), newest first."""
 
     name: str
     versions: list[dict[str, Any]] = field(default_factory=list)
@@ -96,39 +125,47 @@ def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], A
     return images, deps
 
 
-def list_models() -> list[ModelInfo]:
+def list_models() -> list[RegisteredModel]:
     """Every registered model with its versions and their contract, image and deployment state (the image and
     container of that very version: its run in this store)."""
     images, deps = _engine_state()
     store = tracking.store_id()
     out = []
     for rm, versions in tracking.list_registered():
-        info = ModelInfo(name=rm.name, description=rm.description or "")
+        model = RegisteredModel(name=rm.name, description=rm.description or "")
         aliases: dict[int, list[str]] = {}
         for alias, number in sorted(tracking.aliases(rm.name).items()):
             aliases.setdefault(number, []).append(alias)
         for mv in versions:
-            image = images.get((store, mv.run_id))
-            dep = deps.get((store, mv.run_id))
-            info.versions.append({
-                "version": int(mv.version),
-                "run_id": mv.run_id,
+            version = ModelVersion.from_mlflow(mv)
+            image, dep = images.get((store, version.run_id)), deps.get((store, version.run_id))
+            model.versions.append({
+                "version": version.version,
+                "run_id": version.run_id,
                 "created": mv.creation_timestamp,
-                "contract_status": mv.tags.get(tracking.TAG_STATUS),
-                "kind": mv.tags.get(tracking.TAG_KIND),
-                "model_uri": f"models:/{rm.name}/{mv.version}",
-                "aliases": aliases.get(int(mv.version), []),
+                "contract_status": version.contract_status or None,
+                "kind": version.tags.get(tracking.TAG_KIND),
+                "uri": version.uri,
+                "aliases": aliases.get(version.version, []),
                 "image": {"tag": image.tag, "id": image.image_id, "size_bytes": image.size_bytes} if image else None,
                 "deployment": {"url": dep.url, "status": dep.status, "container_id": dep.container_id} if dep else None,
             })
-        out.append(info)
+        out.append(model)
     return out
 
 
-def package_path(ref: str | ModelRef) -> Path:
-    """The local folder of a registered version's package (downloaded from MLflow once)."""
+def package_path(ref: str | ModelRef | Path) -> Path:
+    """The local folder of a model package: ``ref`` is a package folder or a registered version's reference
+    (``NAME[/VERSION]``, ``NAME@ALIAS``, ``models:/...``), whose package is downloaded from MLflow once."""
+    if not isinstance(ref, ModelRef) and (Path(ref) / CONTRACT_FILE).is_file():
+        return Path(ref)
     resolved = tracking.resolve_ref(ref)
     return tracking.download_package(resolved.name, resolved.version)
+
+
+def is_model_class(obj: Any) -> bool:
+    """True for a model class: a subclass of ``DataFrameModel`` or ``TensorModel``."""
+    return model_kind(obj) is not None
 
 
 def load(ref: str) -> LoadedModel:
@@ -138,7 +175,6 @@ def load(ref: str) -> LoadedModel:
 
 def config() -> dict[str, Any]:
     """Where models live: the tracking store (its credentials masked) and the MLflow UI link."""
-    from . import __version__
     from .uris import redact
 
     return {"mlflow_ui_url": tracking.ui_url(), "tracking_uri": redact(tracking.tracking_uri()),
@@ -146,6 +182,12 @@ def config() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- images, deployments
+
+
+def resolve(ref: str | ModelRef) -> str:
+    """``NAME/VERSION`` of the version a ref names (``NAME``: the latest); :class:`NotFound` when none."""
+    name, version, _ = _resolve(ref)
+    return f"{name}/{version}"
 
 
 def _resolve(ref: str | ModelRef) -> tuple[str, int, Any]:
@@ -233,6 +275,18 @@ def deployments() -> list:
     return list_deployments(all=True)
 
 
+def logs(ref: str | ModelRef, tail: int = 100) -> list[str]:
+    """The last ``tail`` lines the container of ``ref`` (``NAME/VERSION``, or ``NAME``: the latest) wrote."""
+    from .deployments import find_deployment
+
+    name, version, mv = _resolve(ref)
+    identity = _identity(mv)
+    dep = find_deployment(name, str(version), all=True, run_id=identity["run_id"], store=identity["store"])
+    if dep is None:
+        raise NotFound(f"no container of {name}/{version} exists: deploy it first (%pyml_deploy {name}/{version}).")
+    return dep.logs(tail=tail).splitlines()
+
+
 def stop(ref: str) -> list:
     """Stop and remove the deployment(s) of NAME (every version), NAME/VERSION or NAME@ALIAS; the name is
     matched exactly (``Churn`` is not ``churn``)."""
@@ -251,49 +305,83 @@ def stop(ref: str) -> list:
         remove_routes(name)  # every version stops: so do the aliases' ports
     stopped = stop_deployment(name, None if version is None else str(version))
     if not stopped:
-        raise NotFound(f"no deployment of {ref!r} is running: see %pyml_deployments.")
+        raise NotFound(f"no deployment of {ref!r} is running.", hint=HINT_DEPLOYMENTS)
     return stopped
 
 
+TEST_TARGETS = ("all", "container", "batch")
+
+
+@_runtime_errors
 def test(ref: str, sample: Any = None, *, target: str = "container", spark: Any = None,
-         progress: Progress | None = None):
+         progress: Progress | None = None) -> "ParityReport | ParityTable":
     """Predict ``sample`` (default: the version's stored sample) in this process and on ``target``, and compare.
 
-    ``target="container"`` sends it to the running deployment (deploying it first if needed);
-    ``target="batch"`` scores it through Spark. Returns a :class:`~pyml_jupyter.parity.ParityReport`.
+    ``target="all"`` predicts it in this process, a fresh process, the container over HTTP and gRPC (deploying
+    it first if needed) and on Spark (a short-lived session in a child process, or ``spark``), and returns a
+    :class:`~pyml_jupyter.parity_table.ParityTable`. ``target="container"`` (the running deployment) or
+    ``"batch"`` (Spark) returns one :class:`~pyml_jupyter.parity.ParityReport`. A model that raises on the
+    sample in this process is a :class:`~pyml_jupyter.errors.ModelFailed` (422).
     """
     from .parity import compare
+    from .parity_targets import predict_here
 
-    if target not in ("container", "batch"):
-        raise PymlError(f"target must be 'container' or 'batch', not {target!r}.")
+    if target not in TEST_TARGETS:
+        raise PymlError(f"target must be one of {', '.join(TEST_TARGETS)}, not {target!r}.")
     name, version, mv = _resolve(ref)
+    ref = f"{name}/{version}"
     package = tracking.download_package(name, version)
-    loaded = load_package(package)
-    sample = loaded.info.read_sample() if sample is None else sample
-    t0 = time.perf_counter()
-    expected = loaded.predict(sample)
-    notebook_ms = (time.perf_counter() - t0) * 1e3
-    if target == "container":
-        from .deployments import find_deployment
+    loaded, sample = _loaded_with_sample(package, sample, ref)
+    if target == "all":
+        from .parity_table import parity_table
+        from .parity_targets import run_targets
 
-        identity = _identity(mv)
-        dep = (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
-               or deploy(ModelRef(name, version), progress=progress))
-        t0 = time.perf_counter()
-        actual = dep.predict(sample, timing=True)  # timing: the server's parse/validate/predict/serialize split
+        runs = run_targets(package, loaded, sample, ref=ref, spark=spark, progress=progress,
+                           deployment=lambda: _running(name, version, mv, progress))
+        return parity_table(ref, sample, runs)
+    here = predict_here(loaded, sample, ref)
+    t0 = time.perf_counter()
+    if target == "container":
+        # timing: the server's parse/validate/predict/serialize split
+        actual = _running(name, version, mv, progress).predict(sample, timing=True)
     else:
         from .batch import predict_frame
 
-        t0 = time.perf_counter()
         actual = predict_frame(package, sample, spark=spark)
     target_ms = (time.perf_counter() - t0) * 1e3
-    report = compare(expected, actual, sample=loaded.enforce(sample), target=target)
-    report.latency["notebook_ms"] = notebook_ms
+    report = compare(here.prediction, actual, sample=sample, target=target)
+    report.latency["notebook_ms"] = here.latency["predict_ms"]
     report.latency.setdefault(f"{target}_ms", target_ms)
-    report.ref = f"{name}/{version}"
+    report.ref = ref
     return report
 
 
+def _loaded_with_sample(package: Path, sample: Any, ref: str) -> tuple[LoadedModel, Any]:
+    """The package loaded here and the sample as the model sees it; the model's faults are :class:`ModelFailed`."""
+    from .serving.schema import SchemaError
+
+    try:
+        loaded = load_package(package)
+    except Exception as exc:  # noqa: BLE001 - the model's constructor or artifacts failed
+        raise ModelFailed(f"{ref} could not be loaded in this process: {type(exc).__name__}: {exc}") from exc
+    if sample is None:
+        return loaded, loaded.info.read_sample()
+    try:
+        return loaded, loaded.enforce(sample)
+    except SchemaError as exc:
+        raise InvalidInput(f"The sample does not fit {ref}'s input schema: {exc}", exc.problems) from None
+
+
+def _running(name: str, version: int, mv: Any, progress: Progress | None):
+    """The running deployment of this very version (run and store), deployed now if there is none."""
+    from .deployments import find_deployment
+
+    identity = _identity(mv)
+    return (find_deployment(name, str(version), run_id=identity["run_id"], store=identity["store"])
+            or deploy(ModelRef(name, version), progress=progress))
+
+
+@_runtime_errors
 def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = None,
                     keep: str | list[str] | None = None, mode: str = "error", progress: Progress | None = None):
     """Score the rows of a SQL ``query`` with a registered version on Spark, into ``output_table``; ``keep``

@@ -7,7 +7,8 @@
     pyml deployments                     list running deployments
     pyml stop NAME[/VERSION]             stop a deployment
     pyml prune NAME [--keep N]           remove a model's old images (all but the N newest)
-    pyml test NAME[/VERSION]             compare the container's predictions with in-process ones
+    pyml test NAME[/VERSION] [--all]     compare the container's (--all: every target's) predictions with
+                                         in-process ones; --json prints the report as JSON
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
     pyml promote NAME/VERSION [--alias champion] [--compare champion]   move an alias behind the gates
     pyml push NAME[/VERSION] --registry HOST[:PORT]   push its image (REGISTRY/pyml/NAME:VERSION, alias tags)
@@ -17,23 +18,28 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from pathlib import Path
 
 from . import api
-from .errors import PymlError
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_PUSH, HINT_REGISTER, PymlError, with_hint
 from .progress import Progress
 from .uris import redact
 from .widgets import show_progress
 
 
+# What to do next after a core error, in a shell's words (errors.with_hint).
+HINTS = {
+    HINT_REGISTER: "Register it from a notebook: %pyml_register or pyml_jupyter.register().",
+    HINT_BUILD: "Build it with `pyml build NAME/VERSION`.",
+    HINT_DEPLOYMENTS: "See `pyml deployments`.",
+    HINT_PUSH: "Push it with `pyml push NAME/VERSION --registry HOST[:PORT]`, or give the registry.",
+}
+
+
 def _serve(args: argparse.Namespace) -> int:
-    target = args.model
-    if (Path(target) / "pyml.json").is_file():
-        package = Path(target)
-    else:
-        package = api.package_path(target.removeprefix("models:/"))
+    package = api.package_path(args.model)
     argv = [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--host", args.host, "--port", str(args.port),
             "--workers", str(args.workers)]
     os.execv(sys.executable, argv)
@@ -73,8 +79,14 @@ def _run(args: argparse.Namespace) -> int:
         removed = api.prune(args.name, keep=args.keep)
         print(f"Removed {len(removed)} image(s) of {args.name}" + "".join(f"\n  {image!r}" for image in removed))
     elif cmd == "test":
-        report = api.test(args.ref, target=args.target)
-        print(report)
+        target = "all" if args.all else args.target
+        if args.json:  # for a parent process: progress events on stderr, the report as one JSON line
+            report = api.test(args.ref, target=target, progress=Progress(f"test {args.ref}").relay_to(sys.stderr))
+            print(json.dumps(report.to_dict(), allow_nan=False))
+        else:
+            with _progress(f"test {args.ref}") as p:
+                report = api.test(args.ref, target=target, progress=p)
+            print(report)
         return 0 if report.ok else 1
     elif cmd == "batch":
         with _progress(f"batch {args.ref}") as p:
@@ -119,12 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--keep", type=int, default=1, help="how many of the newest images to keep (default 1)")
     test = sub.add_parser("test", help="compare a target's predictions with in-process ones on the stored sample")
     test.add_argument("ref")
-    test.add_argument("--target", choices=["container", "batch"], default="container")
+    test.add_argument("--target", choices=list(api.TEST_TARGETS), default="container")
+    test.add_argument("--all", action="store_true", help="every target: fresh process, container (HTTP, gRPC), Spark")
+    test.add_argument("--json", action="store_true", help="print the report (or the error) as one JSON line")
     batch = sub.add_parser("batch", help="score a SQL query on Spark into a table")
     batch.add_argument("ref")
     batch.add_argument("--query", required=True)
     batch.add_argument("--output", required=True)
-    batch.add_argument("--keep")
+    batch.add_argument("--keep", help="comma-separated input columns to keep beside the predictions (default: all)")
     batch.add_argument("--mode", choices=["error", "overwrite", "append"], default="error")
     promote = sub.add_parser("promote", help="point an alias at a version once its contract and parity gates pass")
     promote.add_argument("ref")
@@ -146,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except PymlError as e:
-        print(f"error: {e.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({**e.to_dict(), "status": e.status}, default=str))
+        else:
+            print(f"error: {with_hint(e, HINTS)}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - a library's own error: its text may carry a URI's credentials
         print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .container_security import ContainerSettings
-from .errors import DeployError, NotFound, PymlError
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, DeployError, InvalidInput, NotFound, PymlError
+from .images import labels as L
 from .images.builder import MANAGED_LABEL, ImageInfo, docker_client, identity_filters
 from .names import validate_name
 from .images.context import CONTAINER_PORT, GRPC_CONTAINER_PORT, sanitize_name, sanitize_tag, sanitize_version
@@ -41,7 +42,6 @@ _GRPC_PORT_KEY = f"{GRPC_CONTAINER_PORT}/tcp"
 # (OpenBLAS picks its kernels by CPU unless OPENBLAS_CORETYPE says otherwise; MKL_CBWR pins MKL's code path;
 # thread counts change how reductions are split). The container gets the notebook's, for parity.
 _NUMERIC_ENV = re.compile(r"^(OPENBLAS_|GOTO_|MKL_|OMP_|BLIS_|VECLIB_|NUMEXPR_)[A-Z0-9_]*$")
-_LABELS = ("pyml.model", "pyml.version", "pyml.run_id", "pyml.digest", "pyml.store")
 
 
 def _host_port(bindings: list | None) -> str:
@@ -104,7 +104,7 @@ class Deployment:
     """A model version running in a container, and a client to it."""
 
     name: str
-    version: str
+    version: int
     run_id: str
     container_id: str
     url: str
@@ -133,7 +133,7 @@ class Deployment:
         env = (attrs.get("Config") or {}).get("Env") or []
         token = next((item[len("PYML_TOKEN="):] for item in env if item.startswith("PYML_TOKEN=")), "")
         stopped = container.status in STOPPED
-        return cls(name=labels.get("pyml.model", ""), version=labels.get("pyml.version", ""),
+        return cls(name=labels.get(L.MODEL, ""), version=L.label_version(labels),
                    run_id=labels.get("pyml.run_id", ""), container_id=container.id, url=url,
                    status=container.status, image=image, image_id=attrs.get("Image", ""),
                    digest=labels.get("pyml.digest", ""), container_name=container.name,
@@ -221,14 +221,17 @@ class Deployment:
         try:
             status, body = _request(self.url + path, data=data, timeout=timeout, headers=headers, token=self.token)
         except OSError as exc:
-            raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}); "
-                              "see .logs() or %pyml_deployments.") from exc
+            raise DeployError(f"Deployment {self.name}/{self.version} is not answering at {self.url} ({exc}).",
+                              hint=HINT_DEPLOYMENTS) from exc
         if status >= 400:
             try:
                 answer = json.loads(body)
             except ValueError:
                 answer = {"message": body.decode("utf-8", "replace")[:2000]}
             code = answer.get("error_code") or answer.get("error") or "error"
+            if status == 422 and isinstance(answer.get("problems"), list):  # the input, not the deployment
+                raise InvalidInput(f"{self.name}/{self.version} rejected the input: {answer.get('message', code)}",
+                                   answer["problems"])
             message = f"{self.name}/{self.version} answered {status} {code}: {answer.get('message', answer)}"
             log = self.error_log(str(answer["error_id"])) if status >= 500 and answer.get("error_id") else ""
             if log:  # the server keeps the model's exception to its log: show it to the notebook's user
@@ -241,7 +244,9 @@ class Deployment:
 
         ``data`` is a DataFrame (sent as ``dataframe_split``; the result is a DataFrame with the output columns
         and dtypes and the input's index) or a mapping of arrays (sent as ``inputs``; the result is a dict of
-        arrays). A 4xx/5xx answer raises :class:`~pyml_jupyter.errors.DeployError` with the server's message.
+        arrays). Input the model's schema rejects (the server's 422) raises
+        :class:`~pyml_jupyter.errors.InvalidInput` with its problems; any other 4xx/5xx answer
+        :class:`~pyml_jupyter.errors.DeployError` with the server's message.
         With ``timing=True`` the server's own phase times for this request (parse, validate, queue, predict,
         serialize, from its ``Server-Timing`` header) are recorded with the round trip in
         ``result.attrs["pyml_timing"]`` (DataFrames) and in :attr:`last_timing`.
@@ -320,11 +325,7 @@ def list_deployments(client=None, *, all: bool = False) -> list[Deployment]:
     """The deployments the engine runs (``all=True``: stopped ones too), by model name and version."""
     client = docker_client(client, error=DeployError)
     found = [Deployment.from_container(c, client) for c in _containers(client, all=all)]
-    return sorted(found, key=lambda d: (d.name, _version_key(d.version)))
-
-
-def _version_key(version: str):
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+    return sorted(found, key=lambda d: (d.name, d.version))
 
 
 def find_deployment(name: str, version: str | int, client=None, *, all: bool = False, run_id: str | None = None,
@@ -364,7 +365,7 @@ def _resolve_image(client, image: ImageInfo | str):
         return client.images.get(ref)
     except docker.errors.ImageNotFound:
         tag = image.tag if isinstance(image, ImageInfo) else ref
-        raise NotFound(f"Image {tag} is not on this Docker engine: build it first (%pyml_build).") from None
+        raise NotFound(f"Image {tag} is not on this Docker engine.", hint=HINT_BUILD) from None
 
 
 def log_tail_html(log_tail: str) -> str:
@@ -442,8 +443,10 @@ def run_deployment(
             raise DeployError(f"workers must be at least 1, not {workers}.")
         environment["PYML_WORKERS"] = str(int(workers))
     try:
-        # The host name is the container's name, which its own Host allow-list accepts (a Docker network's name).
-        container = client.containers.run(img.id, detach=True, name=cname, hostname=cname, labels=labels,
+        # The host name is the container's name (a Docker network's name for it), which its own Host allow-list
+        # accepts; Linux host names have at most 63 characters.
+        container = client.containers.run(img.id, detach=True, name=cname,
+                                          hostname=cname if len(cname) <= 63 else None, labels=labels,
                                           environment=environment,
                                           ports={_PORT_KEY: ("127.0.0.1", port),
                                                  _GRPC_PORT_KEY: ("127.0.0.1", grpc_port)},

@@ -43,7 +43,7 @@ class ModelTable(_Table):
 
     def __init__(self, models: Sequence[Any], title: str = "Registered models") -> None:
         self.models = list(models)
-        self.title = title if self.models else f"{title}: none yet (register one with %pyml_register)"
+        self.title = title if self.models else f"{title}: none registered yet"
 
     def rows(self) -> list[list[Any]]:
         out = []

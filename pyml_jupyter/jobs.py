@@ -25,11 +25,11 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Mapping
 
-from .errors import NotFound, PymlError
-from .uris import redact
+from .errors import NotFound, PymlError, with_hint
 from .progress import Progress
+from .uris import redact
 
 __all__ = ["Job", "JobManager"]
 
@@ -52,10 +52,11 @@ def _jsonable(result: Any) -> Any:
     return result
 
 
-def error_dict(exc: BaseException) -> dict[str, Any]:
-    """The JSON form of an exception: a :class:`PymlError` speaks for itself, anything else is internal."""
+def error_dict(exc: BaseException, hints: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The JSON form of an exception: a :class:`PymlError` speaks for itself (with the face's hint for it),
+    anything else is internal."""
     if isinstance(exc, PymlError):
-        return exc.to_dict()
+        return {**exc.to_dict(), "message": with_hint(exc, hints or {}), "status": exc.status}
     return {"error": "internal_error", "message": redact(f"{type(exc).__name__}: {exc}")}
 
 
@@ -126,10 +127,11 @@ class JobManager:
 
     def __init__(
         self, *, max_workers: int = 4, keep_seconds: float = 3600.0, keep_finished: int = 100,
-        state_file: str | Path | None = None,
+        state_file: str | Path | None = None, hints: Mapping[str, str] | None = None,
     ) -> None:
         self.state_file = Path(state_file) if state_file is not None else None
         self.keep_seconds = keep_seconds
+        self.hints = dict(hints or {})  # the face's words for what to do after an error (errors.with_hint)
         self.keep_finished = keep_finished
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pyml-job")
         self._lock = threading.Lock()
@@ -191,7 +193,7 @@ class JobManager:
         except BaseException as exc:  # noqa: BLE001 - a job records every failure
             if not isinstance(exc, PymlError):
                 log.exception("pyml job %s (%s %s) failed", job.id, job.kind, job.ref)
-            job.error = error_dict(exc)
+            job.error = error_dict(exc, self.hints)
             if progress.state == "running":
                 progress.finish(job.error["message"])
             self._finish(job, "failed")

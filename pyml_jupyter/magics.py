@@ -17,12 +17,19 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from . import api
-from .errors import CheckFailed, PymlError
+from .errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_PUSH, HINT_REGISTER, CheckFailed, PymlError, with_hint
 from .progress import Progress
-from .serving.contract import model_kind
 from .widgets import show_progress
 
 __all__ = ["PymlMagics"]
+
+# What to do next after a core error, in a notebook's words (errors.with_hint).
+HINTS = {
+    HINT_REGISTER: "Register it with %pyml_register (or pyml_jupyter.register()).",
+    HINT_BUILD: "Build it with %pyml_build NAME/VERSION.",
+    HINT_DEPLOYMENTS: "See %pyml_deployments.",
+    HINT_PUSH: "Push it with %pyml_push NAME/VERSION --registry HOST[:PORT], or give the registry.",
+}
 
 
 def _unquote(value: Any) -> Any:
@@ -51,9 +58,9 @@ def _friendly(fn: Callable) -> Callable:
             return fn(self, *args, **kwargs)
         except CheckFailed as e:
             display(e.report)
-            raise UsageError(e.message) from None
+            raise UsageError(with_hint(e, HINTS)) from None
         except PymlError as e:
-            raise UsageError(e.message) from None
+            raise UsageError(with_hint(e, HINTS)) from None
 
     return wrapper
 
@@ -161,7 +168,7 @@ class PymlMagics(Magics):
             if wanted not in defined:
                 raise UsageError(f"the cell does not define `{wanted}`; it defines: {', '.join(defined) or 'no class'}.")
             return wanted
-        models = [n for n in defined if model_kind(self.shell.user_ns.get(n)) is not None]
+        models = [n for n in defined if api.is_model_class(self.shell.user_ns.get(n))]
         if len(models) != 1:
             found = ", ".join(models) or "none"
             raise UsageError(f"the cell must define exactly one DataFrameModel/TensorModel subclass to register "
@@ -248,15 +255,19 @@ class PymlMagics(Magics):
     @magic_arguments()
     @argument("ref", help="NAME (latest version), NAME/VERSION or NAME@ALIAS")
     @argument("--sample", "-s", help="expression giving inputs (default: the sample stored at registration)")
-    @argument("--target", "-t", default="container", choices=["container", "batch"],
-              help="where to predict besides the notebook: the running container (default) or Spark")
+    @argument("--target", "-t", default="container", choices=list(api.TEST_TARGETS),
+              help="where to predict besides the notebook: the running container (default), Spark, or all")
+    @argument("--all", action="store_true",
+              help="every target: a fresh process, the container over HTTP and gRPC, and Spark, in one table")
     @line_magic
     @_friendly
     def pyml_test(self, line: str):
-        """Predict the sample in the notebook and on the container (or Spark); show both side by side."""
+        """Predict the sample in the notebook and on the container (or Spark, or --all targets); show them side
+        by side."""
         args = _parse_args(self.pyml_test, line)
         sample = self._eval(args.sample, "--sample") if args.sample else None
-        return self._with_progress(f"test {args.ref}", lambda p: api.test(args.ref, sample, target=args.target, progress=p))
+        target = "all" if args.all else args.target
+        return self._with_progress(f"test {args.ref}", lambda p: api.test(args.ref, sample, target=target, progress=p))
 
     # --------------------------------------------------------------------------------------------- batch
 

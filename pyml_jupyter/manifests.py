@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tracking
-from .errors import PymlError
+from .errors import HINT_PUSH, PymlError
 from .images.context import CONTAINER_PORT, USER_UID
 from .progress import Progress
 
@@ -211,14 +211,13 @@ def _image(name: str, version: int, registry: str | None) -> tuple[str, list[str
     pushed = (tracking.resolve_version(name, version).tags or {}).get(TAG_PUSHED, "")
     if registry is None:
         if not pushed:
-            raise PymlError(f"{name}/{version} has not been pushed: push it first (%pyml_push {name}/{version} "
-                            "--registry HOST[:PORT]) or say where it will be with registry=...")
+            raise PymlError(f"{name}/{version} has not been pushed to an image registry, and no registry was given "
+                            "for it.", hint=HINT_PUSH)
         return pushed, []
     image = f"{repository(registry, name)}:{version}"
     if pushed.partition("@")[0] == image:
         return pushed, []
-    return image, [f"{image} was not pushed from here: push it before applying (%pyml_push {name}/{version} "
-                   f"--registry {registry})."]
+    return image, [f"{image} was not pushed from here: push {name}/{version} to {registry} before applying."]
 
 
 def export(ref: str, format: str = "kserve", *, registry: str | None = None, output: str | Path | None = None,

@@ -7,12 +7,16 @@ It is thread-safe: work runs in a worker thread while a face reads.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import IO, Callable
 
-__all__ = ["Progress", "Listener"]
+__all__ = ["Progress", "Listener", "EVENT_PREFIX"]
+
+EVENT_PREFIX = "PYML-PROGRESS "
+"""How a child process's progress events start on its stderr (see :meth:`Progress.relay_to`)."""
 
 Listener = Callable[["Progress", str, object], None]
 """Called as ``listener(progress, event, payload)`` with event in {"stage", "fraction", "log", "done"}."""
@@ -88,6 +92,38 @@ class Progress:
                 "log": list(self._log)[-log_tail:],
                 "log_lines": self._lines_total,
             }
+
+    def relay_to(self, stream: IO[str]) -> "Progress":
+        """Write every stage, fraction and log event to ``stream`` as one ``PYML-PROGRESS {json}`` line, for
+        a parent process to :meth:`replay` (work in a child process, progress in the parent's job)."""
+
+        def write(progress: "Progress", event: str, payload: object) -> None:
+            if event != "done":
+                data = {"event": event, "payload": payload}
+                if event == "stage":
+                    data["fraction"] = progress.fraction
+                print(EVENT_PREFIX + json.dumps(data, default=str), file=stream, flush=True)
+
+        self.subscribe(write)
+        return self
+
+    def replay(self, line: str) -> None:
+        """Apply one line of a child's stderr: a relayed event, or else a log line."""
+        if not line.startswith(EVENT_PREFIX):
+            self.log(line)
+            return
+        try:
+            data = json.loads(line[len(EVENT_PREFIX):])
+        except ValueError:
+            self.log(line)
+            return
+        event, payload = data.get("event"), data.get("payload")
+        if event == "stage":
+            self.set_stage(str(payload), data.get("fraction"))
+        elif event == "fraction":
+            self.set_fraction(payload if isinstance(payload, (int, float)) else None)
+        elif event == "log":
+            self.log(str(payload))
 
     def __enter__(self) -> "Progress":
         return self

@@ -248,7 +248,7 @@ def _contract_gate(mv: Any) -> Gate:
     if status == "passed":
         return Gate("contract", True, "the contract report passed at registration")
     return Gate("contract", False, f"the contract report is {status or 'missing'!s}: register a version whose "
-                                   "contract check passes (%pyml_check shows the report)")
+                                   "contract check passes")
 
 
 def _parity_gate(ref: str, progress: Progress) -> tuple[Gate, Any]:

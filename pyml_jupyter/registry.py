@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import tracking
-from .errors import NotFound, PymlError
+from .errors import HINT_BUILD, NotFound, PymlError
 from .images.context import TAG_REPOSITORY, sanitize_name, sanitize_version
 from .progress import Progress
 
@@ -133,10 +133,10 @@ def push(ref: str, registry: str, *, progress: Progress | None = None, client=No
     name, version, mv = _resolve(ref)
     progress = progress or Progress(f"push {name}/{version}")
     client = docker_client(client, error=PushError)
-    image = find_image(name, str(version), client=client, **_identity(mv))  # this store's, this run's image
+    image = find_image(name, version, client=client, **_identity(mv))  # this store's, this run's image
     if image is None:
-        raise NotFound(f"{name}/{version} has no image on this Docker engine: build it first (%pyml_build "
-                       f"{name}/{version}), then push. Nothing was pushed.")
+        raise NotFound(f"{name}/{version} has no image on this Docker engine to push: nothing was pushed.",
+                       hint=HINT_BUILD)
     aliases = sorted(a for a, v in tracking.aliases(name).items() if v == version)
     repo = repository(registry, name)
     tags = [sanitize_version(version), *aliases]

@@ -4,14 +4,22 @@ MLflow is the source of truth for models: names, versions, contract status and i
 (model versions and their tags). With nothing configured, MLflow's own embedded default is used: a local
 SQLite store (``mlflow.db``, which supports the registry) and ``./mlruns`` artifacts in the working directory;
 ``MLFLOW_TRACKING_URI`` (a remote ``mlflow server``) is honoured as MLflow always does.
+
+MLflow's own INFO lines ("Creating initial MLflow database tables...", "Successfully registered model ...") are
+kept out of notebook and CLI output while pyml_jupyter calls MLflow; its warnings still show.
+``PYML_MLFLOW_LOGS=1`` shows everything MLflow says.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import shutil
+import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +28,14 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 
 from . import tempdirs
-from .errors import InvalidName, NotFound, PymlError, TrackingError
+from .errors import HINT_REGISTER, InvalidName, NotFound, PymlError, TrackingError
 from .names import ModelRef, name_key, parse_ref, validate_name
+from .serving.loader import CONTRACT_FILE, package_digest
 from .uris import redact
 
 __all__ = [
     "TAG_STATUS", "TAG_IMAGE_ID", "TAG_IMAGE_TAG", "TAG_KIND", "TAG_DIGEST",
-    "RegisteredModel", "ModelRef", "validate_name", "parse_ref", "resolve_ref", "check_name_available",
+    "ModelVersion", "ModelRef", "validate_name", "parse_ref", "resolve_ref", "check_name_available",
     "log_and_register", "resolve_version",
     "download_package", "set_version_tags", "list_registered", "tracking_uri", "registry_uri", "store_id",
     "ui_url", "aliases", "set_alias",
@@ -44,7 +53,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _mlflow_errors(fn: F) -> F:
-    """MLflow's own failures (server down, refused, bad URI) become a :class:`TrackingError` naming the store.
+    """MLflow's own failures (server down, refused, bad URI) become a :class:`TrackingError` naming the store,
+    and MLflow's INFO output stays out of the way while ``fn`` runs (:func:`quiet_mlflow`).
 
     Their text is redacted there: MLflow's messages carry the tracking URI, credentials included.
     """
@@ -52,7 +62,8 @@ def _mlflow_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with quiet_mlflow():
+                return fn(*args, **kwargs)
         except PymlError:
             raise
         except Exception as e:  # noqa: BLE001 - MlflowException, requests' errors, OSError, ...
@@ -62,15 +73,22 @@ def _mlflow_errors(fn: F) -> F:
 
 
 @dataclass
-class RegisteredModel:
-    """A registered model version: ``models:/NAME/VERSION``."""
+class ModelVersion:
+    """One registered version of a model: ``models:/NAME/VERSION``, its run and its contract status."""
 
     name: str
     version: int
     run_id: str
-    status: str = ""
+    contract_status: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     report: Any = field(default=None, repr=False, compare=False)  # the ContractReport it was registered with
+
+    @classmethod
+    def from_mlflow(cls, mv: Any) -> "ModelVersion":
+        """From MLflow's own ``ModelVersion`` entity (its version is a string there)."""
+        tags = dict(mv.tags or {})
+        return cls(name=mv.name, version=int(mv.version), run_id=mv.run_id or "",
+                   contract_status=tags.get(TAG_STATUS, ""), tags=tags)
 
     @property
     def uri(self) -> str:
@@ -82,16 +100,16 @@ class RegisteredModel:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "uri": self.uri,
-                "status": self.status, "tags": self.tags}
+                "contract_status": self.contract_status, "tags": self.tags}
 
     def __repr__(self) -> str:
-        return f"RegisteredModel({self.uri}, run_id={self.run_id}, contract={self.status or 'unknown'})"
+        return f"ModelVersion({self.uri}, run_id={self.run_id}, contract={self.contract_status or 'unknown'})"
 
     def _repr_html_(self) -> str:
         link = ui_url(f"#/models/{self.name}/versions/{self.version}")
         where = f" (<a href='{link}' target='_blank'>MLflow UI</a>)" if link else ""
         return (f"<div class='pyml-registered'>Registered <code>{self.uri}</code>{where}<br>"
-                f"run <code>{self.run_id}</code>, contract check: <b>{self.status or 'unknown'}</b></div>")
+                f"run <code>{self.run_id}</code>, contract check: <b>{self.contract_status or 'unknown'}</b></div>")
 
 
 # The MLflow column type of each DataFrame schema dtype (tests/test_schema_tables.py checks that every column
@@ -135,6 +153,50 @@ def _client():
     from mlflow import MlflowClient
 
     return MlflowClient()
+
+
+class _QuietMlflow:
+    """While pyml_jupyter calls MLflow: MLflow's INFO lines and printed notices ("Creating initial MLflow
+    database tables...", "Successfully registered model ...") are dropped, its logged warnings still reach
+    stderr. Muting goes through MLflow's own counter (the one its autologging uses), so it nests and is shared
+    by threads (the server's jobs) with MLflow's own muting; the last one out restores the output."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._muted: Any = None
+        self._warnings: logging.Handler | None = None
+
+    def __enter__(self) -> None:
+        from mlflow.utils.autologging_utils.logging_and_warnings import MlflowEventsAndWarningsBehaviorGlobally
+
+        with self._lock:
+            self._depth += 1
+            if self._depth == 1:
+                self._muted = MlflowEventsAndWarningsBehaviorGlobally(
+                    disable_event_logs=True, disable_warnings=False, reroute_warnings=False)
+                self._muted.__enter__()
+                self._warnings = logging.StreamHandler(sys.stderr)  # today's stderr (a kernel replaces it)
+                self._warnings.setLevel(logging.WARNING)
+                self._warnings.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                logging.getLogger("mlflow").addHandler(self._warnings)
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                logging.getLogger("mlflow").removeHandler(self._warnings)
+                self._muted.__exit__(None, None, None)
+
+
+_QUIET = _QuietMlflow()
+
+
+def quiet_mlflow() -> contextlib.AbstractContextManager:
+    """Keep MLflow's INFO output out of the notebook and CLI; ``PYML_MLFLOW_LOGS=1`` shows it."""
+    if os.environ.get("PYML_MLFLOW_LOGS", "").strip().lower() in ("1", "true", "yes"):
+        return contextlib.nullcontext()
+    return _QUIET
 
 
 def tracking_uri() -> str:
@@ -184,7 +246,8 @@ def _serving_code_dir(tmp: Path) -> Path:
     return dst
 
 
-def log_and_register(name: str, report: Any, *, experiment: str | None = None) -> RegisteredModel:
+@_mlflow_errors
+def log_and_register(name: str, report: Any, *, experiment: str | None = None) -> ModelVersion:
     """Log a checked package (``report.package_dir``) as a pyfunc model in a new run, registered as a new
     version of ``name``, with ``report.sample`` as the input example.
 
@@ -196,8 +259,7 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
     check_name_available(name)
     package_dir, sample = Path(report.package_dir), report.sample
     client = _client()
-    info = json.loads((package_dir / "pyml.json").read_text())
-    from .serving.loader import package_digest
+    info = json.loads((package_dir / CONTRACT_FILE).read_text())
 
     digest = package_digest(package_dir)
     run = None
@@ -239,8 +301,8 @@ def log_and_register(name: str, report: Any, *, experiment: str | None = None) -
                 tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest},
             )
             version = int(mv.version)
-            return RegisteredModel(name=name, version=version, run_id=run.info.run_id, status=report.status,
-                                   tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest})
+            return ModelVersion(name=name, version=version, run_id=run.info.run_id, contract_status=report.status,
+                                tags={TAG_STATUS: report.status, TAG_KIND: info["kind"], TAG_DIGEST: digest})
     except BaseException as e:  # Ctrl-C too: roll back, then let it through
         leftovers = _rollback(client, name, version, run, model_existed, attempt)
         if isinstance(e, PymlError) and not leftovers or not isinstance(e, Exception):
@@ -342,12 +404,12 @@ def resolve_ref(ref: str | ModelRef) -> ModelRef:
         mv = None
     if mv is None:
         what = f"model {ref.name!r}" if ref.version is None and ref.alias is None else repr(str(ref))
-        raise NotFound(f"{what} is not registered in {redact(tracking_uri())}: register it with %pyml_register or "
-                       "pyml_jupyter.register()" + (f", or set the alias with MLflow's set_registered_model_alias."
-                                                    if ref.alias else "."))
+        raise NotFound(f"{what} is not registered in {redact(tracking_uri())}" + (
+            ": set the alias with MLflow's set_registered_model_alias." if ref.alias else "."), hint=HINT_REGISTER)
     return ModelRef(ref.name, int(mv.version), ref.alias, entity=mv)
 
 
+@_mlflow_errors
 def check_name_available(name: str) -> str:
     """``name`` validated, unless another registered model has the same name up to case or surrounding spaces
     (``Churn`` beside ``churn``): both would be the same image and container, so that is refused."""
@@ -383,17 +445,17 @@ def download_package(name: str, version: int) -> Path:
     mv = resolve_version(name, version)
     target = _cache_root() / "packages" / store_id() / mv.run_id
     package = target / "data" / PACKAGE_DIR_NAME
-    if (package / "pyml.json").is_file():
+    if (package / CONTRACT_FILE).is_file():
         return package
     tmp = tempdirs.make(".download-", target.parent)
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
-        if not (tmp / "data" / PACKAGE_DIR_NAME / "pyml.json").is_file():
+        if not (tmp / "data" / PACKAGE_DIR_NAME / CONTRACT_FILE).is_file():
             raise NotFound(f"models:/{name}/{mv.version} is not a pyml_jupyter model (no package in its data).")
         try:
             tmp.rename(target)  # atomic; fails when another download got there first
         except OSError:
-            if not (package / "pyml.json").is_file():
+            if not (package / CONTRACT_FILE).is_file():
                 raise
     finally:
         if tmp.exists():

@@ -93,7 +93,7 @@ def built(docker_engine, pyml_cache, session_package):
     progress = Progress("build")
     stages: list[str] = []
     progress.subscribe(lambda p, event, payload: stages.append(payload) if event == "stage" else None)
-    info = build_image(session_package, name=model_name(), version="1", run_id="run-1", base_image=BASE_IMAGE,
+    info = build_image(session_package, name=model_name(), version=1, run_id="run-1", base_image=BASE_IMAGE,
                        progress=progress, client=docker_engine)
     progress.stages = stages
     return session_package, info, progress

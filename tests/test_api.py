@@ -76,7 +76,7 @@ def test_list_models_shows_versions_newest_first_with_their_contract_status(note
     (model,) = [m for m in api.list_models() if m.name == name]
     assert [v["version"] for v in model.versions] == [2, 1]
     assert [v["contract_status"] for v in model.versions] == ["passed", "passed"]
-    assert model.versions[0]["model_uri"] == f"models:/{name}/2"
+    assert model.versions[0]["uri"] == f"models:/{name}/2"
     assert model.latest_version == 2
 
 
@@ -106,7 +106,7 @@ def test_a_bad_reference_or_target_is_refused_before_anything_runs(churn):
         api.build("no such model")
     with pytest.raises(NotFound, match="is not registered"):
         api.deploy(model_name("never-registered"))
-    with pytest.raises(PymlError, match="target must be 'container' or 'batch'"):
+    with pytest.raises(PymlError, match="target must be one of all, container, batch"):
         api.test(model_name("api"), target="kubernetes")
 
 

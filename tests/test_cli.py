@@ -112,6 +112,78 @@ def test_an_unknown_model_is_reported_not_raised(store, tmp_path):
     result = pyml("test", "never_registered", cwd=tmp_path)
     assert result.returncode == 2
     assert "is not registered" in result.stderr and "Traceback" not in result.stderr
+    assert "Register it from a notebook: %pyml_register or pyml_jupyter.register()." in result.stderr
+
+
+REGISTER_SCRIPT = """
+import pandas as pd
+from pyml_jupyter import DataFrameModel, register
+
+
+class Twice(DataFrameModel):
+    def predict(self, df):
+        return pd.DataFrame({"y": df["x"] * 2.0}, index=df.index)
+
+
+register(Twice, "quiet_twice", pd.DataFrame({"x": [1.0, 2.0]}))
+"""
+
+
+def _register_in_a_fresh_store(folder: Path, **env: str) -> str:
+    """Register a model in a new process on a new store; what it printed (stdout and stderr)."""
+    folder.mkdir()
+    (folder / "register.py").write_text(REGISTER_SCRIPT)
+    environment = {k: v for k, v in os.environ.items() if k != "PYML_MLFLOW_LOGS"}
+    environment.update(MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}", **env)
+    result = subprocess.run([sys.executable, "register.py"], cwd=folder, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def test_mlflow_info_lines_stay_out_of_the_output(tmp_path):
+    printed = _register_in_a_fresh_store(tmp_path / "quiet")
+    assert "Creating initial MLflow database tables" not in printed
+    assert "Successfully registered model" not in printed
+
+
+def test_pyml_mlflow_logs_shows_mlflow_info_lines(tmp_path):
+    printed = _register_in_a_fresh_store(tmp_path / "loud", PYML_MLFLOW_LOGS="1")
+    assert "Creating initial MLflow database tables" in printed
+    assert "Successfully registered model 'quiet_twice'" in printed
+
+
+def _without_docker_and_java(tmp_path: Path) -> dict:
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock", "PATH": os.path.dirname(sys.executable)}
+    env.pop("JAVA_HOME", None)
+    return env
+
+
+def test_test_all_json_prints_the_parity_table_with_skipped_targets(store, tmp_path):
+    pyml_jupyter.register(Doubler, "cli_parity", pd.DataFrame({"x": np.arange(4, dtype=np.int64)}))
+    result = pyml("test", "cli_parity", "--all", "--json", cwd=tmp_path, env=_without_docker_and_java(tmp_path))
+    assert result.returncode == 0, result.stderr
+    table = json.loads(result.stdout.strip().splitlines()[-1])
+    assert table["ok"] is True and table["ref"] == "cli_parity/1"
+    statuses = {t["key"]: t["status"] for t in table["targets"]}
+    assert statuses == {"notebook": "match", "fresh_process": "match", "http": "skipped", "grpc": "skipped",
+                        "spark": "skipped"}
+    assert "PYML-PROGRESS" in result.stderr  # progress events, for a parent process to replay
+
+
+def test_test_all_prints_the_table_as_text(store, tmp_path):
+    pyml_jupyter.register(Doubler, "cli_parity_text", pd.DataFrame({"x": np.arange(2, dtype=np.int64)}))
+    result = pyml("test", "cli_parity_text", "--all", cwd=tmp_path, env=_without_docker_and_java(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "✓ cli_parity_text/1: the same predictions on 2 targets (3 skipped" in result.stdout
+    assert "Docker engine not reachable" in result.stdout
+
+
+def test_an_error_with_json_is_one_json_line_and_exit_code_2(store, tmp_path):
+    result = pyml("test", "never_registered", "--json", cwd=tmp_path)
+    assert result.returncode == 2
+    error = json.loads(result.stdout)
+    assert error["error"] == "not_found" and error["status"] == 404
 
 
 def test_prune_removes_nothing_of_a_model_without_images_and_refuses_a_version(store, tmp_path):

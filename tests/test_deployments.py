@@ -30,7 +30,7 @@ from pyml_jupyter.deployments import (
     run_deployment,
     stop_deployment,
 )
-from pyml_jupyter.errors import DeployError
+from pyml_jupyter.errors import DeployError, InvalidInput
 from pyml_jupyter.images.builder import build_image
 from pyml_jupyter.parity import compare
 from pyml_jupyter.progress import Progress
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.docker
 def deployment(built, docker_engine):
     _, info, _ = built
     progress = Progress("deploy")
-    dep = run_deployment(info, name=model_name(), version="1", progress=progress, client=docker_engine)
+    dep = run_deployment(info, name=model_name(), version=1, progress=progress, client=docker_engine)
     dep.progress = progress
     yield dep
     stop_deployment(model_name(), "1", client=docker_engine)
@@ -64,7 +64,7 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
 def test_deployment_runs_on_localhost_with_its_labels(deployment, docker_engine):
     assert deployment.status == "running"
     assert deployment.url.startswith("http://127.0.0.1:")
-    assert deployment.name == model_name() and deployment.version == "1" and deployment.run_id == "run-1"
+    assert deployment.name == model_name() and deployment.version == 1 and deployment.run_id == "run-1"
     container = docker_engine.containers.get(deployment.container_id)
     assert container.name == container_name(model_name(), "1") == f"pyml-{model_name()}-1"
     assert container.labels["pyml.managed"] == "true" and container.labels["pyml.digest"].startswith("sha256:")
@@ -101,9 +101,10 @@ def test_a_bad_request_answers_4xx_json_and_the_container_keeps_serving(deployme
     status, body = post(deployment.url + "/invocations", b"{not json")
     assert status == 400 and body["error_code"] == "BAD_REQUEST"
     sample = load_package(built[0]).info.read_sample()
-    with pytest.raises(DeployError) as info:
+    with pytest.raises(InvalidInput) as info:  # the container's 422: the input's fault, with its problems
         deployment.predict(sample.drop(columns=["city"]))
-    assert info.value.details["status"] == 422 and "city" in info.value.message
+    assert info.value.status == 422 and "city" in info.value.message
+    assert [p["field"] for p in info.value.problems] == ["city"]
     assert deployment.ping()
     assert len(deployment.predict(sample)) == len(sample)
     assert docker_state(deployment) == "running"
@@ -142,7 +143,7 @@ def test_logs_and_metadata(deployment):
 
 def test_json_form(deployment):
     data = json.loads(json.dumps(deployment.to_dict()))
-    assert data["url"] == deployment.url and data["status"] == "running" and data["version"] == "1"
+    assert data["url"] == deployment.url and data["status"] == "running" and data["version"] == 1
 
 
 def test_repr_and_html(deployment):
@@ -160,19 +161,19 @@ def test_deployment_is_found_again_after_a_restart(deployment):
 
     fresh = docker.from_env()  # as a new kernel would: no state but the engine's
     found = [d for d in list_deployments(client=fresh) if d.name == model_name()]
-    assert [(d.version, d.container_id, d.url) for d in found] == [("1", deployment.container_id, deployment.url)]
+    assert [(d.version, d.container_id, d.url) for d in found] == [(1, deployment.container_id, deployment.url)]
     again = find_deployment(model_name(), "1", client=fresh)
     assert again is not None and again.container_id == deployment.container_id
     assert again.ping()
 
 
 def test_running_the_same_version_again_returns_the_running_container(deployment, built, docker_engine):
-    again = run_deployment(built[1], name=model_name(), version="1", client=docker_engine)
+    again = run_deployment(built[1], name=model_name(), version=1, client=docker_engine)
     assert again.container_id == deployment.container_id and again.url == deployment.url
 
 
 def test_stop_removes_the_container(built, docker_engine):
-    dep = run_deployment(built[1].tag, name=model_name(), version="77", client=docker_engine)
+    dep = run_deployment(built[1].tag, name=model_name(), version=77, client=docker_engine)
     assert find_deployment(model_name(), "77", client=docker_engine) is not None
     stopped = stop_deployment(model_name(), "77", client=docker_engine)
     assert [d.container_id for d in stopped] == [dep.container_id] and stopped[0].status == "removed"
@@ -189,19 +190,20 @@ def test_a_container_that_exits_raises_deploy_error_with_its_log(built, docker_e
     (package / "model.py").write_text((package / "model.py").read_text() +
                                       "\nraise RuntimeError('boom while importing the model')\n")
     name = model_name("crash")
-    image = build_image(package, name=name, version="1", base_image=BASE_IMAGE, client=docker_engine)
+    image = build_image(package, name=name, version=1, base_image=BASE_IMAGE, client=docker_engine)
     with pytest.raises(DeployError) as info:
-        run_deployment(image, name=name, version="1", timeout=60, client=docker_engine)
+        run_deployment(image, name=name, version=1, timeout=60, client=docker_engine)
     assert "boom while importing the model" in info.value.message
     assert "stopped (exit code" in info.value.message
     assert not docker_engine.containers.list(all=True, filters={"name": container_name(name, "1")})
 
 
 def test_an_image_that_does_not_exist_is_not_found(docker_engine):
-    from pyml_jupyter.errors import NotFound
+    from pyml_jupyter.errors import HINT_BUILD, NotFound
 
-    with pytest.raises(NotFound, match="build it first"):
-        run_deployment("pyml/pytest-no-such-image:1", name=model_name("missing"), version="1", client=docker_engine)
+    with pytest.raises(NotFound, match="is not on this Docker engine") as info:
+        run_deployment("pyml/pytest-no-such-image:1", name=model_name("missing"), version=1, client=docker_engine)
+    assert info.value.hint == HINT_BUILD  # each face words "build it first" itself
 
 
 # ------------------------------------------------------------------------------------------------ tensors
@@ -211,8 +213,8 @@ def test_tensor_model_predictions_round_trip_exactly(session_package, docker_eng
     requirements = (session_package / "requirements.txt").read_text()  # same pins: the dependency layer is reused
     package = write_tensor_package(tmp_path / "tensor", requirements)
     name = model_name("tensor")
-    image = build_image(package, name=name, version="1", base_image=BASE_IMAGE, client=docker_engine)
-    dep = run_deployment(image, name=name, version="1", client=docker_engine)
+    image = build_image(package, name=name, version=1, base_image=BASE_IMAGE, client=docker_engine)
+    dep = run_deployment(image, name=name, version=1, client=docker_engine)
     try:
         model = load_package(package)
         sample = model.info.read_sample()
@@ -263,7 +265,7 @@ def test_the_containers_workers_follow_the_cpus_its_cgroup_allows(built, docker_
 def test_deploy_sets_the_worker_count(built, docker_engine):
     _, info, _ = built
     name = model_name("workers")
-    dep = run_deployment(info, name=name, version="1", workers=3, client=docker_engine)
+    dep = run_deployment(info, name=name, version=1, workers=3, client=docker_engine)
     try:
         container = docker_engine.containers.get(dep.container_id)
         env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])

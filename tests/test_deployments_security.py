@@ -82,7 +82,7 @@ def guarded(built, docker_engine):
     name = model_name("guarded")
     settings = ContainerSettings.build(memory="1g", pids_limit=256, allowed_hosts=["models.example.com"],
                                        token=TOKEN)
-    dep = run_deployment(info, name=name, version="1", settings=settings, client=docker_engine)
+    dep = run_deployment(info, name=name, version=1, settings=settings, client=docker_engine)
     yield dep
     stop_deployment(name, "1", client=docker_engine)
 
@@ -159,13 +159,25 @@ def test_deploying_again_with_other_settings_replaces_the_container(built, docke
     _, info, _ = built
     name = model_name("resettle")
     try:
-        first = run_deployment(info, name=name, version="1", client=docker_engine)
+        first = run_deployment(info, name=name, version=1, client=docker_engine)
         assert docker_engine.containers.get(first.container_id).attrs["HostConfig"]["ReadonlyRootfs"] is True
-        same = run_deployment(info, name=name, version="1", client=docker_engine)
+        same = run_deployment(info, name=name, version=1, client=docker_engine)
         assert same.container_id == first.container_id
-        other = run_deployment(info, name=name, version="1", client=docker_engine,
+        other = run_deployment(info, name=name, version=1, client=docker_engine,
                                settings=ContainerSettings.build(memory="2g"))
         assert other.container_id != first.container_id
         assert docker_engine.containers.get(other.container_id).attrs["HostConfig"]["Memory"] == 2 * 1024 ** 3
+    finally:
+        stop_deployment(name, "1", client=docker_engine)
+
+
+@pytest.mark.docker
+def test_a_model_name_too_long_for_a_host_name_still_deploys_and_answers(built, docker_engine):
+    _, info, _ = built
+    name = model_name("a-long-name-" + "x" * 50)
+    try:
+        dep = run_deployment(info, name=name, version="1", client=docker_engine)
+        assert len(dep.container_name) > 63 and dep.ping()
+        assert dep.metadata()["name"] == name
     finally:
         stop_deployment(name, "1", client=docker_engine)

@@ -283,6 +283,20 @@ def test_a_batch_job_killed_mid_write_leaves_no_table_and_the_next_run_sweeps_it
 # -- Docker: the engine stopped mid-build ------------------------------------------------------------------------
 
 
+# The second engine gets a bridge of its own: started with `--bridge none`, dockerd deletes the host's
+# `docker0`, which the shared engine's containers need.
+BRIDGE, BRIDGE_ADDRESS = "pymlfaults0", "10.213.57.1/24"
+
+
+def _own_bridge(up: bool) -> None:
+    """Create (or delete) the isolated engine's bridge interface."""
+    subprocess.run(["ip", "link", "delete", BRIDGE], check=False, capture_output=True)
+    if up:
+        for cmd in (["ip", "link", "add", BRIDGE, "type", "bridge"], ["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE],
+                    ["ip", "link", "set", BRIDGE, "up"]):
+            subprocess.run(cmd, check=True, capture_output=True)
+
+
 class IsolatedDockerd:
     """A second ``dockerd`` of the test's own: its socket, data root, exec root (and containerd), pidfile.
 
@@ -300,7 +314,7 @@ class IsolatedDockerd:
         self.process = subprocess.Popen(
             ["dockerd", "--host", f"unix://{self.socket}", "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "docker.pid"),
-             "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+             "--bridge", BRIDGE, "--iptables=false", "--ip6tables=false", "--ip-masq=false",
              "--containerd-namespace", "pyml-faults", "--containerd-plugins-namespace", "pyml-faults-plugins"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
@@ -338,9 +352,11 @@ def isolated_dockerd(docker_engine):
     if shutil.which("dockerd") is None:
         pytest.fail("dockerd is not installed: the engine fault test starts a second, isolated one")
     root = Path(tempfile.mkdtemp(prefix="pyml-d-", dir="/tmp"))  # short: a unix socket path is limited
+    had_docker0 = Path("/sys/class/net/docker0").exists()
+    _own_bridge(True)
     engine = IsolatedDockerd(root)
-    engine.start()
     try:
+        engine.start()
         saved = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)  # from the shared engine
         subprocess.run(["docker", "-H", f"unix://{engine.socket}", "load"], stdin=saved.stdout, check=True,
                        capture_output=True, timeout=300)
@@ -352,6 +368,8 @@ def isolated_dockerd(docker_engine):
             if str(root) in line.split()[1]:
                 subprocess.run(["umount", "-l", line.split()[1]], check=False)
         shutil.rmtree(root, ignore_errors=True)
+        _own_bridge(False)
+    assert not had_docker0 or Path("/sys/class/net/docker0").exists(), "the isolated engine removed docker0"
 
 
 @pytest.mark.docker

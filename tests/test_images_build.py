@@ -177,7 +177,7 @@ def test_new_version_with_unchanged_requirements_reuses_the_dependency_layers(bu
 
     progress = Progress("rebuild")
     started = time.perf_counter()
-    info = build_image(second, name=model_name(), version="2", run_id="run-2", base_image=BASE_IMAGE,
+    info = build_image(second, name=model_name(), version=2, run_id="run-2", base_image=BASE_IMAGE,
                        progress=progress, client=docker_engine)
     seconds = time.perf_counter() - started
     log = progress.tail(2000)
@@ -201,7 +201,7 @@ def test_unresolvable_requirement_raises_build_error_with_pips_log(built, docker
     package = copy_package(built[0], tmp_path / "bad")
     (package / "requirements.txt").write_text("numpy==0.0.1\n")  # no such release: pip cannot resolve it
     with pytest.raises(BuildError) as info:
-        build_image(package, name=model_name("unresolvable"), version="1", base_image=BASE_IMAGE,
+        build_image(package, name=model_name("unresolvable"), version=1, base_image=BASE_IMAGE,
                     client=docker_engine)
     message = info.value.message
     assert "resolving dependencies" in message and "numpy==0.0.1" in message
@@ -303,9 +303,9 @@ def test_prune_keeps_the_newest_images_and_any_a_container_uses(built, docker_en
 def test_missing_engine_raises_a_clear_build_error(session_package, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(BuildError, match="Docker engine not reachable: start dockerd or set DOCKER_HOST"):
-        build_image(session_package, name="anything", version="1")
+        build_image(session_package, name="anything", version=1)
 
 
 def test_invalid_name_is_rejected_before_any_work(session_package):
     with pytest.raises(InvalidName):
-        build_image(session_package, name="not a name", version="1", client=object())
+        build_image(session_package, name="not a name", version=1, client=object())

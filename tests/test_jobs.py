@@ -97,7 +97,7 @@ def test_an_explicit_key_decides_what_counts_as_the_same_job(jobs):
     first.wait(10)
 
 
-def test_a_pyml_error_is_recorded_in_its_json_form(jobs):
+def test_a_pyml_error_is_recorded_in_its_json_form_with_its_http_status(jobs):
     def work(progress):
         progress.log("docker build ...")
         raise BuildError("pip could not install scikit-learn==0.0; pin a version that exists")
@@ -107,6 +107,7 @@ def test_a_pyml_error_is_recorded_in_its_json_form(jobs):
     assert job.error == {
         "error": "build_error",
         "message": "pip could not install scikit-learn==0.0; pin a version that exists",
+        "status": 500,
     }
     assert job.progress.state == "failed"
     assert "scikit-learn" in job.progress.error

@@ -145,20 +145,20 @@ def test_pyml_register_registers_the_class_and_shows_the_report(notebook):
     assert cell.error is None
     assert versions(name) == [1]
     assert any("ContractReport(ChurnModel): PASSED" in d for d in cell.displayed)
-    assert f"RegisteredModel(models:/{name}/1" in cell.stdout
+    assert f"ModelVersion(models:/{name}/1" in cell.stdout
 
 
-def test_pyml_register_returns_the_registered_model_to_an_assignment(notebook):
-    from pyml_jupyter import RegisteredModel
+def test_pyml_register_returns_the_model_version_to_an_assignment(notebook):
+    from pyml_jupyter import ModelVersion
 
     name = unique_name("assigned")
 
     run(notebook, f"registered = %pyml_register ChurnModel --name {name} {ARGS}")
 
     registered = notebook.user_ns["registered"]
-    assert isinstance(registered, RegisteredModel)
+    assert isinstance(registered, ModelVersion)
     assert registered.uri == f"models:/{name}/1"
-    assert registered.status == "passed"
+    assert registered.contract_status == "passed"
 
 
 def test_the_cell_form_runs_the_cell_and_registers_the_class_it_defines(notebook):
@@ -178,7 +178,7 @@ class TenureModel(DataFrameModel):
     assert cell.error is None, cell.text
     assert "TenureModel" in notebook.user_ns
     assert versions(name) == [1]
-    assert f"RegisteredModel(models:/{name}/1" in cell.stdout
+    assert f"ModelVersion(models:/{name}/1" in cell.stdout
 
 
 def test_pyml_models_lists_registered_versions_with_their_contract_status(notebook):
@@ -190,7 +190,7 @@ def test_pyml_models_lists_registered_versions_with_their_contract_status(notebo
 
     assert cell.error is None
     rows = [line.split() for line in cell.stdout.splitlines() if name in line]
-    assert [row[-5:-2] for row in rows] == [[name, "2", "passed"], [name, "1", "passed"]]
+    assert [row[-6:-2] for row in rows] == [[name, "2", "-", "passed"], [name, "1", "-", "passed"]]
     assert "<table>" in cell.result.result._repr_html_()
 
 
@@ -287,6 +287,42 @@ def test_an_artifact_expression_naming_nothing_is_a_usage_error(notebook):
     cell = run_cell(notebook, "%pyml_check ChurnModel --sample customers.head() --artifacts clf=classifier")
 
     assert_usage_error(cell, "artifact 'clf' `classifier` refers to a name that is not defined")
+
+
+def test_a_sample_that_does_not_match_the_schema_is_one_paragraph_naming_the_column(notebook):
+    name = unique_name("badsample")
+    run(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+
+    cell = run_cell(notebook, f'%pyml_test {name} --sample "customers.drop(columns=[\'tenure_months\']).head()"')
+
+    assert_usage_error(cell, "tenure_months")
+    assert "\n" not in str(cell.error)
+
+
+def test_a_model_that_is_not_registered_gets_the_notebook_hint(notebook):
+    cell = run_cell(notebook, f"%pyml_test {unique_name('nowhere')}")
+
+    assert_usage_error(cell, "is not registered in", "Register it with %pyml_register")
+
+
+def test_pyml_test_all_shows_one_parity_table_with_skipped_targets_and_why(notebook, monkeypatch):
+    import os
+
+    from pyml_jupyter.parity_table import ParityTable
+
+    name = unique_name("parity")
+    run(notebook, f"%pyml_register ChurnModel --name {name} {ARGS}")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("PATH", os.path.dirname(os.__file__))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+
+    run(notebook, f"table = %pyml_test {name} --all --sample customers.head(3)")
+
+    table = notebook.user_ns["table"]
+    assert isinstance(table, ParityTable) and table.ok
+    assert len(table.data) == 3
+    assert table.targets["fresh_process"].status == "match"
+    assert table.targets["grpc"].status == "skipped" and "Docker engine not reachable" in table.targets["grpc"].reason
 
 
 def test_pyml_deploy_takes_container_limits_and_refuses_bad_ones_in_one_paragraph(notebook):

@@ -123,7 +123,7 @@ def test_names_become_dns_labels():
 
 
 def test_without_a_registry_an_unpushed_version_is_refused(store):
-    with pytest.raises(PymlError, match="has not been pushed: push it first"):
+    with pytest.raises(PymlError, match="has not been pushed to an image registry"):
         api.export(f"{store['name']}/1", "kserve")
 
 

@@ -1,4 +1,6 @@
-"""The sidebar in a real JupyterLab, driven in headless Chromium: see the model, Deploy, Test, Stop.
+"""The sidebar in a real JupyterLab, driven in headless Chromium: two versions, Build v2 with its live log,
+Test on every target (one parity table), the container's log, Promote to champion, Push to a real registry
+(from the settings), Stop; light and dark screenshots.
 
 JupyterLab runs in a subprocess on loopback with a token, against a temporary sqlite MLflow store that this
 process registers a model into. The built extension (``pyml_jupyter/labextension``, from
@@ -27,6 +29,7 @@ from pyml_jupyter import api
 from pyml_jupyter.serving.contract import DataFrameModel
 
 from conftest import IN_CI
+from registry_fixtures import serve_registry
 
 REPO = Path(__file__).resolve().parent.parent
 BUILT_EXTENSION = REPO / "pyml_jupyter" / "labextension"
@@ -51,6 +54,14 @@ class AffinePanelModel(DataFrameModel):
 
     def predict(self, df):
         y = df["x"] * 3.0 - 2.0
+        return pd.DataFrame({"y": y, "positive": (y > 0).astype("int64")}, index=df.index)
+
+
+class AffinePanelModelV2(DataFrameModel):
+    """Version 2: y = 3x - 1.5 / 7 (floats that JSON, gRPC and Arrow must all carry exactly), and a label."""
+
+    def predict(self, df):
+        y = df["x"] * 3.0 - 1.5 / 7.0
         return pd.DataFrame({"y": y, "positive": (y > 0).astype("int64")}, index=df.index)
 
 
@@ -116,11 +127,13 @@ def lab(prerequisites, tmp_path_factory):
         "PYML_MLFLOW_UI": "http://127.0.0.1:5000",  # nothing listens: only the links are checked
     }
     name = f"panel_affine_{uuid.uuid4().hex[:6]}"
-    with pytest.MonkeyPatch.context() as mp:
+    (tmp / "registry").mkdir()
+    with serve_registry(tmp / "registry") as registry, pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # MLflow's default ./mlruns artifacts go here, for both processes
         for key, value in env_vars.items():
             mp.setenv(key, value)
         api.register(AffinePanelModel, name, SAMPLE)
+        api.register(AffinePanelModelV2, name, SAMPLE)
 
         # isolated Jupyter dirs: the built extension first on JUPYTER_PATH, the server extension enabled,
         # the news prompt off (it would cover the panel in screenshots)
@@ -135,6 +148,11 @@ def lab(prerequisites, tmp_path_factory):
         (config_dir / "labconfig" / "page_config.json").write_text(
             json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
         )
+        # the settings editor's values: where Push sends images, a quick refresh
+        settings = tmp / "lab_settings" / "pyml_jupyter"
+        settings.mkdir(parents=True)
+        (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"registry": registry,
+                                                                         "refreshInterval": 2000}))
         root = tmp / "root"
         root.mkdir()
         token = uuid.uuid4().hex
@@ -146,6 +164,7 @@ def lab(prerequisites, tmp_path_factory):
             "JUPYTER_CONFIG_DIR": str(config_dir),
             "JUPYTER_DATA_DIR": str(tmp / "jupyter_data"),
             "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter_runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp / "lab_settings"),
         }
         log = tmp / "jupyterlab.log"
         with open(log, "wb") as out:
@@ -161,7 +180,8 @@ def lab(prerequisites, tmp_path_factory):
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_for_server(proc, f"{base}/api/status?token={token}", log)
-            yield {"url": f"{base}/lab?token={token}", "name": name, "ref": f"{name}/1", "log": log}
+            yield {"url": f"{base}/lab?token={token}", "name": name, "ref": f"{name}/2", "log": log,
+                   "registry": registry}
         finally:
             try:
                 api.stop(name)
@@ -170,7 +190,16 @@ def lab(prerequisites, tmp_path_factory):
             try:
                 from pyml_jupyter.images.builder import remove_image
 
-                remove_image(name, 1, force=True)  # each run registers a new name: don't pile images up
+                for version in (1, 2):  # each run registers a new name: don't pile images up
+                    try:
+                        remove_image(name, version, force=True)
+                    except Exception:  # noqa: BLE001 - that version was not built
+                        pass
+                import docker
+
+                client = docker.from_env()
+                for image in client.images.list(filters={"label": f"pyml.model={name}"}):  # the pushed tags too
+                    client.images.remove(image.id, force=True)
             except Exception:  # noqa: BLE001 - nothing was built
                 pass
             if proc.poll() is None:
@@ -234,57 +263,92 @@ def _shot(panel, name: str) -> None:
     panel.screenshot(path=str(ARTIFACTS / name))
 
 
-def test_deploy_and_test_a_model_from_the_sidebar(lab, page):
+def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     page.goto(lab["url"])
     page.wait_for_selector("#jp-main-dock-panel", state="attached", timeout=120_000)
 
-    # open the sidebar through its icon
+    # open the sidebar through its icon: both versions are listed, not only the latest
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="pyml-panel"]').click()
     panel = page.locator("#pyml-panel")
     panel.wait_for(state="visible")
 
     model = panel.locator(f'.pyml-model[data-name="{lab["name"]}"]')
     model.wait_for()
+    assert model.locator(".pyml-version").count() == 2
     version = model.locator(f'.pyml-version[data-ref="{lab["ref"]}"]')
+    assert model.locator(f'.pyml-version[data-ref="{lab["name"]}/1"]').count() == 1
     assert version.locator(".pyml-contract-passed").count() == 1
     assert version.locator(".pyml-status-not-deployed").count() == 1
     assert panel.locator(".pyml-mlflow-link").get_attribute("href") == "http://127.0.0.1:5000/"
     assert model.locator(".pyml-mlflow-model-link").get_attribute("href").endswith(f"#/models/{lab['name']}")
     _shot(panel, "panel-1-models.png")
 
-    # Deploy: a job with a progress bar and a build log, then the running badge
-    version.locator(".pyml-deploy").click()
+    # Build v2: a job with a progress bar and the build log as it streams, then the image badge
+    version.locator(".pyml-build").click()
     version.locator(".pyml-job").wait_for()
     page.wait_for_timeout(3000)
-    _shot(panel, "panel-2-deploying.png")
-    version.locator(".pyml-status-running, .pyml-job-failed, .pyml-error").first.wait_for(timeout=900_000)
+    version.locator(".pyml-job .pyml-log summary").first.click()
+    _shot(panel, "panel-2-building.png")
+    version.locator(".pyml-image-built, .pyml-job-failed, .pyml-error").first.wait_for(timeout=900_000)
     _no_error(version)
-    assert version.locator(".pyml-image-built").count() == 1
-    assert version.locator(".pyml-endpoint a").inner_text().startswith("http://127.0.0.1:")
-    _shot(panel, "panel-3-running.png")
+    version.locator(".pyml-image-built").wait_for()
 
-    # Test: the sample through the notebook and the container, every row matching (in a wider sidebar, as a
-    # user would drag it to read the table)
-    _widen_sidebar(page, panel, 520)
+    # Test on every target (in a wider sidebar, as a user would drag it to read the table): the container is
+    # deployed on the way, and the table has a column group per target with every row matching
+    _widen_sidebar(page, panel, 900)
     version.locator(".pyml-test").click()
-    rows = version.locator(".pyml-parity-row")
-    version.locator(".pyml-parity-row, .pyml-error").first.wait_for(timeout=300_000)
+    version.locator(".pyml-parity-row, .pyml-error").first.wait_for(timeout=900_000)
     _no_error(version)
+    rows = version.locator(".pyml-parity-row")
     assert rows.count() == len(SAMPLE)
-    assert version.locator(".pyml-parity-row.pyml-row-match").count() == len(SAMPLE)
     assert version.locator(".pyml-parity-row.pyml-row-mismatch").count() == 0
     assert version.locator(".pyml-parity-summary").inner_text().startswith("✓")
-    _shot(panel, "panel-4-tested.png")
+    groups = version.locator(".pyml-parity-group").all_inner_texts()
+    assert groups == ["input", "notebook", "fresh process", "container (HTTP)", "container (gRPC)", "Spark"]
+    statuses = {t.get_attribute("data-key"): t.locator(".pyml-target-status").inner_text()
+                for t in version.locator(".pyml-target").all()}
+    assert statuses == {"fresh_process": "match", "http": "match", "grpc": "match", "spark": "match"}, statuses
+    version.locator(".pyml-status-running").wait_for(timeout=60_000)  # visible without a manual refresh
+
+    # the container's recent log lines
+    version.locator(".pyml-logs-toggle").click()
+    version.locator(".pyml-container-log").wait_for()
+    page.wait_for_function("document.querySelector('.pyml-container-log').textContent.length > 0")
+    _shot(panel, "panel-3-tested.png")
+
+    # Promote v2 to champion: the gates pass, the alias shows on v2 without a manual refresh
+    version.locator(".pyml-promote").click()
+    version.locator(".pyml-promoted, .pyml-job-failed, .pyml-error").first.wait_for(timeout=600_000)
+    _no_error(version)
+    assert "@champion → v2" in version.locator(".pyml-promoted").inner_text()
+    version.locator(".pyml-alias").wait_for(timeout=60_000)
+    assert version.locator(".pyml-alias").inner_text() == "@champion"
+
+    # Push to the registry of the settings: the version tag and the alias tag
+    version.locator(".pyml-push").click()
+    version.locator(".pyml-pushed, .pyml-job-failed, .pyml-error").first.wait_for(timeout=600_000)
+    _no_error(version)
+    pushed = version.locator(".pyml-pushed").inner_text()
+    assert f"{lab['registry']}/pyml/{lab['name']}:2" in pushed and ":champion" in pushed
+    _shot(panel, "panel-4-promoted-pushed.png")
 
     # the same in the dark theme
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
     page.wait_for_timeout(500)
-    _shot(panel, "panel-5-tested-dark.png")
+    _shot(panel, "panel-5-pushed-dark.png")
 
     # Stop: the container goes away
     version.locator(".pyml-stop").click()
     version.locator(".pyml-status-not-deployed").wait_for(timeout=120_000)
-    assert version.locator(".pyml-test").count() == 0
+    assert version.locator(".pyml-container-log").count() == 0
     _shot(panel, "panel-6-stopped-dark.png")
     assert api.deployments() == [] or all(d.name != lab["name"] for d in api.deployments())
+
+
+def test_the_settings_editor_holds_the_registry_and_default_resources():
+    schema = json.loads((REPO / "labextension" / "schema" / "plugin.json").read_text())
+    assert {"registry", "memory", "pidsLimit", "refreshInterval"} <= set(schema["properties"])
+    package = json.loads((REPO / "labextension" / "package.json").read_text())
+    assert package["jupyterlab"]["schemaDir"] == "schema"
+    assert (BUILT_EXTENSION / "schemas" / "pyml_jupyter" / "plugin.json").is_file()

@@ -138,9 +138,9 @@ def test_html_and_text_reprs_of_a_registered_model_and_the_model_list(store):
     from pyml_jupyter.displays import ModelTable
 
     registered = store["registered"]
-    assert_no_secret("RegisteredModel._repr_html_", registered._repr_html_())
+    assert_no_secret("ModelVersion._repr_html_", registered._repr_html_())
     assert "http://***@127.0.0.1" in registered._repr_html_()  # the MLflow UI link is kept, without credentials
-    assert_no_secret("RegisteredModel repr", repr(registered))
+    assert_no_secret("ModelVersion repr", repr(registered))
     models = api.list_models()
     assert_no_secret("list_models", json.dumps([m.to_dict() for m in models], default=str))
     table = ModelTable(models)

@@ -67,16 +67,16 @@ def notebook(store, shell):
 # -- what register() returns ------------------------------------------------------------------------------------
 
 
-def test_register_returns_the_name_version_run_id_and_model_uri(churn, store):
+def test_register_returns_the_model_version_with_its_run_id_uri_and_contract_status(churn, store):
     registered = churn.registered
 
     assert registered.name.startswith("churn-")
     assert registered.version == 1
     assert len(registered.run_id) == 32
     assert registered.uri == f"models:/{registered.name}/1"
-    assert registered.status == "passed"
+    assert registered.contract_status == "passed"
     assert registered.report.ok
-    assert repr(registered).startswith(f"RegisteredModel(models:/{registered.name}/1, run_id=")
+    assert repr(registered).startswith(f"ModelVersion(models:/{registered.name}/1, run_id=")
 
 
 def test_registering_the_same_name_again_creates_version_2(notebook):

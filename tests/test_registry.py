@@ -95,7 +95,7 @@ def test_a_refused_push_removes_its_tags_and_reports_nothing_pushed(store, reado
 
 
 def test_a_version_without_an_image_is_not_found(store, image_registry):  # noqa: F811
-    with pytest.raises(NotFound, match="has no image on this Docker engine: build it first"):
+    with pytest.raises(NotFound, match="has no image on this Docker engine to push"):
         api.push(f"{store['name']}/2", image_registry)
 
 

@@ -26,6 +26,17 @@ class Doubler(DataFrameModel):
         return pd.DataFrame({"y": df["x"] * 2.0 + 1.0}, index=df.index)
 
 
+class Breaker(DataFrameModel):
+    """Raises, naming its process, when PYML_TEST_BREAK_MODEL is set: a model's own fault, found where it runs."""
+
+    def predict(self, df):
+        import os
+
+        if os.environ.get("PYML_TEST_BREAK_MODEL"):
+            raise ValueError(f"broke in process {os.getpid()}")
+        return pd.DataFrame({"y": df["x"]}, index=df.index)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A fresh sqlite MLflow store (artifacts and package cache beside it) with one registered model."""
@@ -37,7 +48,9 @@ def store(tmp_path_factory):
         mp.delenv("PYML_MLFLOW_UI", raising=False)
         name = f"doubler_{uuid.uuid4().hex[:8]}"
         api.register(Doubler, name, pd.DataFrame({"x": [1.0, 2.0, 3.5]}))
-        yield {"root": root, "name": name}
+        breaker = f"breaker_{uuid.uuid4().hex[:8]}"
+        api.register(Breaker, breaker, pd.DataFrame({"x": [1.0, 2.0]}))
+        yield {"root": root, "name": name, "breaker": breaker}
         _remove_images(name)
 
 
@@ -117,7 +130,7 @@ async def test_models_lists_the_registered_versions(store, fetch_json):
     (version,) = model["versions"]
     assert version["version"] == 1
     assert version["contract_status"] == "passed"
-    assert version["model_uri"] == f"models:/{store['name']}/1"
+    assert version["uri"] == f"models:/{store['name']}/1"
     assert model["mlflow_ui_url"] is None  # a sqlite store has no UI to link to
 
 
@@ -137,6 +150,7 @@ ROUTES = [
     ("GET", "pyml/deployments"),
     ("DELETE", "pyml/deployments/some_model"),
     ("DELETE", "pyml/deployments/some_model/1"),
+    ("GET", "pyml/deployments/some_model/1/logs"),
     ("GET", "pyml/jobs"),
     ("GET", "pyml/jobs/0123abcd"),
     ("POST", "pyml/tests"),
@@ -252,6 +266,51 @@ async def test_testing_an_unknown_model_is_a_404(store, fetch_json):
     status, payload = await fetch_json("tests", method="POST", body={"ref": "no_such_model_xyz/1"})
     assert status == 404
     assert payload["error"] == "not_found"
+    assert payload["message"].endswith("Register it from a notebook with %pyml_register, then refresh the panel.")
+
+
+async def test_a_sample_that_does_not_match_the_schema_fails_the_test_job_with_422_and_the_problems(store, fetch_json):
+    name = f"doubler_{uuid.uuid4().hex[:8]}"
+    api.register(Doubler, name, pd.DataFrame({"x": [1.0, 2.0]}))
+    sample = api.package_path(name) / "sample.json"  # the stored sample, edited by hand into the wrong shape
+    sample.write_text(json.dumps({"columns": ["z"], "data": [[1.0]]}))
+
+    status, job = await fetch_json("tests", method="POST", body={"ref": name, "target": "container"})
+    assert status == 202
+    job = await _poll(fetch_json, job["id"], timeout=120)
+
+    assert job["state"] == "failed"
+    error = job["error"]
+    assert error["error"] == "invalid_input" and error["status"] == 422
+    assert "'x'" in error["message"]
+    assert [p["field"] for p in error["details"]["problems"]] == ["x"]
+
+
+async def test_a_test_runs_as_a_job_in_a_child_process_and_a_failing_model_is_a_422(store, fetch_json,
+                                                                                    monkeypatch):
+    import os
+
+    monkeypatch.setenv("PYML_TEST_BREAK_MODEL", "1")
+    status, job = await fetch_json("tests", method="POST", body={"ref": store["breaker"], "target": "all"})
+    assert status == 202 and job["kind"] == "test" and job["ref"] == f"{store['breaker']}/1"
+    job = await _poll(fetch_json, job["id"], timeout=120)
+    assert job["state"] == "failed"
+    assert job["error"]["error"] == "model_failed" and job["error"]["status"] == 422
+    assert "broke in process" in job["error"]["message"]
+    assert f"broke in process {os.getpid()}" not in job["error"]["message"]  # not in the Jupyter server
+
+
+async def test_a_test_of_an_unknown_target_is_a_400_naming_the_field(store, fetch_json):
+    status, payload = await fetch_json("tests", method="POST", body={"ref": store["name"], "target": "gpu"})
+    assert status == 400 and "target" in payload["message"]
+
+
+async def test_logs_of_a_version_without_a_container_is_a_404_and_a_bad_tail_a_400(store, fetch_json):
+    status, payload = await fetch_json("deployments", store["name"], "1", "logs", params={"tail": "many"})
+    assert status == 400 and "tail" in payload["message"]
+    if docker_available():
+        status, payload = await fetch_json("deployments", store["breaker"], "1", "logs")
+        assert status == 404 and "deploy it first" in payload["message"]
 
 
 async def test_jobs_lists_the_jobs_newest_first(jp_serverapp, fetch_json):
@@ -365,13 +424,28 @@ async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
         assert version["image"] is not None
         assert version["deployment"]["status"] == "running"
 
-        status, report = await fetch_json("tests", method="POST", body={"ref": ref}, request_timeout=300)
-        assert status == 200, report
+        status, logs = await fetch_json("deployments", store["name"], "1", "logs", params={"tail": "5"})
+        assert status == 200 and isinstance(logs["lines"], list) and len(logs["lines"]) <= 5
+
+        status, tested = await fetch_json("tests", method="POST", body={"ref": ref, "target": "container"})
+        assert status == 202 and tested["kind"] == "test"
+        tested = await _poll(fetch_json, tested["id"], timeout=300)
+        assert tested["state"] == "succeeded", tested["error"]
+        report = tested["result"]
         assert report["ok"] is True
         assert report["target"] == "container"
         assert report["n_rows"] == 3 and report["n_mismatched"] == 0
         assert report["rows"]["columns"] == ["x", "y (notebook)", "y (container)", "|diff|", "match"]
         assert [row[-1] for row in report["rows"]["data"]] == ["✓", "✓", "✓"]
+
+        status, tested = await fetch_json("tests", method="POST", body={"ref": ref})  # every target by default
+        tested = await _poll(fetch_json, tested["id"], timeout=600)
+        assert tested["state"] == "succeeded", tested["error"]
+        table = tested["result"]
+        assert [t["key"] for t in table["targets"]] == ["notebook", "fresh_process", "http", "grpc", "spark"]
+        assert all(t["status"] == "match" for t in table["targets"]), table["targets"]
+        assert table["ok"] is True and len(table["table"]["data"]) == 3
+        assert tested["progress"]["stage"] == "comparing"
 
         status, body = await fetch_json("deployments", store["name"], "1", method="DELETE")
         assert status == 200

@@ -32,7 +32,7 @@ def notebook(store, shell):
 
 @pytest.fixture(scope="module")
 def registered(store, ipython):
-    """The churn model registered twice under one name: ``(name, [RegisteredModel v1, v2])``."""
+    """The churn model registered twice under one name: ``(name, [ModelVersion v1, v2])``."""
     ipython.reset(new_session=False)
     run(ipython, CHURN_NOTEBOOK)
     name = unique_name("tracked")
@@ -52,9 +52,9 @@ def test_a_registered_version_has_its_uri_reference_and_contract_status(register
 
     assert (second.name, second.version) == (name, 2)
     assert second.uri == f"models:/{name}/2" and second.ref == f"{name}/2"
-    assert second.status == "passed"
+    assert second.contract_status == "passed"
     assert second.to_dict()["uri"] == second.uri
-    assert repr(second).startswith(f"RegisteredModel(models:/{name}/2, run_id={second.run_id}")
+    assert repr(second).startswith(f"ModelVersion(models:/{name}/2, run_id={second.run_id}")
 
 
 def test_resolve_version_finds_the_latest_or_the_one_asked_for(registered):
@@ -64,11 +64,14 @@ def test_resolve_version_finds_the_latest_or_the_one_asked_for(registered):
     assert int(tracking.resolve_version(name, 1).version) == 1
 
 
-def test_an_unknown_model_or_version_is_not_found_and_says_how_to_register(registered):
+def test_an_unknown_model_or_version_is_not_found_with_the_register_hint(registered):
+    from pyml_jupyter.errors import HINT_REGISTER
+
     name, _ = registered
 
-    with pytest.raises(NotFound, match="register it with %pyml_register"):
+    with pytest.raises(NotFound, match="is not registered in") as missing:
         tracking.resolve_version(unique_name("missing"))
+    assert missing.value.hint == HINT_REGISTER  # each face words "register it" itself
     with pytest.raises(NotFound, match=f"'{name}/7' is not registered"):
         tracking.resolve_version(name, 7)
 

@@ -70,8 +70,8 @@ MIX = {
     "v2": (10, True, "POST", "/v2/models/" + NAME + "/infer", v2, JSON, {}),
     "bad-json": (5, False, "POST", "/invocations", lambda r: b'{"dataframe_split": {', JSON, {}),
     "wrong-type": (5, False, "POST", "/invocations",
-                   lambda r: json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [["x", 1.0, "nice"]]}}).encode(),
-                   JSON, {}),
+                   lambda r: json.dumps({"dataframe_split": {"columns": COLUMNS,
+                                                             "data": [["x", 1.0, "nice"]]}}).encode(), JSON, {}),
     "missing-column": (5, False, "POST", "/invocations",
                        lambda r: json.dumps({"dataframe_records": [{"x1": 1, "city": "nice"}]}).encode(), JSON, {}),
     "content-type": (3, False, "POST", "/invocations", lambda r: b"x1,x2\n1,2", "application/xml", {}),
@@ -88,6 +88,7 @@ class Totals:
         self.valid_5xx = 0
         self.invalid_not_4xx = 0
         self.connection_errors: Counter = Counter()
+        self.error_times: list[float] = []  # wall-clock seconds of each connection error
         self.latencies: list[float] = []
 
 
@@ -119,6 +120,7 @@ def client_loop(port: int, seed: int, stop: threading.Event, totals: Totals) -> 
         except (OSError, http.client.HTTPException) as exc:
             with totals.lock:
                 totals.connection_errors[type(exc).__name__] += 1
+                totals.error_times.append(time.time())
             if connection is not None:
                 connection.close()
             connection = None
@@ -148,7 +150,7 @@ def deploy(package: Path):
     from pyml_jupyter.images.builder import build_image
 
     info = build_image(package, name=NAME, version="1", run_id="soak")
-    return run_deployment(info, name=NAME, version="1", settings=ContainerSettings.build(token=TOKEN), timeout=180)
+    return run_deployment(info, name=NAME, version=1, settings=ContainerSettings.build(token=TOKEN), timeout=180)
 
 
 def soak(args) -> dict:
@@ -172,7 +174,11 @@ def soak(args) -> dict:
         for thread in threads:
             thread.start()
         while time.monotonic() - started < args.duration:
-            samples.append((time.monotonic() - started, container_rss(container)))
+            try:
+                samples.append((time.monotonic() - started, container_rss(container)))
+            except docker.errors.NotFound:  # removed from outside (another client of the same engine)
+                raise SystemExit(f"the container was removed from outside after {time.monotonic() - started:.0f} s "
+                                 f"(another client of this Docker engine); rerun") from None
             time.sleep(min(5.0, max(0.5, args.duration / 20)))
         stop.set()
         for thread in threads:
@@ -196,7 +202,8 @@ def soak(args) -> dict:
             "growth": (end - base) / base, "p50_ms": statistics.median(latencies) * 1e3 if latencies else 0,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else 0,
             "load_start": load_start, "load_end": os.getloadavg(), "memory_limit": limits.get("Memory"),
-            "pids_limit": limits.get("PidsLimit"), "oom": oom, "cpus": os.cpu_count()}
+            "pids_limit": limits.get("PidsLimit"), "oom": oom, "cpus": os.cpu_count(),
+            "error_times": [time.strftime("%H:%M:%S", time.gmtime(t)) for t in totals.error_times]}
 
 
 def render(r: dict) -> str:
@@ -223,7 +230,7 @@ def render(r: dict) -> str:
               f"{' '.join(f'{x:.1f}' for x in r['load_start'])} at the start and "
               f"{' '.join(f'{x:.1f}' for x in r['load_end'])} at the end (other work shared the machine)."]
     if r["connection_errors"]:
-        lines.append(f"Connection errors: {r['connection_errors']}.")
+        lines.append(f"Connection errors: {r['connection_errors']}, at (UTC) {', '.join(r['error_times'])}.")
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { pymlIcon } from './icons';
 import { PymlModel } from './model';
@@ -8,25 +9,47 @@ import { IDeployOptions } from './tokens';
 
 namespace CommandIDs {
   export const refresh = 'pyml:refresh';
+  export const build = 'pyml:build';
   export const deploy = 'pyml:deploy';
   export const test = 'pyml:test';
+  export const promote = 'pyml:promote';
+  export const push = 'pyml:push';
   export const stop = 'pyml:stop';
 }
 
 /**
  * Wire the model, the sidebar panel and the commands; all behaviour lives in model.ts and components/.
  */
+const PLUGIN_ID = 'pyml_jupyter:plugin';
+
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'pyml_jupyter:plugin',
+  id: PLUGIN_ID,
   description: 'A sidebar listing registered models, with one-button deploy and test predictions.',
   autoStart: true,
-  optional: [ICommandPalette, ILayoutRestorer],
-  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
+  optional: [ICommandPalette, ILayoutRestorer, ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    settingRegistry: ISettingRegistry | null
+  ) => {
     const model = new PymlModel();
     const panel = new PymlPanel(model);
     app.shell.add(panel, 'left', { rank: 950 });
     if (restorer) {
       restorer.add(panel, 'pyml-panel');
+    }
+    model.startAutoRefresh();
+    if (settingRegistry) {
+      // registry, default resources and refresh interval, from JupyterLab's settings editor
+      void settingRegistry
+        .load(PLUGIN_ID)
+        .then(settings => {
+          const apply = () => model.setSettings(settings.composite as any);
+          apply();
+          settings.changed.connect(apply);
+        })
+        .catch(reason => console.warn('pyml: could not load the settings', reason));
     }
 
     /** The `ref` argument, or ask for one among the known versions. */
@@ -46,6 +69,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       icon: pymlIcon,
       execute: () => model.refresh()
     });
+    app.commands.addCommand(CommandIDs.build, {
+      label: 'pyml: Build Model Image…',
+      execute: async args => {
+        const ref = await refArg(args, 'Build the image of which model version?');
+        if (ref) {
+          app.shell.activateById(panel.id);
+          return model.build(ref);
+        }
+      }
+    });
     app.commands.addCommand(CommandIDs.deploy, {
       label: 'pyml: Deploy Model…',
       execute: async args => {
@@ -59,12 +92,32 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     app.commands.addCommand(CommandIDs.test, {
-      label: 'pyml: Test Model Predictions…',
+      label: 'pyml: Test Model on Every Target…',
       execute: async args => {
-        const ref = await refArg(args, 'Test which deployed model version?');
+        const ref = await refArg(args, 'Test which model version?');
         if (ref) {
           app.shell.activateById(panel.id);
           return model.test(ref);
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.promote, {
+      label: 'pyml: Promote Model Version to champion…',
+      execute: async args => {
+        const ref = await refArg(args, 'Promote which model version to champion?');
+        if (ref) {
+          app.shell.activateById(panel.id);
+          return model.promote(ref, typeof args.alias === 'string' ? args.alias : 'champion');
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.push, {
+      label: 'pyml: Push Model Image to the Registry…',
+      execute: async args => {
+        const ref = await refArg(args, 'Push the image of which model version?');
+        if (ref) {
+          app.shell.activateById(panel.id);
+          return model.push(ref);
         }
       }
     });

@@ -7,22 +7,34 @@ import {
   IDeployOptions,
   IJob,
   IJobsReply,
-  IModel,
+  ILogsReply,
+  IRegisteredModel,
   IModelVersion,
   IModelsReply,
-  IParityReport,
+  IParityTable,
+  ISettings,
   IStopReply,
+  JobKind,
   refOf
 } from './tokens';
 
 /** How often a running job is polled (ms). */
 export const DEFAULT_POLL_INTERVAL = 1000;
 
-/** The state of test predictions for one version. */
+/** The settings before the settings editor says otherwise (schema/plugin.json holds the same defaults). */
+export const DEFAULT_SETTINGS: ISettings = { registry: '', memory: '', pidsLimit: null, refreshInterval: 5000 };
+
+/** The state of an all-targets test of one version: its job, then the table (or why there is none). */
 export interface ITestState {
   running: boolean;
-  report: IParityReport | null;
+  table: IParityTable | null;
   error: string | null;
+  job: IJob | null;
+}
+
+/** Jobs are remembered per version and slot: a build or deployment (`work`), a test, a promotion, a push. */
+function jobKey(kind: JobKind, ref: string): string {
+  return `${kind === 'build' || kind === 'deploy' ? 'work' : kind} ${ref}`;
 }
 
 /**
@@ -40,7 +52,7 @@ export class PymlModel implements IDisposable {
     return this._changed;
   }
 
-  get models(): ReadonlyArray<IModel> {
+  get models(): ReadonlyArray<IRegisteredModel> {
     return this._models;
   }
 
@@ -82,19 +94,81 @@ export class PymlModel implements IDisposable {
     return model.versions.find(v => v.version === wanted) ?? null;
   }
 
-  /** The latest job (running or finished) started for `ref`. */
+  /** The latest build or deployment job (running or finished) started for `ref`. */
   jobFor(ref: string): IJob | null {
-    return this._jobs.get(ref) ?? null;
+    return this._jobs.get(jobKey('build', ref)) ?? null;
   }
 
   /** True while a build or deployment of `ref` runs. */
   isBusy(ref: string): boolean {
-    const job = this._jobs.get(ref);
+    const job = this.jobFor(ref);
     return !!job && isActive(job);
   }
 
+  /** The latest test of `ref`: running, or its table, or why it failed; null when never tested. */
   testFor(ref: string): ITestState | null {
-    return this._tests.get(ref) ?? null;
+    const job = this._jobs.get(jobKey('test', ref)) ?? null;
+    if (!job) {
+      return null;
+    }
+    return {
+      running: isActive(job),
+      table: job.state === 'succeeded' ? (job.result as IParityTable) : null,
+      error: job.state === 'failed' ? job.error?.message ?? 'The test failed.' : null,
+      job
+    };
+  }
+
+  get settings(): ISettings {
+    return this._settings;
+  }
+
+  /** Apply the settings editor's values (registry, default resources, refresh interval). */
+  setSettings(settings: Partial<ISettings>): void {
+    this._settings = { ...this._settings, ...settings };
+    if (this._refreshTimer !== null) {
+      this.startAutoRefresh();
+    }
+    this._changed.emit();
+  }
+
+  /**
+   * Reload models (and open container logs) every `settings.refreshInterval` ms, so a state change made
+   * elsewhere (a notebook, a terminal) shows without a manual refresh; 0 turns it off.
+   */
+  startAutoRefresh(): void {
+    this.stopAutoRefresh();
+    const every = this._settings.refreshInterval;
+    if (every > 0) {
+      this._refreshTimer = setInterval(() => {
+        if (!this._refreshing) {
+          void this.refresh();
+        }
+      }, every);
+    }
+  }
+
+  stopAutoRefresh(): void {
+    if (this._refreshTimer !== null) {
+      clearInterval(this._refreshTimer);
+      this._refreshTimer = null;
+    }
+  }
+
+  /** The container's recent log lines of `ref`, when its log is open. */
+  logsFor(ref: string): string[] | null {
+    return this._logsOpen.has(ref) ? this._logs.get(ref) ?? [] : null;
+  }
+
+  /** Show or hide the container log of `ref` (fetched now, and again at every refresh while open). */
+  async toggleLogs(ref: string): Promise<void> {
+    if (this._logsOpen.delete(ref)) {
+      this._changed.emit();
+      return;
+    }
+    this._logsOpen.add(ref);
+    this._changed.emit();
+    await this._loadLogs(ref);
   }
 
   /** The last failed action on `ref` (a rejected request, a failed stop), or null. */
@@ -120,6 +194,7 @@ export class PymlModel implements IDisposable {
       this._adoptJobs(jobs.jobs);
       this._error = null;
       this._loaded = true;
+      await Promise.all([...this._logsOpen].map(ref => this._loadLogs(ref)));
     } catch (reason) {
       this._error =
         (reason as { code?: string }).code === 'http_404'
@@ -137,38 +212,59 @@ export class PymlModel implements IDisposable {
    * memory and pids limits, allowed hosts, token) go to the server as they are; it checks them. */
   deploy(ref: string, options: IDeployOptions = {}): Promise<IJob | null> {
     const body: { ref: string } & IDeployOptions = { ref };
+    // the settings editor's default resources, unless the call says otherwise
+    if (this._settings.memory) {
+      body.memory = this._settings.memory;
+    }
+    if (this._settings.pidsLimit) {
+      body.pids_limit = this._settings.pidsLimit;
+    }
     for (const [key, value] of Object.entries(options)) {
       if (value !== undefined) {
         (body as any)[key] = value;
       }
     }
-    return this._startJob(ref, 'deployments', body);
+    return this._startJob(ref, 'deployments', body, 'deploy');
   }
 
-  /** Start (or join) an image build of `ref`. */
+  /** Start (or join) an image build of `ref`; its log streams into the job. */
   build(ref: string): Promise<IJob | null> {
-    return this._startJob(ref, 'builds', { ref });
+    return this._startJob(ref, 'builds', { ref }, 'build');
   }
 
-  /** Send the version's sample through the notebook and the container and compare. */
-  async test(ref: string): Promise<IParityReport | null> {
-    this._errors.delete(ref);
-    const previous = this._tests.get(ref);
-    this._tests.set(ref, { running: true, report: previous?.report ?? null, error: null });
-    this._changed.emit();
-    try {
-      const report = await requestAPI<IParityReport>('tests', {
-        method: 'POST',
-        body: JSON.stringify({ ref })
-      });
-      this._tests.set(ref, { running: false, report, error: null });
-      return report;
-    } catch (reason) {
-      this._tests.set(ref, { running: false, report: null, error: messageOf(reason) });
-      return null;
-    } finally {
+  /**
+   * Test `ref` on every target (this process, a fresh process, the container over HTTP and gRPC, Spark): a
+   * job on the server, polled until its table arrives (see `testFor`).
+   */
+  test(ref: string): Promise<IJob | null> {
+    return this._startJob(ref, 'tests', { ref, target: 'all' }, 'test');
+  }
+
+  /**
+   * Point `alias` (default `champion`) at `ref` behind the server's gates (contract passed, parity on the
+   * stored sample): a job whose result lists the gates, or whose error says which gate refused.
+   */
+  promote(ref: string, alias = 'champion'): Promise<IJob | null> {
+    return this._startJob(ref, 'aliases', { ref, alias }, 'promote');
+  }
+
+  /** Push the image of `ref` (and its alias tags) to the registry of the settings: a job with progress. */
+  async push(ref: string): Promise<IJob | null> {
+    const registry = this._settings.registry.trim();
+    if (!registry) {
+      this._errors.set(
+        ref,
+        'Set the image registry first: Settings → Settings Editor → pyml → Image registry (e.g. 127.0.0.1:5000).'
+      );
       this._changed.emit();
+      return null;
     }
+    return this._startJob(ref, 'pushes', { ref, registry }, 'push');
+  }
+
+  /** The latest promotion or push job of `ref`. */
+  actionFor(ref: string, kind: 'promote' | 'push'): IJob | null {
+    return this._jobs.get(jobKey(kind, ref)) ?? null;
   }
 
   /** Stop the container(s) of `ref` (`NAME/VERSION`, or `NAME` for every version). */
@@ -179,7 +275,7 @@ export class PymlModel implements IDisposable {
     try {
       const path = ref.split('/').map(encodeURIComponent).join('/');
       await requestAPI<IStopReply>(`deployments/${path}`, { method: 'DELETE' });
-      this._tests.delete(ref);
+      this._logsOpen.delete(ref);
       return true;
     } catch (reason) {
       this._errors.set(ref, messageOf(reason));
@@ -200,6 +296,7 @@ export class PymlModel implements IDisposable {
       return;
     }
     this._isDisposed = true;
+    this.stopAutoRefresh();
     if (this._timer !== null) {
       clearTimeout(this._timer);
       this._timer = null;
@@ -207,7 +304,18 @@ export class PymlModel implements IDisposable {
     Signal.clearData(this);
   }
 
-  private async _startJob(ref: string, endPoint: string, body: object): Promise<IJob | null> {
+  private async _loadLogs(ref: string): Promise<void> {
+    try {
+      const path = ref.split('/').map(encodeURIComponent).join('/');
+      const reply = await requestAPI<ILogsReply>(`deployments/${path}/logs`);
+      this._logs.set(ref, reply.lines);
+    } catch (reason) {
+      this._logs.set(ref, [`(no log: ${messageOf(reason)})`]);
+    }
+    this._changed.emit();
+  }
+
+  private async _startJob(ref: string, endPoint: string, body: object, kind: JobKind): Promise<IJob | null> {
     this._errors.delete(ref);
     this._changed.emit();
     try {
@@ -215,7 +323,7 @@ export class PymlModel implements IDisposable {
         method: 'POST',
         body: JSON.stringify(body)
       });
-      this._jobs.set(ref, job);
+      this._jobs.set(jobKey(kind, ref), job);
       this._schedulePoll();
       return job;
     } catch (reason) {
@@ -229,12 +337,13 @@ export class PymlModel implements IDisposable {
   private _adoptJobs(jobs: IJob[]): void {
     // the server lists newest first; keep the newest job per ref
     for (const job of [...jobs].reverse()) {
-      const known = this._jobs.get(job.ref);
+      const key = jobKey(job.kind, job.ref);
+      const known = this._jobs.get(key);
       if (known && known.id === job.id && !isActive(known)) {
         continue; // already final, with its full log (the list carries only a short tail)
       }
       if (!known || known.created <= job.created) {
-        this._jobs.set(job.ref, job);
+        this._jobs.set(key, job);
       }
     }
   }
@@ -257,17 +366,17 @@ export class PymlModel implements IDisposable {
     const active = [...this._jobs.entries()].filter(([, job]) => isActive(job));
     let finished = false;
     await Promise.all(
-      active.map(async ([ref, job]) => {
+      active.map(async ([key, job]) => {
         try {
           const fresh = await requestAPI<IJob>(`jobs/${encodeURIComponent(job.id)}`);
-          if (this._jobs.get(ref)?.id === job.id) {
-            this._jobs.set(ref, fresh);
+          if (this._jobs.get(key)?.id === job.id) {
+            this._jobs.set(key, fresh);
             finished = finished || !isActive(fresh);
           }
         } catch (reason) {
           if ((reason as { status?: number }).status === 404) {
             // the server forgot it (restarted): stop polling and say so
-            this._jobs.set(ref, {
+            this._jobs.set(key, {
               ...job,
               state: 'failed',
               error: { error: 'not_found', message: 'The server no longer knows this job (was it restarted?).' }
@@ -290,14 +399,17 @@ export class PymlModel implements IDisposable {
   }
 
   private _changed = new Signal<this, void>(this);
-  private _models: IModel[] = [];
+  private _models: IRegisteredModel[] = [];
   private _config: IConfig | null = null;
   private _error: string | null = null;
   private _refreshing = false;
   private _loaded = false;
   private _jobs = new Map<string, IJob>();
-  private _tests = new Map<string, ITestState>();
   private _errors = new Map<string, string>();
+  private _logs = new Map<string, string[]>();
+  private _logsOpen = new Set<string>();
+  private _settings: ISettings = { ...DEFAULT_SETTINGS };
+  private _refreshTimer: ReturnType<typeof setInterval> | null = null;
   private _stopping = new Set<string>();
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _pollInterval: number;

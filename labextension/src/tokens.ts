@@ -14,6 +14,7 @@ export interface IDeploymentState {
   url: string;
   status: string;
   container_id: string;
+  grpc_target?: string;
 }
 
 /** One registered version of a model and what exists for it downstream. */
@@ -22,14 +23,18 @@ export interface IModelVersion {
   run_id: string;
   created: number | null;
   contract_status: 'passed' | 'failed' | null;
-  model_uri: string;
+  /** `models:/NAME/VERSION` (older servers call it `model_uri`) */
+  uri?: string;
+  model_uri?: string;
   image: IImage | null;
   deployment: IDeploymentState | null;
   kind?: string | null;
+  /** MLflow registered-model aliases pointing at this version, e.g. `champion` */
+  aliases?: string[];
 }
 
 /** A registered model, versions newest first. */
-export interface IModel {
+export interface IRegisteredModel {
   name: string;
   latest_version: number | null;
   description?: string;
@@ -77,7 +82,7 @@ export interface IDeployOptions {
   token?: boolean;
 }
 
-export type JobKind = 'build' | 'deploy';
+export type JobKind = 'build' | 'deploy' | 'test' | 'promote' | 'push';
 /** `lost`: the Jupyter server restarted while the job ran; nothing runs it any more. */
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'lost';
 
@@ -115,9 +120,61 @@ export interface IParityReport {
   rows: { columns: string[]; data: unknown[][] };
 }
 
+/** One target's line of an all-targets parity run (pyml_jupyter/parity_table.py). */
+export interface ITargetResult {
+  key: 'notebook' | 'fresh_process' | 'http' | 'grpc' | 'spark' | string;
+  label: string;
+  status: 'match' | 'mismatch' | 'failed' | 'skipped';
+  ok: boolean;
+  reason: string;
+  summary: string;
+  latency: Record<string, number | Record<string, number>>;
+  latency_text: string;
+  n_mismatched: number | null;
+  max_abs_diff: number | string | null;
+  mismatched_columns: string[];
+  problems: string[];
+}
+
+/**
+ * The result of a `test` job with `target: "all"`: one table, a row per input row and a column group per
+ * target (`input`, `notebook`, then `fresh process`, `container (HTTP)`, `container (gRPC)`, `Spark`; a
+ * target's group holds its outputs, `|diff|` and `match`, or one `skipped`/`failed` column). `bad` lists the
+ * [row, column] cells that differ from the notebook.
+ */
+export interface IParityTable {
+  ok: boolean;
+  ref: string;
+  verdict: string;
+  latency_text: string;
+  rtol: number;
+  atol: number;
+  targets: ITargetResult[];
+  table: {
+    groups: { label: string; columns: string[] }[];
+    index: unknown[];
+    data: unknown[][];
+    bad: [number, number][];
+    mismatched_rows: number[];
+  };
+}
+
+/** `GET /pyml/deployments/NAME/VERSION/logs`. */
+export interface ILogsReply {
+  lines: string[];
+}
+
+/** What the settings editor holds (schema/plugin.json). */
+export interface ISettings {
+  registry: string;
+  memory: string;
+  pidsLimit: number | null;
+  refreshInterval: number;
+}
+
 /** Response bodies of the list endpoints. */
 export interface IModelsReply {
-  models: IModel[];
+  models: IRegisteredModel[];
 }
 export interface IJobsReply {
   jobs: IJob[];
@@ -127,6 +184,6 @@ export interface IStopReply {
 }
 
 /** `NAME/VERSION`, the reference every call uses. */
-export function refOf(name: string, version: number | string): string {
+export function refOf(name: string, version: number): string {
   return `${name}/${version}`;
 }

@@ -30,12 +30,14 @@ from .context import (
     sanitize_tag,
     sanitize_version,
 )
+from ..serving.loader import CONTRACT_FILE
+from . import labels as L
 from .wheelhouse import TargetPlatform, cache_dir, ensure_wheelhouse
 
 __all__ = ["ImageInfo", "build_image", "build_context", "docker_client", "find_image", "list_images", "identity_filters", "identity_tag",
            "remove_image", "prune_images", "probe_target", "MANAGED_LABEL"]
 
-MANAGED_LABEL = "pyml.managed"
+MANAGED_LABEL = L.MANAGED
 ENGINE_UNREACHABLE = "Docker engine not reachable: start dockerd or set DOCKER_HOST"
 BUILD_TIMEOUT = 3600  # seconds the engine may stay silent during one build step (a large pip install)
 
@@ -73,23 +75,23 @@ class ImageInfo:
 
     @property
     def name(self) -> str:
-        return self.labels.get("pyml.model", "")
+        return self.labels.get(L.MODEL, "")
 
     @property
-    def version(self) -> str:
-        return self.labels.get("pyml.version", "")
+    def version(self) -> int:
+        return L.label_version(self.labels)
 
     @property
     def run_id(self) -> str:
-        return self.labels.get("pyml.run_id", "")
+        return self.labels.get(L.RUN_ID, "")
 
     @property
     def digest(self) -> str:
-        return self.labels.get("pyml.digest", "")
+        return self.labels.get(L.DIGEST, "")
 
     @property
     def store(self) -> str:
-        return self.labels.get("pyml.store", "")
+        return self.labels.get(L.STORE, "")
 
     @property
     def short_id(self) -> str:
@@ -106,7 +108,7 @@ class ImageInfo:
         labels = dict((attrs.get("Config") or {}).get("Labels") or {})
         tags = image.tags or []
         return cls(tag=tag or (tags[0] if tags else ""), image_id=image.id, size_bytes=int(attrs.get("Size", 0)),
-                   labels=labels, base_image=labels.get("pyml.base_image", ""), created=attrs.get("Created", ""),
+                   labels=labels, base_image=labels.get(L.BASE_IMAGE, ""), created=attrs.get("Created", ""),
                    **extra)
 
     def __repr__(self) -> str:
@@ -342,17 +344,17 @@ def build_image(
     started = time.perf_counter()
     tag = sanitize_tag(name, version)
     package = Path(package_dir)
-    if not (package / "pyml.json").is_file():
-        raise NotFound(f"{package} is not a pyml model package (no pyml.json)")
+    if not (package / CONTRACT_FILE).is_file():
+        raise NotFound(f"{package} is not a pyml model package (no {CONTRACT_FILE})")
     client = docker_client(client, timeout=BUILD_TIMEOUT)
     base_image = base_image or default_base_image()
     labels = {
-        "pyml.model": validate_name(name),
-        "pyml.version": sanitize_version(version),
-        "pyml.run_id": run_id or "",
-        "pyml.digest": package_digest(package),
-        "pyml.store": store or "",
-        "pyml.base_image": base_image,
+        L.MODEL: validate_name(name),
+        L.VERSION: sanitize_version(version),
+        L.RUN_ID: run_id or "",
+        L.DIGEST: package_digest(package),
+        L.STORE: store or "",
+        L.BASE_IMAGE: base_image,
         MANAGED_LABEL: "true",
         "org.opencontainers.image.title": tag.rsplit(":", 1)[0],
         "org.opencontainers.image.version": sanitize_version(version),
@@ -419,9 +421,9 @@ def identity_filters(name: str | None = None, version: str | int | None = None, 
                      store: str | None = None, digest: str | None = None) -> list[str]:
     """Engine label filters for pyml images or containers: of one model (its exact name), version, run, store."""
     filters = [f"{MANAGED_LABEL}=true"]
-    for label, value in (("pyml.model", None if name is None else validate_name(name)),
-                         ("pyml.version", None if version is None else sanitize_version(version)),
-                         ("pyml.run_id", run_id), ("pyml.store", store), ("pyml.digest", digest)):
+    for label, value in ((L.MODEL, None if name is None else validate_name(name)),
+                         (L.VERSION, None if version is None else sanitize_version(version)),
+                         (L.RUN_ID, run_id), (L.STORE, store), (L.DIGEST, digest)):
         if value:
             filters.append(f"{label}={value}")
     return filters
@@ -438,7 +440,7 @@ def list_images(name: str | None = None, version: str | int | None = None, clien
     for image in images:
         labels = (image.attrs.get("Config") or {}).get("Labels") or {}
         try:
-            wanted = sanitize_tag(labels.get("pyml.model", ""), labels.get("pyml.version", ""))
+            wanted = sanitize_tag(labels.get(L.MODEL, ""), labels.get(L.VERSION, ""))
         except PymlError:
             wanted = ""
         out.append(ImageInfo.from_image(image, tag=wanted if wanted in (image.tags or []) else None))

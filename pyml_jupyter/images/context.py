@@ -32,6 +32,8 @@ from pathlib import Path
 
 from ..errors import BuildError, InvalidName
 from ..names import MAX_NAME_LENGTH, NAME_RULE, validate_name
+from ..serving.loader import CONTRACT_FILE
+from . import labels as L
 
 __all__ = [
     "BuildContext",
@@ -91,7 +93,7 @@ def sanitize_name(name: str) -> str:
         raise InvalidName(f"Model name {name!r} cannot be used for a Docker image: use {NAME_RULE}.{hint}") from exc
 
 
-def sanitize_version(version: str | int) -> str:
+def sanitize_version(version: int | str) -> str:
     """A model version as a Docker tag: ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`` (MLflow versions are integers)."""
     text = str(version).strip() if version is not None else ""
     if not _VERSION_RE.match(text):
@@ -102,7 +104,7 @@ def sanitize_version(version: str | int) -> str:
     return text
 
 
-def sanitize_tag(name: str, version: str | int) -> str:
+def sanitize_tag(name: str, version: int) -> str:
     """``pyml/<name>:<version>``, the image tag of a model version (see :func:`sanitize_name`)."""
     return f"{TAG_REPOSITORY}/{sanitize_name(name)}:{sanitize_version(version)}"
 
@@ -220,17 +222,13 @@ def _quote(value: str) -> str:
 # The libraries' own test suites (about a quarter of a scientific venv) are never imported when a model runs.
 _PRUNE_TESTS = f" && find {VENV_DIR}/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {{}} +\n"
 
-_ENV_FROM_LABELS = {"pyml.model": "PYML_MODEL_NAME", "pyml.version": "PYML_MODEL_VERSION", "pyml.run_id": "PYML_RUN_ID"}
+_ENV_FROM_LABELS = {L.MODEL: "PYML_MODEL_NAME", L.VERSION: "PYML_MODEL_VERSION", L.RUN_ID: "PYML_RUN_ID"}
 
 
-def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bool = True) -> str:
-    """The Dockerfile text. Pure: same arguments, same text."""
-    title = ""
-    if labels.get("pyml.model"):
-        title = f' for model "{labels["pyml.model"]}"' + (
-            f' version {labels["pyml.version"]}' if labels.get("pyml.version") else "")
+def _install_stage(wheelhouse: bool) -> str:
+    """The dependency stage's install step: offline from the rendered wheelhouse, or from the image's index."""
     if wheelhouse:
-        install = (
+        return (
             "# The wheels in ./wheels were resolved and downloaded on the build host, through its own package index,\n"
             "# proxy and certificates. This stage installs them offline (--no-index): it needs no network access and\n"
             "# no credentials, and none of the host's pip configuration is copied into the build. The libraries' own\n"
@@ -243,27 +241,38 @@ def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bo
             "        --requirement /tmp/pyml/requirements.txt \\\n"
             f"{_PRUNE_TESTS}"
         )
-    else:
-        install = (
-            "# No wheelhouse was rendered: this stage installs from the package index the base image's pip uses.\n"
-            "# The libraries' own test suites (tests/ folders, never imported by a served model) are removed.\n"
-            "COPY requirements.txt /tmp/pyml/requirements.txt\n"
-            f"RUN python -m venv --without-pip {VENV_DIR} \\\n"
-            f" && python -m pip --python {VENV_DIR}/bin/python install --no-cache-dir \\\n"
-            "        --disable-pip-version-check --requirement /tmp/pyml/requirements.txt \\\n"
-            f"{_PRUNE_TESTS}"
-        )
+    return (
+        "# No wheelhouse was rendered: this stage installs from the package index the base image's pip uses.\n"
+        "# The libraries' own test suites (tests/ folders, never imported by a served model) are removed.\n"
+        "COPY requirements.txt /tmp/pyml/requirements.txt\n"
+        f"RUN python -m venv --without-pip {VENV_DIR} \\\n"
+        f" && python -m pip --python {VENV_DIR}/bin/python install --no-cache-dir \\\n"
+        "        --disable-pip-version-check --requirement /tmp/pyml/requirements.txt \\\n"
+        f"{_PRUNE_TESTS}"
+    )
+
+
+def _per_version(labels: dict[str, str]) -> str:
+    """The ENV and LABEL lines of one model version, rendered last (they change with every version)."""
     label_lines = " \\\n      ".join(f"{_quote(k)}={_quote(v)}" for k, v in labels.items())
     env_pairs = [(env, labels[label]) for label, env in _ENV_FROM_LABELS.items() if labels.get(label)]
     env_lines = " \\\n    ".join(f"{k}={_quote(v)}" for k, v in env_pairs)
-    per_version = ""
-    if env_lines or label_lines:
-        per_version = "\n# What this image serves. Kept last: these change with every model version.\n"
-        if env_lines:
-            per_version += f"ENV {env_lines}\n"
-        if label_lines:
-            per_version += f"LABEL {label_lines}\n"
+    if not (env_lines or label_lines):
+        return ""
+    out = "\n# What this image serves. Kept last: these change with every model version.\n"
+    if env_lines:
+        out += f"ENV {env_lines}\n"
+    if label_lines:
+        out += f"LABEL {label_lines}\n"
+    return out
 
+
+def render_dockerfile(*, base_image: str, labels: dict[str, str], wheelhouse: bool = True) -> str:
+    """The Dockerfile text. Pure: same arguments, same text."""
+    title = ""
+    if labels.get(L.MODEL):
+        title = f' for model "{labels[L.MODEL]}"' + (f' version {labels[L.VERSION]}' if labels.get(L.VERSION) else "")
+    install, per_version = _install_stage(wheelhouse), _per_version(labels)
     return f"""\
 # Model serving image{title}, rendered by pyml_jupyter.
 #
@@ -387,8 +396,8 @@ def render_context(
     ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION`` and ``PYML_RUN_ID`` environment variables).
     """
     package = Path(package_dir)
-    if not (package / "pyml.json").is_file():
-        raise FileNotFoundError(f"{package} is not a pyml model package: it has no pyml.json")
+    if not (package / CONTRACT_FILE).is_file():
+        raise FileNotFoundError(f"{package} is not a pyml model package: it has no {CONTRACT_FILE}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: render a build context into a new folder")

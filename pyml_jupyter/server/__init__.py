@@ -28,7 +28,7 @@ def jobs_state_file(server_app) -> Path:
 def _load_jupyter_server_extension(server_app) -> None:
     """Create the job manager and register the ``/pyml/`` handlers on the server's web app."""
     from ..jobs import JobManager
-    from .handlers import setup_handlers
+    from .handlers import HINTS, setup_handlers
 
     import logging
 
@@ -39,7 +39,7 @@ def _load_jupyter_server_extension(server_app) -> None:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
     web_app = server_app.web_app
-    web_app.settings.setdefault("pyml_jobs", JobManager(state_file=jobs_state_file(server_app)))
+    web_app.settings.setdefault("pyml_jobs", JobManager(state_file=jobs_state_file(server_app), hints=HINTS))
     setup_handlers(web_app)
     server_app.log.info("pyml_jupyter: registered the /pyml/ REST handlers")
 

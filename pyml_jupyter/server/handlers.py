@@ -10,15 +10,17 @@ non-GET by ``APIHandler``)::
                                          build if needed, run the container (job)  -> 202 job
     GET    deployments                     running model containers                 -> {"deployments": [...]}
     DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
+    GET    deployments/NAME/VERSION/logs?tail=N   the container's recent log lines  -> {"lines": [...]}
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
-    POST   tests         {ref, target?}      test predictions: notebook vs container   -> parity report
+    POST   tests         {ref, target?}      parity test in a child process (job)       -> 202 job (result: report)
     POST   aliases       {ref, alias?, compare?}  promote behind the gates (job)       -> 202 job
     POST   pushes        {ref, registry}     push the version's image (job)            -> 202 job
     GET    config                          MLflow UI link, tracking URI, version
 
-Anything that blocks (MLflow queries, Docker calls, test predictions) runs in a worker thread so the Tornado
-loop keeps serving; builds and deployments run as jobs (:mod:`pyml_jupyter.jobs`) that the panel polls.
+Anything that blocks (MLflow queries, Docker calls) runs in a worker thread so the Tornado loop keeps serving;
+builds, deployments and tests run as jobs (:mod:`pyml_jupyter.jobs`) that the panel polls. A test runs in a
+child process (:mod:`pyml_jupyter.worker`): the server never loads a user's model nor starts a JVM.
 """
 
 from __future__ import annotations
@@ -33,14 +35,22 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .. import api
+from .. import api, worker
 from ..container_security import ContainerSettings
-from ..errors import PymlError
+from ..errors import HINT_BUILD, HINT_DEPLOYMENTS, HINT_PUSH, HINT_REGISTER, PymlError
 from ..jobs import Job, JobManager, error_dict
 from ..uris import redact
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[^/]+)"
+
+# What the panel's user can do next, by the core error's hint key (errors.with_hint).
+HINTS = {
+    HINT_REGISTER: "Register it from a notebook with %pyml_register, then refresh the panel.",
+    HINT_BUILD: "Deploy it from the panel: Deploy builds the image first.",
+    HINT_DEPLOYMENTS: "Refresh the panel to see which deployments run.",
+    HINT_PUSH: "Push it from a notebook with %pyml_push NAME/VERSION --registry HOST[:PORT].",
+}
 
 
 class BadRequest(PymlError):
@@ -101,7 +111,7 @@ class PymlHandler(APIHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, PymlError):
             self.set_status(exc.status)
-            payload = exc.to_dict()
+            payload = error_dict(exc, HINTS)
         elif isinstance(exc, tornado.web.HTTPError) or exc is None:
             message = redact((exc.log_message if exc is not None else None) or _phrase(status_code))
             payload = {"error": f"http_{status_code}", "message": message}
@@ -177,6 +187,18 @@ class DeploymentHandler(PymlHandler):
         self.write_json({"stopped": [d.to_dict() for d in stopped]})
 
 
+class DeploymentLogsHandler(PymlHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, name: str, version: str):
+        ref = f"{name}/{version}"
+        api.parse_ref(ref)
+        tail = self.get_query_argument("tail", "100")
+        if not tail.isdigit() or not 0 < int(tail) <= 10000:
+            raise BadRequest(f"tail must be a number of lines between 1 and 10000, not {tail!r}.")
+        self.write_json({"lines": await in_thread(api.logs, ref, int(tail))})
+
+
 class JobsHandler(PymlHandler):
     @tornado.web.authenticated
     @authorized
@@ -196,9 +218,13 @@ class TestsHandler(PymlHandler):
     @authorized
     async def post(self):
         body = self.json_body()
-        ref, target = self.body_ref(body), body.get("target", "container")
-        report = await in_thread(api.test, ref, target=target)
-        self.write_json(report.to_dict())
+        ref, target = self.body_ref(body), body.get("target", "all")
+        if target not in api.TEST_TARGETS:
+            raise BadRequest(f"target must be one of {', '.join(map(repr, api.TEST_TARGETS))}, not {target!r}.")
+        # keyed by the version the ref resolves to now (an unknown one is a 404 now, not a failed job later)
+        job = await self.submit("test", ref, lambda exact, p: worker.run_cli(["test", str(exact), "--target",
+                                                                              target], p))
+        self.write_job(job)
 
 
 def optional_text(body: dict[str, Any], key: str) -> str | None:
@@ -258,6 +284,7 @@ def setup_handlers(web_app) -> None:
             (route("deployments"), DeploymentsHandler),
             (route("deployments", NAME), DeploymentHandler),
             (route("deployments", NAME, VERSION), DeploymentHandler),
+            (route("deployments", NAME, VERSION, "logs"), DeploymentLogsHandler),
             (route("jobs"), JobsHandler),
             (route("jobs", r"(?P<job_id>[^/]+)"), JobHandler),
             (route("tests"), TestsHandler),

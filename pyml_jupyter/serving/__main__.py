@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.package:
         parser.error("give the model package folder (or set PYML_PACKAGE)")
-    if not os.path.isfile(os.path.join(args.package, "pyml.json")):
-        parser.error(f"{args.package} is not a model package (it has no pyml.json)")
+    from .loader import CONTRACT_FILE
+
+    if not os.path.isfile(os.path.join(args.package, CONTRACT_FILE)):
+        parser.error(f"{args.package} is not a model package (it has no {CONTRACT_FILE})")
     if args.workers != "auto" and args.workers < 1:
         parser.error("--workers must be at least 1 (or auto)")
 

@@ -3,7 +3,7 @@
  */
 import { PymlRequestError, requestAPI } from '../handler';
 import { PymlModel } from '../model';
-import { IJob, IModel, IParityReport } from '../tokens';
+import { IJob, IRegisteredModel, IParityTable } from '../tokens';
 
 jest.mock('../handler', () => {
   const actual = jest.requireActual('../handler');
@@ -29,7 +29,7 @@ function serve(routes: Record<string, Route>): string[] {
   return calls;
 }
 
-function model(name: string, versions: Partial<IModel['versions'][0]>[]): IModel {
+function model(name: string, versions: Partial<IRegisteredModel['versions'][0]>[]): IRegisteredModel {
   return {
     name,
     latest_version: versions.length ? (versions[0].version as number) : null,
@@ -39,7 +39,7 @@ function model(name: string, versions: Partial<IModel['versions'][0]>[]): IModel
       run_id: 'r',
       created: 0,
       contract_status: 'passed',
-      model_uri: `models:/${name}/${v.version}`,
+      uri: `models:/${name}/${v.version}`,
       image: null,
       deployment: null,
       ...v
@@ -220,10 +220,10 @@ describe('PymlModel', () => {
 
   it('a failed job keeps its error for the view', async () => {
     serve({
-      'POST builds': () => job({ kind: 'build' }),
+      'POST deployments': () => job({ kind: 'deploy' }),
       'GET jobs/j1': () =>
         job({
-          kind: 'build',
+          kind: 'deploy',
           state: 'failed',
           error: { error: 'build_error', message: 'pip could not install nope==0.0' }
         }),
@@ -231,7 +231,7 @@ describe('PymlModel', () => {
       'GET jobs': () => ({ jobs: [] }),
       'GET config': () => CONFIG
     });
-    await m.build('churn/2');
+    await m.deploy('churn/2');
     jest.advanceTimersByTime(1000);
     await settle();
     expect(m.jobFor('churn/2')?.state).toBe('failed');
@@ -336,58 +336,180 @@ describe('PymlModel', () => {
     expect(polls).toBe(2);
   });
 
-  it('test stores the parity report; running is visible meanwhile', async () => {
-    const report: IParityReport = {
-      ok: true,
-      target: 'container',
-      ref: 'churn/2',
-      n_rows: 1,
-      n_mismatched: 0,
-      max_abs_diff: 0,
-      mismatched_columns: [],
-      problems: [],
-      latency: { notebook_ms: 1, container_ms: 4 },
-      rtol: 1e-9,
-      atol: 1e-12,
-      rows: { columns: ['x', 'y (notebook)', 'y (container)', '|diff|', 'match'], data: [[1, 3, 3, 0, '✓']] }
-    };
-    let resolve!: (value: unknown) => void;
-    serve({ 'POST tests': () => new Promise(r => (resolve = r)) });
-    const pending = m.test('churn/2');
-    await settle();
-    expect(m.testFor('churn/2')?.running).toBe(true);
-    resolve(report);
-    await pending;
-    expect(m.testFor('churn/2')).toEqual({ running: false, report, error: null });
-  });
+  const TABLE: IParityTable = {
+    ok: true,
+    ref: 'churn/2',
+    verdict: '✓ churn/2: the same predictions on 5 targets',
+    latency_text: 'notebook 1.0 ms',
+    rtol: 1e-9,
+    atol: 1e-12,
+    targets: [],
+    table: { groups: [{ label: 'input', columns: ['x'] }], index: [0], data: [[1]], bad: [], mismatched_rows: [] }
+  };
 
-  it('a failed test shows its message', async () => {
-    serve({
-      'POST tests': () => {
-        throw new PymlRequestError('no deployment of churn/2 is running', 404, 'not_found');
-      }
-    });
-    await m.test('churn/2');
-    expect(m.testFor('churn/2')).toEqual({
-      running: false,
-      report: null,
-      error: 'no deployment of churn/2 is running'
-    });
-  });
-
-  it('stop deletes the deployment by NAME/VERSION path, drops the test result and reloads', async () => {
+  it('test starts an all-targets job, polls it, and its table arrives when it succeeds', async () => {
     const calls = serve({
-      'POST tests': () => ({ ok: true, target: 'container', rows: { columns: [], data: [] } }),
-      'DELETE deployments/churn/2': () => ({ stopped: [{}] }),
+      'POST tests': init => {
+        expect(JSON.parse(init.body as string)).toEqual({ ref: 'churn/2', target: 'all' });
+        return job({ id: 't1', kind: 'test' });
+      },
+      'GET jobs/t1': () => job({ id: 't1', kind: 'test', state: 'succeeded', result: TABLE }),
       'GET models': () => ({ models: MODELS }),
       'GET jobs': () => ({ jobs: [] }),
       'GET config': () => CONFIG
     });
     await m.test('churn/2');
+    expect(m.testFor('churn/2')?.running).toBe(true);
+    expect(m.testFor('churn/2')?.table).toBeNull();
+    expect(m.jobFor('churn/2')).toBeNull(); // a test is not a build or a deployment
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(calls).toContain('GET jobs/t1');
+    expect(m.testFor('churn/2')).toMatchObject({ running: false, table: TABLE, error: null });
+    expect(calls).toContain('GET models'); // the test may have deployed: reload
+  });
+
+  it('a failed test job shows its message (a model failing on the sample is a 422 model_failed)', async () => {
+    serve({
+      'POST tests': () =>
+        job({
+          id: 't2',
+          kind: 'test',
+          state: 'failed',
+          error: { error: 'model_failed', message: 'churn/2 raised ValueError on the sample' }
+        })
+    });
+    await m.test('churn/2');
+    expect(m.testFor('churn/2')).toMatchObject({
+      running: false,
+      table: null,
+      error: 'churn/2 raised ValueError on the sample'
+    });
+  });
+
+  it('a rejected test request is an inline error', async () => {
+    serve({
+      'POST tests': () => {
+        throw new PymlRequestError("target must be one of 'all', 'container', 'batch'", 400, 'bad_request');
+      }
+    });
+    expect(await m.test('churn/2')).toBeNull();
+    expect(m.errorFor('churn/2')).toContain('target must be one of');
+  });
+
+  it('refresh adopts a test job and a deploy job of one version side by side', async () => {
+    serve({
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({
+        jobs: [job({ id: 't3', kind: 'test', created: 200 }), job({ id: 'd3', kind: 'deploy', created: 100 })]
+      }),
+      'GET config': () => CONFIG
+    });
+    await m.refresh();
+    expect(m.jobFor('churn/2')?.id).toBe('d3');
+    expect(m.testFor('churn/2')?.job?.id).toBe('t3');
+  });
+
+  it('build posts the ref to builds and tracks the job as the version\'s work', async () => {
+    const calls = serve({ 'POST builds': () => job({ kind: 'build' }), 'GET jobs/j1': () => job({ kind: 'build' }) });
+    await m.build('churn/2');
+    expect(calls).toEqual(['POST builds']);
+    expect(m.jobFor('churn/2')?.kind).toBe('build');
+    expect(m.isBusy('churn/2')).toBe(true);
+  });
+
+  it('promote posts the ref and alias to aliases and tracks the job apart from builds and tests', async () => {
+    let body: any = null;
+    serve({
+      'POST aliases': init => {
+        body = JSON.parse(init.body as string);
+        return job({ id: 'p1', kind: 'promote' });
+      }
+    });
+    await m.promote('churn/2');
+    expect(body).toEqual({ ref: 'churn/2', alias: 'champion' });
+    expect(m.actionFor('churn/2', 'promote')?.id).toBe('p1');
+    expect(m.jobFor('churn/2')).toBeNull();
+  });
+
+  it('push sends the registry of the settings, and without one says where to set it', async () => {
+    let body: any = null;
+    const calls = serve({
+      'POST pushes': init => {
+        body = JSON.parse(init.body as string);
+        return job({ id: 'u1', kind: 'push' });
+      }
+    });
+    expect(await m.push('churn/2')).toBeNull();
+    expect(calls).toEqual([]);
+    expect(m.errorFor('churn/2')).toContain('Image registry');
+    m.setSettings({ registry: '127.0.0.1:5000' });
+    await m.push('churn/2');
+    expect(body).toEqual({ ref: 'churn/2', registry: '127.0.0.1:5000' });
+    expect(m.actionFor('churn/2', 'push')?.id).toBe('u1');
+  });
+
+  it('the settings give deployments their default resources', async () => {
+    let body: any = null;
+    serve({
+      'POST deployments': init => {
+        body = JSON.parse(init.body as string);
+        return job({});
+      }
+    });
+    m.setSettings({ memory: '1g', pidsLimit: 64 });
+    await m.deploy('churn/2');
+    expect(body).toEqual({ ref: 'churn/2', memory: '1g', pids_limit: 64 });
+  });
+
+  it('the container log is fetched when opened, again at each refresh, and dropped when closed', async () => {
+    const calls = serve({
+      'GET deployments/churn/2/logs': () => ({ lines: ['Uvicorn running', 'GET /ping 200'] }),
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    expect(m.logsFor('churn/2')).toBeNull();
+    await m.toggleLogs('churn/2');
+    expect(m.logsFor('churn/2')).toEqual(['Uvicorn running', 'GET /ping 200']);
+    await m.refresh();
+    expect(calls.filter(c => c === 'GET deployments/churn/2/logs')).toHaveLength(2);
+    await m.toggleLogs('churn/2');
+    expect(m.logsFor('churn/2')).toBeNull();
+  });
+
+  it('auto refresh reloads the models every interval, so changes made elsewhere show', async () => {
+    const calls = serve({
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    m.setSettings({ refreshInterval: 2000 });
+    m.startAutoRefresh();
+    jest.advanceTimersByTime(2000);
+    await settle();
+    jest.advanceTimersByTime(2000);
+    await settle();
+    expect(calls.filter(c => c === 'GET models')).toHaveLength(2);
+    m.stopAutoRefresh();
+    jest.advanceTimersByTime(10000);
+    await settle();
+    expect(calls.filter(c => c === 'GET models')).toHaveLength(2);
+  });
+
+  it('stop deletes the deployment by NAME/VERSION path, closes its log and reloads', async () => {
+    const calls = serve({
+      'GET deployments/churn/2/logs': () => ({ lines: [] }),
+      'DELETE deployments/churn/2': () => ({ stopped: [{}] }),
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.toggleLogs('churn/2');
     expect(await m.stop('churn/2')).toBe(true);
     expect(calls).toContain('DELETE deployments/churn/2');
     expect(calls).toContain('GET models');
-    expect(m.testFor('churn/2')).toBeNull();
+    expect(m.logsFor('churn/2')).toBeNull();
     expect(m.isStopping('churn/2')).toBe(false);
   });
 

@@ -1,40 +1,43 @@
 /**
- * How the test-predictions table reads a parity report's columns and latency.
+ * How the all-targets parity table reads latencies and lays out its column groups.
  */
-import { classify, latencyText } from '../components/ParityTable';
+import { cell, groupStarts, latencyText } from '../components/ParityTable';
 
-describe('classify', () => {
-  it('splits inputs, notebook and target predictions, the difference and the verdict', () => {
-    const columns = ['x1', 'city', 'score (notebook)', 'score (container)', 'label (notebook)', 'label (container)', '|diff|', 'match'];
-    expect(columns.map(c => classify(c, 'container'))).toEqual([
-      { group: 'input', label: 'x1' },
-      { group: 'input', label: 'city' },
-      { group: 'notebook', label: 'score' },
-      { group: 'target', label: 'score' },
-      { group: 'notebook', label: 'label' },
-      { group: 'target', label: 'label' },
-      { group: 'diff', label: '|Δ|' },
-      { group: 'match', label: '' }
-    ]);
+describe('latencyText', () => {
+  const http = { predict_ms: 18.6, server: { parse_ms: 0.05, predict_ms: 0.42 } };
+
+  it('reads the prediction milliseconds', () => {
+    expect(latencyText(http)).toBe('19 ms');
+    expect(latencyText({ predict_ms: 1.234 })).toBe('1.2 ms');
   });
 
-  it('an input column renamed to avoid a clash keeps its own name', () => {
-    expect(classify('input match', 'container')).toEqual({ group: 'input', label: 'match' });
+  it('adds the start-up and the server phases when asked', () => {
+    expect(latencyText(http, true)).toBe('19 ms (server parse 0.1 ms, server predict 0.4 ms)');
+    expect(latencyText({ predict_ms: 3, load_ms: 850 }, true)).toBe('3.0 ms (start and load 850 ms)');
   });
 
-  it('the target suffix follows the report target', () => {
-    expect(classify('y (batch)', 'batch')).toEqual({ group: 'target', label: 'y' });
+  it('is empty for a target that did not run', () => {
+    expect(latencyText({})).toBe('');
   });
 });
 
-describe('latencyText', () => {
-  const latency = { notebook_ms: 1.234, container_ms: 18.6, server: { predict_ms: 0.42 } };
-
-  it('reads the top-level milliseconds', () => {
-    expect(latencyText(latency)).toBe('notebook 1.2 ms · container 19 ms');
+describe('groupStarts', () => {
+  it('marks the first column of every group but the first', () => {
+    const groups = [
+      { label: 'input', columns: ['x'] },
+      { label: 'notebook', columns: ['y'] },
+      { label: 'fresh process', columns: ['y', '|diff|', 'match'] },
+      { label: 'Spark', columns: ['skipped'] }
+    ];
+    expect([...groupStarts(groups)]).toEqual([1, 2, 5]);
   });
+});
 
-  it('adds the nested server timings when asked', () => {
-    expect(latencyText(latency, true)).toBe('notebook 1.2 ms · container 19 ms · server: predict 0.4 ms');
+describe('cell', () => {
+  it('shows floats to 8 significant digits and missing values as empty', () => {
+    expect(cell(0.1 + 0.2)).toBe('0.3');
+    expect(cell(3)).toBe('3');
+    expect(cell(null)).toBe('');
+    expect(cell('paris')).toBe('paris');
   });
 });

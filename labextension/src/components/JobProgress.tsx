@@ -2,6 +2,14 @@ import * as React from 'react';
 
 import { IJob } from '../tokens';
 
+const TITLES: Record<string, string> = {
+  build: 'Build',
+  deploy: 'Deploy',
+  test: 'Test',
+  promote: 'Promote',
+  push: 'Push'
+};
+
 const FINAL_LABELS: Record<string, string> = {
   succeeded: 'done',
   failed: 'failed',
@@ -27,9 +35,8 @@ export function JobProgress(props: { job: IJob }): JSX.Element {
     }
   }, [open, progress.log_lines]);
 
-  const label = `${job.kind === 'build' ? 'Build' : 'Deploy'}: ${
-    active ? progress.stage : FINAL_LABELS[job.state] ?? job.state
-  }`;
+  const title = TITLES[job.kind] ?? job.kind;
+  const label = `${title}: ${active ? progress.stage : FINAL_LABELS[job.state] ?? job.state}`;
   return (
     <div className={`pyml-job pyml-job-${job.state}`} data-job-id={job.id}>
       <div className="pyml-job-header">
@@ -51,7 +58,7 @@ export function JobProgress(props: { job: IJob }): JSX.Element {
       {progress.log.length > 0 && (
         <details className="pyml-log" open={open} onToggle={e => setOpen((e.target as HTMLDetailsElement).open)}>
           <summary>
-            {job.kind === 'build' ? 'Build' : 'Deploy'} log ({progress.log_lines} lines)
+            {title} log ({progress.log_lines} lines)
           </summary>
           <pre ref={logRef}>{progress.log.join('\n')}</pre>
         </details>

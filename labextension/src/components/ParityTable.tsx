@@ -1,10 +1,12 @@
 import * as React from 'react';
 
-import { IParityReport } from '../tokens';
+import { IParityTable, ITargetResult } from '../tokens';
 
 export const MATCH = '✓';
+export const MISMATCH = '✗';
 
-function cell(value: unknown): string {
+/** A cell as the table shows it: floats to 8 significant digits, missing values empty. */
+export function cell(value: unknown): string {
   if (value === null || value === undefined) {
     return '';
   }
@@ -18,125 +20,121 @@ function ms(value: number): string {
   return value < 10 ? `${value.toFixed(1)} ms` : `${Math.round(value)} ms`;
 }
 
-/** "notebook 1.2 ms · container 8 ms" (top-level timings) and, with `nested`, also "server: predict 0.4 ms". */
-export function latencyText(latency: IParityReport['latency'], nested = false): string {
-  return Object.entries(latency ?? {})
-    .map(([key, value]) => {
-      const label = key.replace(/_ms$/, '');
-      if (typeof value === 'number') {
-        return `${label} ${ms(value)}`;
-      }
-      if (!nested) {
-        return '';
-      }
-      const inner = Object.entries(value)
-        .map(([k, v]) => `${k.replace(/_ms$/, '')} ${ms(Number(v))}`)
-        .join(', ');
-      return `${label}: ${inner}`;
-    })
-    .filter(text => text)
-    .join(' · ');
+/** "1.2 ms" for a target's prediction, and with `nested` also "start and load 850 ms, server predict 0.4 ms". */
+export function latencyText(latency: ITargetResult['latency'], nested = false): string {
+  const predict = latency?.predict_ms;
+  if (typeof predict !== 'number') {
+    return '';
+  }
+  if (!nested) {
+    return ms(predict);
+  }
+  const extra: string[] = [];
+  if (typeof latency.load_ms === 'number') {
+    extra.push(`start and load ${ms(latency.load_ms)}`);
+  }
+  const server = latency.server;
+  if (server && typeof server === 'object') {
+    for (const [phase, value] of Object.entries(server)) {
+      extra.push(`server ${phase.replace(/_ms$/, '')} ${ms(Number(value))}`);
+    }
+  }
+  return extra.length ? `${ms(predict)} (${extra.join(', ')})` : ms(predict);
 }
 
-type Group = 'input' | 'notebook' | 'target' | 'diff' | 'match';
-
-/** Which part of the table a column of `rows` belongs to, and its name without the suffix. */
-export function classify(column: string, target: string): { group: Group; label: string } {
-  if (column === 'match') {
-    return { group: 'match', label: '' };
+/** The first column of every group after the first, which gets a separating border. */
+export function groupStarts(groups: IParityTable['table']['groups']): Set<number> {
+  const starts = new Set<number>();
+  let j = 0;
+  for (const group of groups) {
+    if (j > 0) {
+      starts.add(j);
+    }
+    j += group.columns.length;
   }
-  if (column === '|diff|') {
-    return { group: 'diff', label: '|Δ|' };
-  }
-  if (column.endsWith(' (notebook)')) {
-    return { group: 'notebook', label: column.slice(0, -' (notebook)'.length) };
-  }
-  const suffix = ` (${target})`;
-  if (column.endsWith(suffix)) {
-    return { group: 'target', label: column.slice(0, -suffix.length) };
-  }
-  return { group: 'input', label: column.replace(/^input /, '') };
+  return starts;
 }
 
-const ORDER: Group[] = ['input', 'notebook', 'target', 'diff', 'match'];
+function TargetLine(props: { target: ITargetResult }): JSX.Element {
+  const { target } = props;
+  const detail = target.status === 'match' || target.status === 'mismatch' ? target.summary : target.reason;
+  return (
+    <li className={`pyml-target pyml-target-${target.status}`} data-key={target.key}>
+      <span className="pyml-target-label">{target.label}</span>{' '}
+      <span className="pyml-target-status">{target.status}</span>
+      {detail && <span className="pyml-target-detail">: {detail}</span>}
+      {target.latency_text && target.latency_text !== '-' && (
+        <span className="pyml-target-latency" title={latencyText(target.latency, true)}>
+          {' '}
+          · {latencyText(target.latency)}
+        </span>
+      )}
+    </li>
+  );
+}
 
 /**
- * Test predictions: each sample row, the notebook's prediction, the container's, the difference and ✓/✗.
+ * One parity table across every target: the verdict, a line per target (status, why, latency), then a row
+ * per input row with a column group per target; cells that differ from the notebook are marked.
  */
-export function ParityTable(props: { report: IParityReport }): JSX.Element {
-  const { report } = props;
-  const { columns, data } = report.rows;
-  const cols = columns
-    .map((name, index) => ({ index, ...classify(name, report.target) }))
-    .sort((a, b) => ORDER.indexOf(a.group) - ORDER.indexOf(b.group) || a.index - b.index);
-  const spans = ORDER.map(group => ({ group, span: cols.filter(c => c.group === group).length })).filter(
-    g => g.span > 0
-  );
-  const titles: Record<Group, string> = {
-    input: 'sample input',
-    notebook: 'notebook',
-    target: report.target,
-    diff: '',
-    match: ''
-  };
-  const matchIndex = columns.indexOf('match');
-  const latency = latencyText(report.latency);
-  const latencyDetail = latencyText(report.latency, true);
-  const matching = report.n_rows - report.n_mismatched;
+export function ParityTable(props: { table: IParityTable }): JSX.Element {
+  const { table } = props;
+  const { groups, data, bad } = table.table;
+  const badCells = new Set(bad.map(([r, c]) => `${r}:${c}`));
+  const mismatched = new Set(table.table.mismatched_rows);
+  const starts = groupStarts(groups);
+  const columns = groups.flatMap(g => g.columns);
 
   return (
-    <div className={`pyml-parity ${report.ok ? 'pyml-parity-ok' : 'pyml-parity-failed'}`}>
-      <div className="pyml-parity-summary">
-        <span className={report.ok ? 'pyml-match' : 'pyml-mismatch'}>{report.ok ? '✓' : '✗'}</span>{' '}
-        {matching}/{report.n_rows} rows match (notebook vs {report.target})
-        {report.max_abs_diff !== null && (
-          <span className="pyml-parity-diff"> · max |Δ| {cell(report.max_abs_diff)}</span>
-        )}
-        {latency && (
-          <div className="pyml-parity-latency" title={latencyDetail}>
-            {latency}
-          </div>
-        )}
+    <div className={`pyml-parity ${table.ok ? 'pyml-parity-ok' : 'pyml-parity-failed'}`}>
+      <div className="pyml-parity-summary" title={table.latency_text}>
+        {table.verdict}
       </div>
-      {report.problems.map((problem, i) => (
-        <div className="pyml-error" key={i}>
-          {problem}
-        </div>
-      ))}
+      <ul className="pyml-targets">
+        {table.targets
+          .filter(t => t.key !== 'notebook')
+          .map(t => (
+            <TargetLine target={t} key={t.key} />
+          ))}
+      </ul>
       <div className="pyml-parity-scroll">
         <table className="pyml-parity-table">
           <thead>
             <tr>
-              {spans.map(({ group, span }) => (
-                <th key={group} colSpan={span} className={`pyml-parity-group-${group}`}>
-                  {titles[group]}
+              {groups.map((g, i) => (
+                <th key={i} colSpan={g.columns.length} className="pyml-parity-group">
+                  {g.label}
                 </th>
               ))}
             </tr>
             <tr>
-              {cols.map(c => (
-                <th key={c.index} className={`pyml-parity-col-${c.group}`}>
-                  {c.label}
+              {columns.map((c, j) => (
+                <th key={j} className={starts.has(j) ? 'pyml-parity-group-start' : undefined}>
+                  {c === '|diff|' ? '|Δ|' : c === 'match' ? '' : c}
                 </th>
               ))}
             </tr>
           </thead>
           <tbody>
             {data.map((row, r) => {
-              const match = matchIndex < 0 || row[matchIndex] === MATCH;
+              const match = !mismatched.has(r);
               return (
                 <tr key={r} className={`pyml-parity-row ${match ? 'pyml-row-match' : 'pyml-row-mismatch'}`}>
-                  {cols.map(c =>
-                    c.group === 'match' ? (
-                      <td key={c.index} className={match ? 'pyml-match' : 'pyml-mismatch'} title={match ? 'match' : 'mismatch'}>
-                        {match ? '✓' : '✗'}
+                  {row.map((value, j) => {
+                    const classes = [starts.has(j) ? 'pyml-parity-group-start' : ''];
+                    if (columns[j] === 'match') {
+                      classes.push(value === MATCH ? 'pyml-match' : 'pyml-mismatch');
+                    } else if (badCells.has(`${r}:${j}`)) {
+                      classes.push('pyml-cell-differs');
+                    } else if (columns[j] === 'skipped' || columns[j] === 'failed') {
+                      classes.push('pyml-cell-absent');
+                    }
+                    return (
+                      <td key={j} className={classes.filter(c => c).join(' ') || undefined}>
+                        {cell(value)}
                       </td>
-                    ) : (
-                      <td key={c.index} className={`pyml-parity-col-${c.group}`}>
-                        {cell(row[c.index])}
-                      </td>
-                    )
-                  )}
+                    );
+                  })}
                 </tr>
               );
             })}

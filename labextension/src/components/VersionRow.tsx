@@ -36,14 +36,24 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
   const deployment = version.deployment;
   const running = deployment?.status === 'running';
   const stopping = model.isStopping(ref);
+  const logs = model.logsFor(ref);
+  const promotion = model.actionFor(ref, 'promote');
+  const push = model.actionFor(ref, 'push');
+  const promoting = !!promotion && (promotion.state === 'queued' || promotion.state === 'running');
+  const pushing = !!push && (push.state === 'queued' || push.state === 'running');
 
   return (
     <li className="pyml-version" data-ref={ref}>
       <div className="pyml-version-line">
-        <span className="pyml-version-number" title={version.model_uri}>
+        <span className="pyml-version-number" title={version.uri ?? version.model_uri}>
           v{version.version}
         </span>
         <span className="pyml-badges">
+          {(version.aliases ?? []).map(alias => (
+            <Badge className="pyml-alias" title={`${name}@${alias} points at this version`} key={alias}>
+              @{alias}
+            </Badge>
+          ))}
           {version.contract_status === 'passed' && (
             <Badge className="pyml-contract-passed" title="The contract check passed when it was registered">
               ✓ contract
@@ -75,6 +85,16 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
           )}
         </span>
         <span className="pyml-actions">
+          {!version.image && !running && (
+            <button
+              className="jp-Button jp-mod-styled pyml-button pyml-build"
+              disabled={busy}
+              onClick={() => void model.build(ref)}
+              title="Build the Docker image of this version (its log streams below)"
+            >
+              {busy && job?.kind === 'build' ? 'Building…' : 'Build'}
+            </button>
+          )}
           {!running && (
             <button
               className="jp-Button jp-mod-styled jp-mod-accept pyml-button pyml-deploy"
@@ -85,14 +105,46 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
               {busy ? 'Deploying…' : 'Deploy'}
             </button>
           )}
-          {running && (
+          {(running || version.image) && (
             <button
               className="jp-Button jp-mod-styled jp-mod-accept pyml-button pyml-test"
-              disabled={test?.running || stopping}
+              disabled={test?.running || stopping || busy}
               onClick={() => void model.test(ref)}
-              title="Send the sample to the container and compare with the notebook's predictions"
+              title={
+                'Predict the stored sample here, in a fresh process, in the container (HTTP and gRPC; deployed ' +
+                'first if needed) and on Spark, and compare every target with the notebook'
+              }
             >
               {test?.running ? 'Testing…' : 'Test'}
+            </button>
+          )}
+          {version.contract_status === 'passed' && !(version.aliases ?? []).includes('champion') && (
+            <button
+              className="jp-Button jp-mod-styled pyml-button pyml-promote"
+              disabled={promoting || busy}
+              onClick={() => void model.promote(ref)}
+              title="Point the alias champion at this version, once its contract and a parity run pass"
+            >
+              {promoting ? 'Promoting…' : 'Promote'}
+            </button>
+          )}
+          {version.image && (
+            <button
+              className="jp-Button jp-mod-styled pyml-button pyml-push"
+              disabled={pushing}
+              onClick={() => void model.push(ref)}
+              title={`Push the image (and its alias tags) to ${model.settings.registry || 'the registry of the settings'}`}
+            >
+              {pushing ? 'Pushing…' : 'Push'}
+            </button>
+          )}
+          {deployment && (
+            <button
+              className="jp-Button jp-mod-styled pyml-button pyml-logs-toggle"
+              onClick={() => void model.toggleLogs(ref)}
+              title="Show the container's recent log lines (refreshed while shown)"
+            >
+              {logs === null ? 'Log' : 'Hide log'}
             </button>
           )}
           {deployment && (
@@ -116,10 +168,30 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
       )}
       {error && <div className="pyml-error">{error}</div>}
       {job && (busy || job.state === 'failed' || job.state === 'lost') && <JobProgress job={job} />}
+      {logs !== null && (
+        <pre className="pyml-container-log" title="The container's recent log lines">
+          {logs.length ? logs.join('\n') : '(the container has not logged anything yet)'}
+        </pre>
+      )}
+      {promotion && (promoting || promotion.state === 'failed') && <JobProgress job={promotion} />}
+      {promotion?.state === 'succeeded' && promotion.result && (
+        <div className="pyml-promoted" title={(promotion.result.gates ?? []).map((g: any) => g.detail).join('\n')}>
+          @{promotion.result.alias} → v{promotion.result.version}
+          {promotion.result.previous ? ` (was v${promotion.result.previous})` : ''}; gates:{' '}
+          {(promotion.result.gates ?? []).map((g: any) => `${g.name} ${g.ok ? '✓' : '✗'}`).join(', ')}
+        </div>
+      )}
+      {push && (pushing || push.state === 'failed') && <JobProgress job={push} />}
+      {push?.state === 'succeeded' && push.result && (
+        <div className="pyml-pushed">
+          pushed {(push.result.tags ?? []).map((t: string) => `${push.result.repository}:${t}`).join(', ')}
+        </div>
+      )}
+      {test?.running && test.job && <JobProgress job={test.job} />}
       {test?.error && <div className="pyml-error">{test.error}</div>}
-      {test?.report && (
+      {test?.table && (
         <ErrorBoundary what="the test predictions">
-          <ParityTable report={test.report} />
+          <ParityTable table={test.table} />
         </ErrorBoundary>
       )}
     </li>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -233,7 +234,7 @@ def test_tensor_model_predictions_round_trip_exactly(session_package, docker_eng
 
 
 def test_the_container_serves_grpc_on_its_published_target_like_http(deployment, built):
-    tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
+    tritonclient_grpc = importlib.import_module("tritonclient.grpc")  # a test dependency: missing is an error
     sample = load_package(built[0]).info.read_sample()
     assert deployment.grpc_target.startswith("127.0.0.1:")
     assert deployment.to_dict()["grpc_target"] == deployment.grpc_target

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis  # noqa: E402  (a test dependency: a missing one is an error, not a skip)
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402

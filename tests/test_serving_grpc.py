@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import http.client
 import json
 import os
@@ -15,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
-tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
+tritonclient_grpc = importlib.import_module("tritonclient.grpc")  # a test dependency: missing is an error
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 

@@ -92,8 +92,13 @@ def _run(args: argparse.Namespace) -> int:
         with _progress(f"batch {args.ref}") as p:
             print(api.predict_offline(args.ref, args.query, args.output, keep=args.keep, mode=args.mode, progress=p))
     elif cmd == "promote":
-        with _progress(f"promote {args.ref}") as p:
-            print(api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+        if args.json:  # for a parent process: progress events on stderr, the promotion as one JSON line
+            promotion = api.promote(args.ref, args.alias, compare=args.compare,
+                                    progress=Progress(f"promote {args.ref}").relay_to(sys.stderr))
+            print(json.dumps(promotion.to_dict(), allow_nan=False, default=str))
+        else:
+            with _progress(f"promote {args.ref}") as p:
+                print(api.promote(args.ref, args.alias, compare=args.compare, progress=p))
     elif cmd == "push":
         with _progress(f"push {args.ref}") as p:
             print(api.push(args.ref, args.registry, progress=p))
@@ -144,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("ref")
     promote.add_argument("--alias", default="champion")
     promote.add_argument("--compare", help="also compare predictions with this alias or version")
+    promote.add_argument("--json", action="store_true", help="print the promotion (or the error) as one JSON line")
     push = sub.add_parser("push", help="push a version's image to a registry")
     push.add_argument("ref")
     push.add_argument("--registry", required=True, help="HOST[:PORT][/PATH]")

@@ -25,32 +25,30 @@ def test_there_are_example_notebooks():
     assert [p.name for p in NOTEBOOKS][:1] == ["01_register_a_model.ipynb"]
 
 
+STORE_FILE = "mlflow.db"  # each notebook's own MLflow store, in its tmp_path
+
+
 @pytest.fixture
-def engine_left_clean():
-    """Remove the model images and containers a notebook created (the notebooks stop their deployments)."""
-    def managed() -> tuple[set[str], set[str]]:
-        try:
-            import docker
-
-            client = docker.from_env()
-            images = {i.id for i in client.images.list(filters={"label": "pyml.managed=true"})}
-            containers = {c.id for c in client.containers.list(all=True, filters={"label": "pyml.managed=true"})}
-            return images, containers
-        except Exception:  # noqa: BLE001 - no engine: nothing to clean (the Docker notebook fails on its own)
-            return set(), set()
-
-    images_before, containers_before = managed()
+def engine_left_clean(tmp_path: Path):
+    """Remove the model images and containers a notebook created: those labelled with the notebook's own MLflow
+    store (each test gets a fresh one), never another run's on the same engine."""
     yield
-    images_after, containers_after = managed()
-    if not (images_after - images_before or containers_after - containers_before):
-        return
-    import docker
+    try:
+        import docker
 
-    client = docker.from_env()
-    for container_id in containers_after - containers_before:
-        client.containers.get(container_id).remove(force=True)
-    for image_id in images_after - images_before:
-        client.images.remove(image_id, force=True)
+        from pyml_jupyter.images.labels import STORE
+        from pyml_jupyter.tracking import store_id
+
+        client = docker.from_env()
+        mine = {"label": f"{STORE}={store_id(f'sqlite:///{tmp_path / STORE_FILE}')}"}
+        containers = client.containers.list(all=True, filters=mine)
+        images = client.images.list(filters=mine)
+    except Exception:  # noqa: BLE001 - no engine: nothing to clean (the Docker notebook fails on its own)
+        return
+    for container in containers:
+        container.remove(force=True)
+    for image in images:
+        client.images.remove(image.id, force=True)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -61,7 +59,7 @@ def test_example_notebook_runs(path: Path, tmp_path: Path, monkeypatch, engine_l
     if path.name == "04_promote_and_ship.ipynb":  # it pushes to a real registry, started for the test session
         monkeypatch.setenv("PYML_REGISTRY", request.getfixturevalue("image_registry"))
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / STORE_FILE}")
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("PYML_CACHE_DIR", str(tmp_path / "pyml-cache"))
     monkeypatch.delenv("PYTHONSTARTUP", raising=False)

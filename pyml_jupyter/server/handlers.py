@@ -14,7 +14,7 @@ non-GET by ``APIHandler``)::
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
     POST   tests         {ref, target?}      parity test in a child process (job)       -> 202 job (result: report)
-    POST   aliases       {ref, alias?, compare?}  promote behind the gates (job)       -> 202 job
+    POST   aliases       {ref, alias?, compare?}  promote behind the gates in a child process (job) -> 202 job
     POST   pushes        {ref, registry}     push the version's image (job)            -> 202 job
     GET    config                          MLflow UI link, tracking URI, version
 
@@ -245,8 +245,10 @@ class AliasesHandler(PymlHandler):
         ref, alias, compare = self.body_ref(body), optional_text(body, "alias") or "champion", \
             optional_text(body, "compare")
         validate_alias(alias)
-        self.write_job(await self.submit("promote", ref,
-                                         lambda r, p: api.promote(r, alias, compare=compare, progress=p)))
+        extra = ["--compare", compare] if compare else []
+        # in a child process, like a test: the parity gate predicts with the model, never in the server
+        self.write_job(await self.submit("promote", ref, lambda r, p: worker.run_cli(
+            ["promote", str(r), "--alias", alias, *extra], p)))
 
 
 class PushesHandler(PymlHandler):

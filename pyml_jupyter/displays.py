@@ -79,7 +79,7 @@ class DeploymentTable(_Table):
         return text
 
     def _repr_html_(self) -> str:
-        from .deployments import log_tail_html
+        from .deployment import log_tail_html
 
         logs = "".join(f"<div><b>{html.escape(f'{d.name}/{d.version}')}</b> {html.escape(d.state)}, last log lines:"
                        f"{log_tail_html(d.log_tail)}</div>" for d in self._logs())

@@ -19,6 +19,7 @@ import uuid
 from .container_security import ContainerSettings
 from .deployment import _GRPC_PORT_KEY, _PORT_KEY, Deployment, _tail
 from .errors import HINT_BUILD, DeployError, NotFound, PymlError
+from .images import labels as L
 from .images.builder import MANAGED_LABEL, ImageInfo, docker_client, identity_filters
 from .names import validate_name
 from .images.context import sanitize_name, sanitize_tag, sanitize_version
@@ -135,7 +136,6 @@ def run_deployment(
         settings = settings or ContainerSettings.build()
     except PymlError as exc:
         raise DeployError(str(exc)) from None
-    image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
     if progress:
         progress.set_stage("starting container")
     joined = _join_or_clear(client, cname, img, settings, progress)
@@ -143,23 +143,9 @@ def run_deployment(
         return _ready(joined, client, timeout, progress, remove_on_failure=False)
 
     deploy_id = uuid.uuid4().hex
-    labels = {
-        "pyml.model": validate_name(name),
-        "pyml.version": sanitize_version(version),
-        "pyml.run_id": run_id or image_labels.get("pyml.run_id", ""),
-        "pyml.digest": image_labels.get("pyml.digest", ""),
-        "pyml.store": image_labels.get("pyml.store", ""),
-        "pyml.image": (image.tag or tag) if isinstance(image, ImageInfo) else str(image),
-        "pyml.deploy_id": deploy_id,  # which call created it: only that call ever removes it on failure
-        MANAGED_LABEL: "true",
-    }
-    environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
-    environment.update({"PYML_MODEL_NAME": labels["pyml.model"], "PYML_MODEL_VERSION": labels["pyml.version"],
-                        "PYML_RUN_ID": labels["pyml.run_id"], **settings.environment()})
-    if workers is not None:
-        if int(workers) < 1:
-            raise DeployError(f"workers must be at least 1, not {workers}.")
-        environment["PYML_WORKERS"] = str(int(workers))
+    labels = _container_labels(img, name=name, version=version, run_id=run_id, deploy_id=deploy_id,
+                               image=(image.tag or tag) if isinstance(image, ImageInfo) else str(image))
+    environment = _container_environment(labels, settings, workers)
     try:
         # The host name is the container's name (a Docker network's name for it), which its own Host allow-list
         # accepts; Linux host names have at most 63 characters.
@@ -183,6 +169,35 @@ def run_deployment(
     if progress:
         progress.log(f"Started {cname} ({container.short_id}) from {tag}")
     return _ready(container, client, timeout, progress, remove_on_failure=True)
+
+
+def _container_labels(img, *, name: str, version: str | int, run_id: str, deploy_id: str,
+                      image: str) -> dict[str, str]:
+    """What a container says it serves (from its image's identity labels), for the engine to find it again."""
+    image_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
+    return {
+        L.MODEL: validate_name(name),
+        L.VERSION: sanitize_version(version),
+        L.RUN_ID: run_id or image_labels.get(L.RUN_ID, ""),
+        L.DIGEST: image_labels.get(L.DIGEST, ""),
+        L.STORE: image_labels.get(L.STORE, ""),
+        L.IMAGE: image,
+        "pyml.deploy_id": deploy_id,  # which call created it: only that call ever removes it on failure
+        MANAGED_LABEL: "true",
+    }
+
+
+def _container_environment(labels: dict[str, str], settings: ContainerSettings,
+                           workers: int | None) -> dict[str, str]:
+    """The notebook's numeric-library settings, the model's identity, the settings' access variables, workers."""
+    environment = {k: v for k, v in os.environ.items() if _NUMERIC_ENV.match(k)}
+    environment.update({"PYML_MODEL_NAME": labels[L.MODEL], "PYML_MODEL_VERSION": labels[L.VERSION],
+                        "PYML_RUN_ID": labels[L.RUN_ID], **settings.environment()})
+    if workers is not None:
+        if int(workers) < 1:
+            raise DeployError(f"workers must be at least 1, not {workers}.")
+        environment["PYML_WORKERS"] = str(int(workers))
+    return environment
 
 
 def _join_or_clear(client, cname: str, img, settings: ContainerSettings, progress: Progress | None, *,

@@ -69,67 +69,52 @@ const plugin: JupyterFrontEndPlugin<void> = {
       icon: pymlIcon,
       execute: () => model.refresh()
     });
-    app.commands.addCommand(CommandIDs.build, {
-      label: 'pyml: Build Model Image…',
-      execute: async args => {
-        const ref = await refArg(args, 'Build the image of which model version?');
-        if (ref) {
-          app.shell.activateById(panel.id);
-          return model.build(ref);
+    /** A command on one model version: asks for the ref (unless given), shows the panel, runs the action. */
+    function addRefCommand(
+      id: string,
+      label: string,
+      question: string,
+      run: (ref: string, args: any) => Promise<unknown>,
+      showPanel = true
+    ): void {
+      app.commands.addCommand(id, {
+        label,
+        execute: async args => {
+          const ref = await refArg(args, question);
+          if (ref) {
+            if (showPanel) {
+              app.shell.activateById(panel.id);
+            }
+            return run(ref, args);
+          }
         }
-      }
+      });
+    }
+
+    addRefCommand(CommandIDs.build, 'pyml: Build Model Image…', 'Build the image of which model version?', ref =>
+      model.build(ref)
+    );
+    // The deploy command's arguments may carry the container's limits: {memory, pids_limit, allowed_hosts, token}.
+    addRefCommand(CommandIDs.deploy, 'pyml: Deploy Model…', 'Deploy which model version?', (ref, args) => {
+      const { memory, pids_limit, allowed_hosts, token } = args as IDeployOptions;
+      return model.deploy(ref, { memory, pids_limit, allowed_hosts, token });
     });
-    app.commands.addCommand(CommandIDs.deploy, {
-      label: 'pyml: Deploy Model…',
-      execute: async args => {
-        const ref = await refArg(args, 'Deploy which model version?');
-        if (ref) {
-          app.shell.activateById(panel.id);
-          // The command's arguments may carry the container's limits: {memory, pids_limit, allowed_hosts, token}.
-          const { memory, pids_limit, allowed_hosts, token } = args as IDeployOptions;
-          return model.deploy(ref, { memory, pids_limit, allowed_hosts, token });
-        }
-      }
-    });
-    app.commands.addCommand(CommandIDs.test, {
-      label: 'pyml: Test Model on Every Target…',
-      execute: async args => {
-        const ref = await refArg(args, 'Test which model version?');
-        if (ref) {
-          app.shell.activateById(panel.id);
-          return model.test(ref);
-        }
-      }
-    });
-    app.commands.addCommand(CommandIDs.promote, {
-      label: 'pyml: Promote Model Version to champion…',
-      execute: async args => {
-        const ref = await refArg(args, 'Promote which model version to champion?');
-        if (ref) {
-          app.shell.activateById(panel.id);
-          return model.promote(ref, typeof args.alias === 'string' ? args.alias : 'champion');
-        }
-      }
-    });
-    app.commands.addCommand(CommandIDs.push, {
-      label: 'pyml: Push Model Image to the Registry…',
-      execute: async args => {
-        const ref = await refArg(args, 'Push the image of which model version?');
-        if (ref) {
-          app.shell.activateById(panel.id);
-          return model.push(ref);
-        }
-      }
-    });
-    app.commands.addCommand(CommandIDs.stop, {
-      label: 'pyml: Stop Deployment…',
-      execute: async args => {
-        const ref = await refArg(args, 'Stop which deployment?');
-        if (ref) {
-          return model.stop(ref);
-        }
-      }
-    });
+    addRefCommand(CommandIDs.test, 'pyml: Test Model on Every Target…', 'Test which model version?', ref =>
+      model.test(ref)
+    );
+    addRefCommand(
+      CommandIDs.promote,
+      'pyml: Promote Model Version to champion…',
+      'Promote which model version to champion?',
+      (ref, args) => model.promote(ref, typeof args.alias === 'string' ? args.alias : 'champion')
+    );
+    addRefCommand(
+      CommandIDs.push,
+      'pyml: Push Model Image to the Registry…',
+      'Push the image of which model version?',
+      ref => model.push(ref)
+    );
+    addRefCommand(CommandIDs.stop, 'pyml: Stop Deployment…', 'Stop which deployment?', ref => model.stop(ref), false);
 
     if (palette) {
       for (const command of Object.values(CommandIDs)) {

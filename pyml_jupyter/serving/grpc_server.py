@@ -37,6 +37,7 @@ from .proto import grpc_predict_v2_pb2 as pb
 from .proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from .raw_tensors import RAW_DTYPES, decode_raw, encode_tensor, utf8_texts
 from .scoring import ScoringError
+from .v2 import requested_outputs
 
 __all__ = ["InferenceServicer", "start_grpc_server", "decode_tensor", "encode_tensor", "SERVICE"]
 
@@ -160,15 +161,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _write(self, request: Any, output: Any, timings: dict[str, float]) -> Any:
         started = time.perf_counter()
-        outputs = scoring.v2_outputs(self.server.model, output)
-        wanted = [o.name for o in request.outputs]
-        if wanted:
-            by_name = {o["name"]: o for o in outputs}
-            unknown = [n for n in wanted if n not in by_name]
-            if unknown:
-                raise ScoringError.bad_request(f"unknown output {unknown[0]!r}; the model returns "
-                                               f"{', '.join(by_name)}", field=unknown[0])
-            outputs = [by_name[n] for n in wanted]
+        outputs = requested_outputs(scoring.v2_outputs(self.server.model, output), [o.name for o in request.outputs])
         response = pb.ModelInferResponse(model_name=self.server.model_name,
                                          model_version=self.server.model_version or "", id=request.id)
         for o in outputs:

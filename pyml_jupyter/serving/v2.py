@@ -19,7 +19,7 @@ from .loader import LoadedModel
 from .schema import SchemaError, dataframe_from_json, dataframe_to_json, tensors_from_json, tensors_to_json
 from .v2_binary import attach_binary_inputs, binary_outputs
 
-__all__ = ["infer_v2", "read_v2", "write_v2", "parse_v2", "v2_input", "v2_outputs", "v2_response",
+__all__ = ["infer_v2", "read_v2", "write_v2", "parse_v2", "v2_input", "v2_outputs", "requested_outputs", "v2_response",
            "v2_datatype", "V2_DATATYPES"]
 
 
@@ -158,6 +158,18 @@ def _object_array(values: list) -> np.ndarray:
     return arr
 
 
+def requested_outputs(outputs: list[dict], names: list[str]) -> list[dict]:
+    """The outputs a request names, in its order (all of them when it names none); an unknown name is a 400."""
+    if not names:
+        return outputs
+    by_name = {o["name"]: o for o in outputs}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ScoringError.bad_request(f"unknown output {unknown[0]!r}; the model returns {', '.join(by_name)}",
+                                       field=unknown[0])
+    return [by_name[n] for n in names]
+
+
 def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
     """The model's output as V2 output tensors: ``[{"name", "datatype", "shape", "data" (flat, JSON-ready)}]``."""
     if isinstance(output, pd.Series):
@@ -189,16 +201,7 @@ def v2_response(model: LoadedModel, output: Any, request: Mapping, *, model_name
 def v2_response_dict(model: LoadedModel, output: Any, request: Mapping, *, model_name: str,
                      model_version: str | None) -> dict:
     """The answer to a V2 request as a dict: the outputs it asks for (all by default), its ``id``."""
-    outputs = v2_outputs(model, output)
-    wanted = request.get("outputs")
-    if wanted:
-        names = [o["name"] for o in wanted]
-        by_name = {o["name"]: o for o in outputs}
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise ScoringError.bad_request(f"unknown output {unknown[0]!r}; the model returns "
-                                           f"{', '.join(by_name)}", field=unknown[0])
-        outputs = [by_name[n] for n in names]
+    outputs = requested_outputs(v2_outputs(model, output), [o["name"] for o in request.get("outputs") or ()])
     response: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         response["model_version"] = str(model_version)

@@ -5,6 +5,7 @@ Spark tests fail (never skip) under CI=true when pyspark or Java is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -471,6 +472,80 @@ def test_batch_result_reads_well_in_text_and_html(spark, source, package):
     assert result.to_dict()["rows"] == 3
 
 
+# -------------------------------------------------------------------------------------- tensor models
+
+_TENSOR_MODEL = """
+import numpy as np
+from pyml_jupyter.serving.contract import TensorModel
+
+
+class Tensors(TensorModel):
+    def predict(self, tensors):
+        x, w = tensors["x"], tensors["w"]
+        return {"s": x.sum(axis=1) * w, "top2": np.argsort(-x, axis=1)[:, :2].astype(np.int64)}
+"""
+
+
+def _tensor_package(directory: Path, inputs: dict, outputs: dict) -> Path:
+    """A TensorModel package written by hand: ``{name: (dtype, shape)}`` inputs and outputs."""
+    from pyml_jupyter.serving.schema import TensorSchema
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.py").write_text(_TENSOR_MODEL)
+    contract = {"format_version": 1, "kind": "tensor", "class_name": "Tensors", "takes_artifacts": False,
+                "input_schema": TensorSchema(inputs).to_dict(), "output_schema": TensorSchema(outputs).to_dict(),
+                "artifacts": {}, "python_version": ".".join(map(str, sys.version_info[:3])), "metadata": {}}
+    (directory / "pyml.json").write_text(json.dumps(contract))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tensor_package(workdir) -> Path:
+    return _tensor_package(workdir / "tensors", {"x": ("float64", (-1, 3)), "w": ("float64", (-1,))},
+                           {"s": ("float64", (-1,)), "top2": ("int64", (-1, 2))})
+
+
+def test_a_tensor_model_scores_array_and_scalar_columns_into_array_and_scalar_columns(spark, tensor_package):
+    from pyml_jupyter.batch import predict_offline
+
+    x = np.random.default_rng(4).normal(size=(50, 3))
+    spark.createDataFrame(pd.DataFrame({"id": np.arange(50), "x": list(x), "w": np.arange(50) % 3 + 0.5})
+                          ).write.mode("overwrite").saveAsTable("tensor_src")
+
+    result = predict_offline(tensor_package, "SELECT id, x, CAST(w AS FLOAT) AS w FROM tensor_src", "tensor_out",
+                             spark=spark, keep="id", batch_size=7)
+
+    assert result.rows == 50 and result.columns == ["id", "s", "top2"]
+    table = spark.table("tensor_out")
+    assert [f.dataType.simpleString() for f in table.schema.fields] == ["bigint", "double", "array<bigint>"]
+    scored = table.toPandas().sort_values("id")
+    expected = load_package(tensor_package).predict({"x": x, "w": (np.arange(50) % 3 + 0.5).astype(np.float32)})
+    np.testing.assert_allclose(scored["s"].to_numpy(), expected["s"], rtol=1e-12)
+    np.testing.assert_array_equal(np.stack(scored["top2"].to_list()), expected["top2"])
+
+
+@pytest.mark.parametrize("shape", [(-1, 2, 2), (-1, -1), (3,), ()])
+def test_a_tensor_without_a_column_form_is_refused_naming_it_before_spark_starts(workdir, shape):
+    from pyml_jupyter.batch import predict_offline
+
+    package = _tensor_package(workdir / f"tensors-{len(shape)}-{uuid.uuid4().hex[:6]}",
+                              {"x": ("float64", shape), "w": ("float64", (-1,))}, {"s": ("float64", (-1,))})
+    with pytest.raises(BatchError) as refused:
+        predict_offline(package, "SELECT 1 AS x", "never_written", spark=object())  # not even a session
+
+    message = refused.value.message
+    assert "input tensor 'x' has shape (" in message and "No Spark job was started" in message
+    assert "\n" not in message
+
+
+def test_a_tensor_column_of_the_wrong_form_is_refused_with_a_cast(spark, tensor_package):
+    from pyml_jupyter.batch import predict_offline
+
+    with pytest.raises(BatchError, match=r"column 'x' is DOUBLE in the query but tensor 'x' is float64, shape "
+                                         r"\(None, 3\); CAST it in the query: CAST\(x AS ARRAY<DOUBLE>\)"):
+        predict_offline(tensor_package, "SELECT 1.0D AS x, 2.0D AS w", "never_written", spark=spark)
+
+
 # --------------------------------------------------------------------------------------- predict_frame
 
 
@@ -567,20 +642,3 @@ def test_a_running_session_is_reused(spark):
     assert spark_session() is spark
     assert spark.conf.get("spark.sql.catalogImplementation") == "hive"
     assert spark.conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
-
-
-def test_package_without_dataframe_kind_is_refused(tmp_path, package):
-    import json
-
-    from pyml_jupyter.batch import predict_offline
-
-    copy = tmp_path / "tensor"
-    shutil.copytree(package, copy)
-    contract = json.loads((copy / "pyml.json").read_text())
-    contract["kind"] = "tensor"
-    contract["input_schema"] = {"type": "tensor", "tensors": [{"name": "x", "dtype": "float32", "shape": [None, 2]}]}
-    contract["output_schema"] = {"type": "tensor", "tensors": [{"name": "y", "dtype": "float32", "shape": [None]}]}
-    (copy / "pyml.json").write_text(json.dumps(contract))
-    assert read_package(copy).kind == "tensor"
-    with pytest.raises(BatchError, match="DataFrameModel"):
-        predict_offline(copy, "SELECT 1.0 AS x", "t", spark=object())

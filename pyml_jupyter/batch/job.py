@@ -26,14 +26,14 @@ import pandas as pd
 from ..errors import BatchError, PymlError
 from ..progress import Progress
 from ..serving.loader import PackageInfo, package_digest, read_package
-from ..serving.schema import DataFrameSchema
+from ..serving.schema import DataFrameSchema, TensorSchema
 from .destination import (Destination, check_destination, check_mode, check_table_name, drop_quietly, publish,
                           sweep_temporaries)
 from .query import check_keep, check_not_empty, check_query, parse_keep, schema_error_message
 from .result import BatchResult
 from .session import classic_session, first_line, job_group, session_conf
 from .shipping import make_scorer, ship
-from .spark_types import check_query_schema, output_struct, spark_type, storable_dtypes
+from .spark_types import check_query_schema, output_struct, spark_type, storable_dtypes, tensor_problems
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -64,7 +64,7 @@ def predict_offline(package_dir: str | os.PathLike, query: str, output_table: st
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise BatchError(f"batch_size must be a positive number of rows, not {batch_size!r}.")
     check_not_empty(query)
-    info = read_dataframe_package(package_dir)
+    info = read_batch_package(package_dir)
     progress = progress if progress is not None else Progress(f"batch {info.class_name} -> {table}")
     if spark is None:
         progress.set_stage("starting Spark")
@@ -178,15 +178,34 @@ def _col(name: str):
     return F.col("`" + name.replace("`", "``") + "`")
 
 
+def read_batch_package(package_dir: str | os.PathLike) -> PackageInfo:
+    """The package's contract, if Spark can score it: a DataFrameModel, or a TensorModel whose input and output
+    tensors all have shape (-1,) (a column of scalars) or (-1, k) (a column of arrays of length k); else a
+    :class:`BatchError` naming the tensor and its shape."""
+    try:
+        info = read_package(package_dir)
+    except FileNotFoundError as exc:
+        raise BatchError(str(exc)) from None
+    if info.kind != "tensor" or not isinstance(info.input_schema, TensorSchema):
+        return read_dataframe_package(package_dir)
+    problems = [*tensor_problems(info.input_schema, "input"), *tensor_problems(info.output_schema, "output")]
+    if problems:
+        raise BatchError(f"Spark cannot score {info.class_name} ({info.path}): {'; '.join(problems)}. Spark gives "
+                         f"the model one element of each tensor per table row; declare such shapes (reshape "
+                         f"inside predict) to score it on Spark. No Spark job was started.",
+                         details={"problems": problems})
+    return info
+
+
 def read_dataframe_package(package_dir: str | os.PathLike) -> PackageInfo:
-    """The package's contract, if it holds a DataFrameModel (Spark scores rows); else a :class:`BatchError`."""
+    """The package's contract, if it holds a DataFrameModel (a frame in, a frame out); else a :class:`BatchError`."""
     try:
         info = read_package(package_dir)
     except FileNotFoundError as exc:
         raise BatchError(str(exc)) from None
     if info.kind != "dataframe" or not isinstance(info.input_schema, DataFrameSchema):
-        raise BatchError(f"Spark scoring takes DataFrameModel packages (rows in, rows out); {info.path} holds a "
-                         f"{info.kind} model.")
+        raise BatchError(f"Scoring a frame on Spark takes DataFrameModel packages (rows in, rows out); {info.path} "
+                         f"holds a {info.kind} model.")
     return info
 
 

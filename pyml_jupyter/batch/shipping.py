@@ -5,7 +5,9 @@ executors with Spark's own means (``SparkContext.addArchive``), together with th
 (``pyml_jupyter/serving``), so executors need neither pyml_jupyter nor MLflow: only the model's own requirements.
 On every executor Python process the package is loaded once (:func:`~pyml_jupyter.serving.loader.load_package`)
 and rows are scored in Arrow batches through :meth:`LoadedModel.predict`, which enforces the input schema with
-the one schema module before the model's code runs.
+the one schema module before the model's code runs. A TensorModel's rows become named arrays before the model
+runs and its predictions rows again (:func:`~pyml_jupyter.serving.schema.tensors_from_rows` and
+:func:`~pyml_jupyter.serving.schema.tensors_to_rows`); everything between is the same scorer.
 """
 
 from __future__ import annotations
@@ -113,18 +115,21 @@ def make_scorer(archive: str, keep: list[str], row_id: str | None) -> Callable[[
             model = load_package(_os.path.join(root, "package"))
             cache.models = {archive: model}  # one model per process: a new package replaces the previous one
         from pyml_jupyter.serving.schema import SchemaError as _SchemaError
+        from pyml_jupyter.serving.schema import tensors_from_rows, tensors_to_rows
 
-        output_schema = model.info.output_schema
-        as_decimal = [c.name for c in output_schema.columns if c.dtype == "uint64"]
+        input_schema, output_schema = model.info.input_schema, model.info.output_schema
+        tensors = model.info.kind == "tensor"  # named arrays in and out: converted from and to rows at the edges
+        as_decimal = [] if tensors else [c.name for c in output_schema.columns if c.dtype == "uint64"]
         for pdf in batches:
             if not len(pdf):
                 continue
-            prediction = model.predict(pdf)
+            prediction = model.predict(tensors_from_rows(pdf, input_schema) if tensors else pdf)
             try:
                 out = output_schema.enforce(prediction).data
             except _SchemaError as exc:
                 raise _SchemaError(exc.problems,
                                    summary="The model's output does not match its output schema") from None
+            out = tensors_to_rows(out, output_schema) if tensors else out
             if len(out) != len(pdf):
                 raise ValueError(f"the model returned {len(out)} rows for {len(pdf)} input rows; predict() must "
                                  f"return one row per input row")

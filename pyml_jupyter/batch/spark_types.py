@@ -7,6 +7,10 @@ DECIMAL(20,0), ``float32/64`` FLOAT/DOUBLE, ``string`` STRING, ``datetime`` TIME
 ``int64``, ``STRING`` -> ``str`` objects, ``DATE`` -> ``datetime.date``, ``DECIMAL`` -> ``Decimal``, ``TIMESTAMP``
 -> naive ``datetime64[ns]`` in the session time zone, integers with NULLs -> pandas ``IntN``), coerced to the
 declared dtypes by the schema module.
+
+A TensorModel's tensors of shape ``(-1,)`` are columns of their dtype's type, those of shape ``(-1, k)`` arrays of
+it (``ARRAY<DOUBLE>`` for float64), one row per element along the first axis (:func:`tensor_problems` says why
+other tensors are not); the query's columns are judged by the schema module as for a DataFrameModel.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BatchError
-from ..serving.schema import DATAFRAME_DTYPES, ColumnSpec, DataFrameSchema, SchemaError
+from ..serving.schema import (DATAFRAME_DTYPES, TENSOR_DTYPES, ColumnSpec, DataFrameSchema, SchemaError,
+                              TensorSchema, TensorSpec, row_shape_problem)
 from .session import require_pyspark
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,16 +115,18 @@ def _representative(data_type: "DataType") -> pd.Series | None:
     return pd.Series([value], dtype=object)
 
 
-def check_query_schema(spark_schema: "StructType", input_schema: DataFrameSchema) -> list[dict]:
+def check_query_schema(spark_schema: "StructType", input_schema: DataFrameSchema | TensorSchema) -> list[dict]:
     """Problems (``{"field", "error", "spark_type"}``) that make a query's columns unfit for a model; [] if fit.
 
     The decision is the schema module's: each Spark column becomes a one-row pandas column holding a value of
     the type ``mapInPandas`` will deliver, and :meth:`DataFrameSchema.enforce` says whether it can be coerced
     to the declared dtype (so ``INT`` for ``float64`` is accepted, ``INT`` for ``string`` is not). Only the
     wording is Spark's: the SQL type found and a ``CAST`` that fixes it. Columns the schema does not declare
-    are fine (they are ignored, or kept with ``keep``).
+    are fine (they are ignored, or kept with ``keep``). A tensor schema is checked by :func:`_check_tensor_columns`.
     """
     require_pyspark()
+    if isinstance(input_schema, TensorSchema):
+        return _check_tensor_columns(spark_schema, input_schema)
     fields = list(spark_schema.fields)
     by_name: dict[str, list] = {}
     for f in fields:
@@ -175,9 +182,14 @@ def _problem(found: dict, spec: ColumnSpec | None, matches: list, fields: list) 
                      f"{spec.declared}{fix}"}
 
 
-def output_struct(keep_fields: list, output_schema: DataFrameSchema) -> "StructType":
-    """The scored rows' Spark schema: the kept query columns, then the prediction columns by output dtype."""
+def output_struct(keep_fields: list, output_schema: DataFrameSchema | TensorSchema) -> "StructType":
+    """The scored rows' Spark schema: the kept query columns, then the prediction columns by output dtype
+    (for a tensor of shape (-1, k): an array of its dtype)."""
     from pyspark.sql import types as T
+
+    if isinstance(output_schema, TensorSchema):
+        out = [T.StructField(t.name, _tensor_type(t), False) for t in output_schema.tensors]
+        return T.StructType([*keep_fields, *out])
 
     unstorable = [c.name for c in output_schema.columns if spark_types().get(c.dtype) is None]
     if unstorable:
@@ -186,3 +198,72 @@ def output_struct(keep_fields: list, output_schema: DataFrameSchema) -> "StructT
                          f"{', '.join(storable_dtypes())}.")
     out = [T.StructField(c.name, spark_type(c.dtype), c.nullable) for c in output_schema.columns]
     return T.StructType([*keep_fields, *out])
+
+
+# ------------------------------------------------------------------------------------- tensors as columns
+
+
+def _row_dtypes() -> list[str]:
+    """The tensor dtypes a Spark column (or array element) carries as numpy delivers them (no decimals)."""
+    from pyspark.sql import types as T
+
+    return [d for d, t in spark_types().items()
+            if d in TENSOR_DTYPES and t is not None and not isinstance(t, T.DecimalType)]
+
+
+def tensor_problems(schema: TensorSchema, role: str) -> list[str]:
+    """Why ``schema``'s tensors cannot be columns of a Spark table ([] if they can): shape, then dtype."""
+    require_pyspark()
+    problems = []
+    for spec in schema.tensors:
+        shape = row_shape_problem(spec)
+        if shape:
+            problems.append(f"the {role} {shape}")
+        elif spec.dtype not in _row_dtypes():
+            problems.append(f"the {role} tensor '{spec.name}' has dtype {spec.dtype}, which no Spark column carries "
+                            f"here; declare one of {', '.join(_row_dtypes())}")
+    return problems
+
+
+def _tensor_type(spec: TensorSpec) -> "DataType":
+    """A row-shaped tensor's Spark column type: its dtype's type, or an array of it for shape (-1, k)."""
+    from pyspark.sql import types as T
+
+    element = spark_type(spec.dtype)
+    return element if len(spec.shape) == 1 else T.ArrayType(element, containsNull=False)
+
+
+def _check_tensor_columns(spark_schema: "StructType", schema: TensorSchema) -> list[dict]:
+    """Problems with a query's columns for row-shaped input tensors: a column per tensor, of its name, a scalar
+    for (-1,) and an array for (-1, k), whose (element) type the schema module accepts for the tensor's dtype."""
+    from pyspark.sql import types as T
+
+    problems = []
+    for spec in schema.tensors:
+        matches = [f for f in spark_schema.fields if f.name == spec.name]
+        wanted = _tensor_type(spec).simpleString().upper()
+        fix = f"; CAST it in the query: CAST({spec.name} AS {wanted}) AS {spec.name}"
+        if len(matches) != 1:
+            similar = [f.name for f in spark_schema.fields if f.name.lower() == spec.name.lower()]
+            hint = f"; the query has '{similar[0]}': alias it AS {spec.name}" if similar and not matches else ""
+            error = (f"column '{spec.name}' appears {len(matches)} times in the query; keep one" if matches else
+                     f"missing column '{spec.name}' ({wanted}, for tensor '{spec.name}': {spec.describe()}){hint}")
+            problems.append({"field": spec.name, "spark_type": "", "error": error})
+            continue
+        data_type = matches[0].dataType
+        found = data_type.simpleString().upper()
+        is_array = isinstance(data_type, T.ArrayType)
+        value = _representative(data_type.elementType if is_array else data_type)
+        fits = value is not None and is_array == (len(spec.shape) == 2)
+        if fits:
+            arr = value.to_numpy()
+            arr = np.tile(arr[:, None], (1, spec.shape[1])) if is_array else arr
+            try:
+                TensorSchema([spec]).enforce({spec.name: arr})
+            except SchemaError:
+                fits = False
+        if not fits:
+            problems.append({"field": spec.name, "spark_type": found,
+                             "error": f"column '{spec.name}' is {found} in the query but tensor '{spec.name}' is "
+                                      f"{spec.describe()}{fix}"})
+    return problems

@@ -29,7 +29,7 @@ Tensor dtypes are numpy names (``bool``, ``intN``, ``uintN``, ``float16/32/64``)
 The package, by subject: :mod:`.dtypes` (the dtypes a schema accepts, :data:`DTYPES`, and reading a dtype),
 :mod:`.columns` (converting a column), :mod:`.fast` (the fast paths), :mod:`.dataframe` (``DataFrameSchema``),
 :mod:`.tensors` (``TensorSchema``), :mod:`.base` (what the two schemas share), :mod:`.codec` (JSON),
-:mod:`.kinds` (either schema by kind), :mod:`.errors` (``SchemaError``). Import from this package, not from
+:mod:`.kinds` (either schema by kind), :mod:`.rows` (tensors as table rows), :mod:`.errors` (``SchemaError``). Import from this package, not from
 its modules. It is part of the serving runtime: it imports only the standard library, numpy and pandas.
 """
 
@@ -39,6 +39,7 @@ from .dataframe import ColumnSpec, DataFrameSchema
 from .dtypes import DATAFRAME_DTYPES, DTYPES, TENSOR_DTYPES
 from .errors import SchemaError
 from .kinds import Schema, schema_from_dict, schema_from_spec
+from .rows import row_shape_problem, tensors_from_rows, tensors_to_rows
 from .tensors import TensorSchema, TensorSpec
 
 __all__ = [
@@ -59,4 +60,7 @@ __all__ = [
     "dataframe_from_json",
     "tensors_to_json",
     "tensors_from_json",
+    "row_shape_problem",
+    "tensors_from_rows",
+    "tensors_to_rows",
 ]

@@ -7,7 +7,6 @@ Docker engine stopped mid-build (a second, isolated ``dockerd`` the test starts,
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import json
 import os
@@ -136,18 +135,34 @@ def test_the_mlflow_server_killed_during_register_gives_a_clear_error_and_no_ver
         assert versions_of(name) == []
 
 
+CTRL_C_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from pyml_jupyter import api
+from test_faults import Doubler, SAMPLE
+api.register(Doubler, {name!r}, SAMPLE)
+"""
+
+
 def test_ctrl_c_during_register_rolls_back_the_run_and_the_version(tmp_path):
-    import mlflow
-
+    # A real Ctrl-C (SIGINT) to a fresh interpreter registering the model, once logging into its run began.
     name = unique_name("ctrl-c")
-    with use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path):
-        when(lambda: logging_began(tmp_path), _thread.interrupt_main)
-        with pytest.raises(KeyboardInterrupt):
-            api.register(Doubler, name, SAMPLE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYML_CACHE_DIR": str(tmp_path / "pyml-cache")}
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD.format(tests=str(Path(__file__).parent), name=name)],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not logging_began(tmp_path) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert child.poll() is None, f"register ended before it could be interrupted: {child.communicate()}"
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
 
+    assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr[-3000:]
+    with use_tracking_uri(uri, tmp_path):
         assert active_runs_named(f"pyml-{name}") == []
         assert versions_of(name) == []
-        assert mlflow.active_run() is None
 
 
 # -- Docker: a serving container killed --------------------------------------------------------------------------

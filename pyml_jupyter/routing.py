@@ -26,7 +26,8 @@ __all__ = ["Route", "find_route", "route_to", "remove_routes", "serve_alias", "s
 
 ROUTE_LABEL = "pyml.route"
 _DIR = "/pyml-route"
-_DRAIN_SECONDS = 0.5  # for connections the proxy opened to the old version just before the switch
+_DRAIN_SECONDS = 2.0  # for connections the proxy opened to the old version just before the switch (a loaded
+# machine may take a while to hand them to the server; SIGTERM then finishes what the server has read)
 
 
 @dataclass

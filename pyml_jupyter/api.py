@@ -399,13 +399,14 @@ def predict_offline(ref: str, query: str, output_table: str, *, spark: Any = Non
 # ----------------------------------------------------------------------------------- promote, push, export
 
 
-def promote(ref: str, alias: str = "champion", *, compare: str | int | None = None,
+def promote(ref: str, alias: str = "champion", *, compare: str | int | None = None, targets: str = "all",
             progress: Progress | None = None):
-    """Point the MLflow alias ``alias`` at the version ``ref`` names, after its contract and parity gates pass;
-    ``compare`` (an alias, a version) also compares their predictions. See :mod:`pyml_jupyter.promotion`."""
+    """Point the MLflow alias ``alias`` at the version ``ref`` names, after its contract and parity gates pass
+    (parity on ``targets``: ``"all"``, or ``"container"``/``"batch"`` alone); ``compare`` (an alias, a version)
+    also compares their predictions. See :mod:`pyml_jupyter.promotion`."""
     from .promotion import promote as run_promotion
 
-    return run_promotion(ref, alias, compare=compare, progress=progress)
+    return run_promotion(ref, alias, compare=compare, targets=targets, progress=progress)
 
 
 def push(ref: str, registry: str, *, progress: Progress | None = None):

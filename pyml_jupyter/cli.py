@@ -10,7 +10,7 @@
     pyml test NAME[/VERSION] [--all]     compare the container's (--all: every target's) predictions with
                                          in-process ones; --json prints the report as JSON
     pyml batch NAME[/VERSION] --query SQL --output TABLE   score a query on Spark into a table
-    pyml promote NAME/VERSION [--alias champion] [--compare champion]   move an alias behind the gates
+    pyml promote NAME/VERSION [--alias champion] [--compare champion] [--targets all]   move an alias behind the gates
     pyml push NAME[/VERSION] --registry HOST[:PORT]   push its image (REGISTRY/pyml/NAME:VERSION, alias tags)
     pyml export NAME[/VERSION] [--format kserve|kubernetes] [--registry R] [--output PATH]   write manifests
 """
@@ -93,12 +93,12 @@ def _run(args: argparse.Namespace) -> int:
             print(api.predict_offline(args.ref, args.query, args.output, keep=args.keep, mode=args.mode, progress=p))
     elif cmd == "promote":
         if args.json:  # for a parent process: progress events on stderr, the promotion as one JSON line
-            promotion = api.promote(args.ref, args.alias, compare=args.compare,
+            promotion = api.promote(args.ref, args.alias, compare=args.compare, targets=args.targets,
                                     progress=Progress(f"promote {args.ref}").relay_to(sys.stderr))
             print(json.dumps(promotion.to_dict(), allow_nan=False, default=str))
         else:
             with _progress(f"promote {args.ref}") as p:
-                print(api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+                print(api.promote(args.ref, args.alias, compare=args.compare, targets=args.targets, progress=p))
     elif cmd == "push":
         with _progress(f"push {args.ref}") as p:
             print(api.push(args.ref, args.registry, progress=p))
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("ref")
     promote.add_argument("--alias", default="champion")
     promote.add_argument("--compare", help="also compare predictions with this alias or version")
+    promote.add_argument("--targets", choices=list(api.TEST_TARGETS), default="all",
+                         help="where the parity gate predicts the stored sample (default: all targets)")
     promote.add_argument("--json", action="store_true", help="print the promotion (or the error) as one JSON line")
     push = sub.add_parser("push", help="push a version's image to a registry")
     push.add_argument("ref")

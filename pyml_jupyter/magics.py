@@ -301,13 +301,15 @@ class PymlMagics(Magics):
     @argument("ref", help="NAME/VERSION (or NAME: the latest version) to promote")
     @argument("--alias", "-a", default="champion", help="the MLflow alias to point at it (default: champion)")
     @argument("--compare", "-c", help="also compare predictions with this alias or version, e.g. champion")
+    @argument("--targets", "-t", default="all", choices=list(api.TEST_TARGETS),
+              help="where the parity gate predicts the stored sample (default: all targets)")
     @line_magic
     @_friendly
     def pyml_promote(self, line: str):
         """Point an alias (champion) at a version once its contract and parity gates pass."""
         args = _parse_args(self.pyml_promote, line)
-        return self._with_progress(f"promote {args.ref}",
-                                   lambda p: api.promote(args.ref, args.alias, compare=args.compare, progress=p))
+        return self._with_progress(f"promote {args.ref}", lambda p: api.promote(
+            args.ref, args.alias, compare=args.compare, targets=args.targets, progress=p))
 
     @magic_arguments()
     @argument("ref", help="NAME/VERSION or NAME@ALIAS whose image to push")

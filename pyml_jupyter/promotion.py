@@ -3,8 +3,12 @@
 :func:`promote` moves the alias only when every gate passes:
 
 1. **contract**: the version was registered with a passed contract report (its ``pyml.contract_status`` tag);
-2. **parity**: its stored sample predicts the same in the notebook process and on every target ``api.test``
-   runs (the container, and the other targets where they are available).
+2. **parity**: its stored sample predicts the same in the notebook process as on every target
+   (``api.test(target="all")``: a fresh process, the container over HTTP and gRPC, Spark). A target that cannot
+   run on this machine (no Java for Spark, no ``tritonclient`` for gRPC) is *skipped*: it does not fail the gate,
+   but the gate's detail and its ``skipped`` list name it with the reason. The container over HTTP is the one
+   target that must run, since the image is what the alias ships. ``targets="container"`` (or ``"batch"``)
+   narrows the gate to one target, for a quicker check.
 
 With ``compare="champion"`` (an alias, a version number or a ``NAME/VERSION``) both versions also score the
 candidate's stored sample, each in a fresh interpreter (never in the Jupyter server's process), and
@@ -27,12 +31,13 @@ from .errors import InvalidName, PymlError
 from .progress import Progress
 
 __all__ = ["Gate", "Comparison", "Promotion", "PromotionRefused", "promote", "compare_versions",
-           "validate_alias", "DEFAULT_ALIAS"]
+           "validate_alias", "validate_targets", "DEFAULT_ALIAS", "PARITY_TARGETS"]
 
 DEFAULT_ALIAS = "champion"
 _COMPARE_TIMEOUT = 300.0
-PARITY_TARGET = "container"
-"""The targets the parity gate runs ``api.test`` on."""
+PARITY_TARGETS = "all"
+"""The targets the parity gate runs ``api.test`` on by default."""
+_REQUIRED = "http"  # in an all-targets gate, the one target that may not be skipped: the image the alias ships
 
 
 class PromotionRefused(PymlError):
@@ -64,9 +69,10 @@ class Gate:
     name: str
     ok: bool
     detail: str
+    skipped: list[dict[str, str]] = field(default_factory=list)  # targets that could not run: target, reason
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "skipped": self.skipped}
 
 
 # ------------------------------------------------------------------------------------------------ comparison
@@ -251,19 +257,46 @@ def _contract_gate(mv: Any) -> Gate:
                                    "contract check passes")
 
 
-def _parity_gate(ref: str, progress: Progress) -> tuple[Gate, Any]:
+def validate_targets(targets: str) -> str:
+    """The parity gate's targets: ``"all"`` (the default), ``"container"`` or ``"batch"``."""
+    from .api import TEST_TARGETS
+
+    if targets not in TEST_TARGETS:
+        raise PymlError(f"targets must be one of {', '.join(TEST_TARGETS)}, not {targets!r}.")
+    return targets
+
+
+def _table_gate(report: Any) -> Gate:
+    """The gate of an all-targets :class:`~pyml_jupyter.parity_table.ParityTable`."""
+    others = [t for k, t in report.targets.items() if k != "notebook"]
+    matched = [t.label for t in others if t.status == "match"]
+    skipped = [{"target": t.label, "reason": t.reason} for t in others if t.status == "skipped"]
+    skip_text = "; skipped (cannot run here, not counted): " + "; ".join(
+        f"{s['target']}: {s['reason']}" for s in skipped) if skipped else ""
+    required = report.targets.get(_REQUIRED)
+    if report.ok and required is not None and required.status == "match":
+        return Gate("parity", True, f"the stored sample predicts the same on: {', '.join(matched)}{skip_text}",
+                    skipped)
+    if report.ok:  # every target that ran matched, but the image itself did not run
+        why = f" ({required.reason})" if required is not None and required.reason else ""
+        return Gate("parity", False, f"the container (HTTP) did not run{why}: the image the alias ships must "
+                                     f"answer the sample{skip_text}", skipped)
+    return Gate("parity", False, f"{report.verdict()}: {report.reason()}{skip_text}", skipped)
+
+
+def _parity_gate(ref: str, targets: str, progress: Progress) -> tuple[Gate, Any]:
     from . import api
 
     try:
-        report = api.test(ref, target=PARITY_TARGET, progress=progress)
+        report = api.test(ref, target=targets, progress=progress)
     except PymlError as exc:
         return Gate("parity", False, f"the parity run could not complete: {exc.message}"), None
-    targets = getattr(report, "targets", None) or [getattr(report, "target", "container")]
-    names = ", ".join(t if isinstance(t, str) else getattr(t, "name", str(t)) for t in targets)
+    if hasattr(report, "targets"):
+        return _table_gate(report), report
     if report.ok:
-        return Gate("parity", True, f"the stored sample predicts the same on: {names}"), report
-    reason = report.reason() if hasattr(report, "reason") else ""
-    return Gate("parity", False, f"predictions differ ({names}): {reason or report.summary()}"), report
+        return Gate("parity", True, f"the stored sample predicts the same on: {targets} (only this target was "
+                                    "run)"), report
+    return Gate("parity", False, f"predictions differ ({targets}): {report.reason() or report.summary()}"), report
 
 
 def current_alias_version(name: str, alias: str) -> int | None:
@@ -272,13 +305,15 @@ def current_alias_version(name: str, alias: str) -> int | None:
 
 
 def promote(ref: str, alias: str = DEFAULT_ALIAS, *, compare: str | int | None = None,
-            progress: Progress | None = None) -> Promotion:
-    """Point ``alias`` at the version ``ref`` names, after its contract and parity gates pass.
+            targets: str = PARITY_TARGETS, progress: Progress | None = None) -> Promotion:
+    """Point ``alias`` at the version ``ref`` names, after its contract and parity gates pass (parity on
+    ``targets``: every target by default).
 
     Raises :class:`PromotionRefused` (nothing moved) when a gate fails; ``compare`` adds a :class:`Comparison`
     with another version (``"champion"``: the version the alias names now; nothing to compare on a first
     promotion)."""
     validate_alias(alias)
+    validate_targets(targets)
     from .api import _resolve
 
     name, version, mv = _resolve(ref)
@@ -289,7 +324,7 @@ def promote(ref: str, alias: str = DEFAULT_ALIAS, *, compare: str | int | None =
     parity = None
     if gates[0].ok:
         progress.set_stage("parity gate", 0.1)
-        gate, parity = _parity_gate(f"{name}/{version}", progress)
+        gate, parity = _parity_gate(f"{name}/{version}", targets, progress)
         gates.append(gate)
     failed = [g for g in gates if not g.ok]
     if failed:

@@ -12,12 +12,13 @@ import pytest
 from docker_fixtures import docker_engine, model_name, pyml_cache  # noqa: F401
 from notebook_shell import ipython  # noqa: F401
 from pyml_jupyter import api, tracking
-from pyml_jupyter.errors import InvalidName
+from pyml_jupyter.errors import InvalidName, PymlError
 from pyml_jupyter.promotion import Comparison, PromotionRefused, column_differences, validate_alias
 from pyml_jupyter.serving.contract import DataFrameModel
 
 pytestmark = pytest.mark.docker
 
+QUICK = {"targets": "container"}  # tests of the gate's logic narrow it; the first test runs every target
 SAMPLE = pd.DataFrame({"x": [0.5, 1.0, 2.0, 3.5]})
 
 
@@ -67,19 +68,63 @@ def store(tmp_path_factory, docker_engine, pyml_cache):  # noqa: F811
                 pass
 
 
-def test_promote_points_the_alias_at_the_version_after_both_gates(store):
-    promotion = api.promote(f"{store['name']}/1", "champion")
+def test_promote_points_the_alias_at_the_version_after_the_contract_and_all_targets_parity_gates(store):
+    promotion = api.promote(f"{store['name']}/1", "champion")  # the default gate: every target
     assert (promotion.version, promotion.alias, promotion.previous) == (1, "champion", None)
     assert [(g.name, g.ok) for g in promotion.gates] == [("contract", True), ("parity", True)]
     assert tracking.aliases(store["name"]) == {"champion": 1}
+    table = promotion.parity
+    assert list(table.targets) == ["notebook", "fresh_process", "http", "grpc", "spark"]
+    assert table.targets["fresh_process"].status == "match" and table.targets["http"].status == "match"
+    ran = [t.label for k, t in table.targets.items() if t.status == "match" and k != "notebook"]
+    assert all(label in promotion.gates[1].detail for label in ran)
+    skipped = [t.label for t in table.targets.values() if t.status == "skipped"]
+    assert [s["target"] for s in promotion.gates[1].skipped] == skipped  # never silently dropped
     assert "champion -> v1" in repr(promotion) and "✓ parity" in repr(promotion)
     assert "Promoted" in promotion._repr_html_()
     assert promotion.to_dict()["gates"][1]["ok"] is True
+    assert promotion.to_dict()["parity"]["targets"][2]["key"] == "http"
+
+
+def _runs(http: str = "ran", spark: str = "ran"):
+    from pyml_jupyter.parity_targets import TargetRun
+
+    out = pd.DataFrame({"score": SAMPLE["x"] / 4.0})
+
+    def run(key, status):
+        return TargetRun(key, status, prediction=out.copy() if status == "ran" else None,
+                         reason="" if status == "ran" else f"{key} cannot run here")
+    return [run("notebook", "ran"), run("fresh_process", "ran"), run("http", http), run("grpc", "skipped"),
+            run("spark", spark)]
+
+
+def test_a_skipped_target_passes_the_gate_but_is_named_with_its_reason():
+    from pyml_jupyter.parity_table import parity_table
+    from pyml_jupyter.promotion import _table_gate
+
+    gate = _table_gate(parity_table("m/1", SAMPLE, _runs(spark="skipped")))
+    assert gate.ok
+    assert [s["target"] for s in gate.skipped] == ["container (gRPC)", "Spark"]
+    assert "skipped" in gate.detail and "spark cannot run here" in gate.detail
+    assert gate.to_dict()["skipped"][1] == {"target": "Spark", "reason": "spark cannot run here"}
+
+
+def test_the_gate_fails_when_the_container_itself_could_not_run():
+    from pyml_jupyter.parity_table import parity_table
+    from pyml_jupyter.promotion import _table_gate
+
+    gate = _table_gate(parity_table("m/1", SAMPLE, _runs(http="skipped")))
+    assert not gate.ok and "container (HTTP) did not run" in gate.detail and "http cannot run here" in gate.detail
+
+
+def test_the_gate_targets_are_checked_before_anything_runs(store):
+    with pytest.raises(PymlError, match="targets must be one of all, container, batch"):
+        api.promote(f"{store['name']}/1", "champion", targets="everywhere")
 
 
 def test_compare_champion_shows_mean_max_difference_and_changed_labels(store):
-    api.promote(f"{store['name']}/1", "champion")
-    promotion = api.promote(f"{store['name']}/2", "champion", compare="champion")
+    api.promote(f"{store['name']}/1", "champion", **QUICK)
+    promotion = api.promote(f"{store['name']}/2", "champion", compare="champion", **QUICK)
     assert promotion.previous == 1 and tracking.aliases(store["name"])["champion"] == 2
     comparison = promotion.comparison
     assert (comparison.candidate, comparison.other, comparison.n_rows) == (f"{store['name']}/2", f"{store['name']}/1", 4)
@@ -92,20 +137,20 @@ def test_compare_champion_shows_mean_max_difference_and_changed_labels(store):
 
 
 def test_compare_with_an_alias_naming_no_version_yet_says_so(store):
-    promotion = api.promote(f"{store['name']}/1", "first", compare="first")
+    promotion = api.promote(f"{store['name']}/1", "first", compare="first", **QUICK)
     assert promotion.previous is None and promotion.comparison.columns == []
     assert "nothing to compare" in promotion.comparison.note
 
 
 def test_an_alias_resolves_wherever_a_ref_is_accepted(store):
-    api.promote(f"{store['name']}/2", "champion")
+    api.promote(f"{store['name']}/2", "champion", **QUICK)
     assert api.package_path(f"{store['name']}@champion") == api.package_path(f"{store['name']}/2")
-    assert api.promote(f"{store['name']}@champion", "also").version == 2
+    assert api.promote(f"{store['name']}@champion", "also", **QUICK).version == 2
 
 
 def test_list_models_shows_the_aliases_of_each_version(store):
-    api.promote(f"{store['name']}/2", "champion")
-    api.promote(f"{store['name']}/1", "baseline")
+    api.promote(f"{store['name']}/2", "champion", **QUICK)
+    api.promote(f"{store['name']}/1", "baseline", **QUICK)
     (model,) = [m for m in api.list_models() if m.name == store["name"]]
     aliases = {v["version"]: v["aliases"] for v in model.versions}
     assert "champion" in aliases[2] and "champion" not in aliases[1] and "baseline" in aliases[1]
@@ -113,7 +158,7 @@ def test_list_models_shows_the_aliases_of_each_version(store):
 
 def test_a_failed_parity_gate_refuses_and_moves_nothing(store):
     with pytest.raises(PromotionRefused) as refused:
-        api.promote(f"{store['odd']}/1", "champion")
+        api.promote(f"{store['odd']}/1", "champion", **QUICK)
     assert refused.value.status == 409
     assert "parity gate failed" in refused.value.message and "still points to no version" in refused.value.message
     gates = {g["name"]: g["ok"] for g in refused.value.details["gates"]}
@@ -122,11 +167,11 @@ def test_a_failed_parity_gate_refuses_and_moves_nothing(store):
 
 
 def test_a_failed_contract_gate_refuses_before_any_parity_run(store):
-    api.promote(f"{store['name']}/2", "champion")
+    api.promote(f"{store['name']}/2", "champion", **QUICK)
     tracking.set_version_tags(store["name"], 1, {tracking.TAG_STATUS: "failed"})
     try:
         with pytest.raises(PromotionRefused) as refused:
-            api.promote(f"{store['name']}/1", "champion")
+            api.promote(f"{store['name']}/1", "champion", **QUICK)
     finally:
         tracking.set_version_tags(store["name"], 1, {tracking.TAG_STATUS: "passed"})
     assert "contract gate failed" in refused.value.message and "still points to v2" in refused.value.message
@@ -157,7 +202,7 @@ def test_the_magic_promotes_and_a_bad_alias_is_one_paragraph(store, ipython):
     from IPython.core.error import UsageError
 
     ipython.run_line_magic("load_ext", "pyml_jupyter")
-    promotion = ipython.run_line_magic("pyml_promote", f"{store['name']}/1 --alias magic")
+    promotion = ipython.run_line_magic("pyml_promote", f"{store['name']}/1 --alias magic --targets container")
     assert promotion.alias == "magic" and tracking.aliases(store["name"])["magic"] == 1
     with pytest.raises(UsageError, match="not a valid alias"):
         ipython.run_line_magic("pyml_promote", f"{store['name']}/1 --alias latest")
@@ -166,9 +211,9 @@ def test_the_magic_promotes_and_a_bad_alias_is_one_paragraph(store, ipython):
 def test_the_cli_promotes_and_exits_2_on_a_refusal(store, capsys):
     from pyml_jupyter.cli import main
 
-    assert main(["promote", f"{store['name']}/2", "--alias", "cli"]) == 0
+    assert main(["promote", f"{store['name']}/2", "--alias", "cli", "--targets", "container"]) == 0
     assert "cli -> v2" in capsys.readouterr().out
-    assert main(["promote", f"{store['odd']}/1", "--alias", "cli"]) == 2
+    assert main(["promote", f"{store['odd']}/1", "--alias", "cli", "--targets", "container"]) == 2
     assert "parity gate failed" in capsys.readouterr().err
     assert "cli" not in tracking.aliases(store["odd"])
 
@@ -204,7 +249,7 @@ async def _job(jp_fetch, job):
 
 
 async def test_rest_promotion_is_a_job_that_moves_the_alias(store, jp_fetch):
-    status, job = await _post(jp_fetch, "aliases", {"ref": f"{store['name']}/2", "alias": "rest"})
+    status, job = await _post(jp_fetch, "aliases", {"ref": f"{store['name']}/2", "alias": "rest", **QUICK})
     assert status == 202 and job["kind"] == "promote"
     job = await _job(jp_fetch, job)
     assert job["state"] == "succeeded", job["error"]
@@ -213,7 +258,7 @@ async def test_rest_promotion_is_a_job_that_moves_the_alias(store, jp_fetch):
 
 
 async def test_a_rest_refusal_is_a_failed_job_with_409_and_the_gates(store, jp_fetch):
-    status, job = await _post(jp_fetch, "aliases", {"ref": f"{store['odd']}/1", "alias": "rest"})
+    status, job = await _post(jp_fetch, "aliases", {"ref": f"{store['odd']}/1", "alias": "rest", **QUICK})
     job = await _job(jp_fetch, job)
     assert job["state"] == "failed" and job["error"]["error"] == "promotion_refused"
     assert [g["ok"] for g in job["error"]["details"]["gates"]] == [True, False]
@@ -222,6 +267,7 @@ async def test_a_rest_refusal_is_a_failed_job_with_409_and_the_gates(store, jp_f
 @pytest.mark.parametrize("body, field", [({"ref": "m/1", "alias": "latest"}, "alias"),
                                          ({"ref": "m/1", "alias": 3}, "alias"),
                                          ({"ref": "m/1", "compare": ""}, "compare"),
+                                         ({"ref": "m/1", "targets": "everywhere"}, "targets"),
                                          ({"alias": "champion"}, "ref")])
 async def test_rest_bad_promotion_input_is_a_400_naming_the_field(jp_fetch, body, field):
     status, error = await _post(jp_fetch, "aliases", body)
@@ -246,7 +292,7 @@ def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_reques
     from pyml_jupyter.deployments import find_deployment
 
     name = store["name"]
-    api.promote(f"{name}/1", "stable")
+    api.promote(f"{name}/1", "stable", **QUICK)
     first = api.deploy(f"{name}@stable")
     body = b'{"dataframe_split": {"columns": ["x"], "data": [[2.0]]}}'
     seen: dict[str, int] = {}
@@ -268,7 +314,7 @@ def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_reques
     caller.start()
     try:
         time.sleep(1.0)
-        api.promote(f"{name}/2", "stable")
+        api.promote(f"{name}/2", "stable", **QUICK)
         second = api.deploy(f"{name}@stable")
         time.sleep(1.0)
     finally:

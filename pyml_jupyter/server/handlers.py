@@ -14,7 +14,7 @@ non-GET by ``APIHandler``)::
     GET    jobs                            known jobs, newest first                 -> {"jobs": [...]}
     GET    jobs/ID                         one job with its progress snapshot       -> job
     POST   tests         {ref, target?}      parity test in a child process (job)       -> 202 job (result: report)
-    POST   aliases       {ref, alias?, compare?}  promote behind the gates in a child process (job) -> 202 job
+    POST   aliases       {ref, alias?, compare?, targets?}  promote behind the gates in a child process (job) -> 202 job
     POST   pushes        {ref, registry}     push the version's image (job)            -> 202 job
     GET    config                          MLflow UI link, tracking URI, version
 
@@ -239,13 +239,18 @@ class AliasesHandler(PymlHandler):
     @tornado.web.authenticated
     @authorized
     async def post(self):
-        from ..promotion import validate_alias
+        from ..promotion import validate_alias, validate_targets
 
         body = self.json_body()
         ref, alias, compare = self.body_ref(body), optional_text(body, "alias") or "champion", \
             optional_text(body, "compare")
         validate_alias(alias)
+        try:
+            targets = validate_targets(optional_text(body, "targets") or "all")
+        except PymlError as exc:
+            raise BadRequest(exc.message) from None
         extra = ["--compare", compare] if compare else []
+        extra += ["--targets", targets]
         # in a child process, like a test: the parity gate predicts with the model, never in the server
         self.write_job(await self.submit("promote", ref, lambda r, p: worker.run_cli(
             ["promote", str(r), "--alias", alias, *extra], p)))

@@ -135,6 +135,45 @@ def expected(data: list[list]) -> list[dict]:
 # ------------------------------------------------------------------------------------------- merge/split
 
 
+def _batcher_calls(arrivals: list[int]) -> list[int]:
+    """The rows of each predict call when requests of one row each arrive after ``arrivals[i]`` event loop
+    turns, on a free model (a real Batcher, its predict thread included)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyml_jupyter.serving.batching import Batcher
+
+    calls: list[int] = []
+
+    def predict_batch(frame):
+        calls.append(len(frame))
+        return frame.rename(columns={"x": "y"})
+
+    async def request(turns: int, x: int):
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await batcher.predict(pd.DataFrame({"x": [x]}), 10)
+
+    async def main():
+        return await asyncio.gather(*(request(turns, i) for i, turns in enumerate(arrivals)))
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        batcher = Batcher(predict_batch, predict_batch, executor=executor, batching=True)
+        outputs = asyncio.run(main())
+    assert [int(out["y"].iloc[0]) for out in outputs] == list(range(len(arrivals)))
+    return calls
+
+
+def test_requests_arriving_in_the_same_few_loop_turns_as_the_first_share_its_predict():
+    # The model is free when the first request arrives; the others come one, two, three turns later.
+    assert _batcher_calls([0, 1, 1, 2, 3, 3, 3]) == [7]
+
+
+def test_a_lone_request_on_a_free_model_is_predicted_without_waiting_for_more():
+    started = time.perf_counter()
+    assert _batcher_calls([0]) == [1]
+    assert time.perf_counter() - started < 1.0
+
+
 def test_split_gives_each_request_its_rows_with_its_own_index():
     a = pd.DataFrame({"x": [1, 2]}, index=[10, 11])
     b = pd.DataFrame({"x": [3]}, index=["k"])

@@ -216,3 +216,19 @@ def test_concurrent_grpc_and_http_requests_each_get_exactly_their_rows(echo):
     with ThreadPoolExecutor(16) as pool:
         for got, want in pool.map(one, range(len(batches))):
             assert got == want
+
+
+def test_numeric_output_columns_go_to_raw_contents_from_their_arrays_and_text_columns_do_not():
+    import pandas as pd
+
+    from pyml_jupyter.serving.raw_tensors import encode_tensor
+    from pyml_jupyter.serving.v2 import numeric_outputs
+
+    frame = pd.DataFrame({"price": [1.5, float("nan")], "rooms": [3, 4], "ok": [True, False]}, index=[7, 9])
+    outputs = numeric_outputs(frame)
+    assert [(o["name"], o["datatype"], o["shape"]) for o in outputs] == [
+        ("price", "FP64", [2]), ("rooms", "INT64", [2]), ("ok", "BOOL", [2])]
+    assert np.frombuffer(encode_tensor(outputs[0]), "<f8")[0] == 1.5
+    assert np.isnan(np.frombuffer(encode_tensor(outputs[0]), "<f8")[1])
+    assert np.frombuffer(encode_tensor(outputs[1]), "<i8").tolist() == [3, 4]
+    assert numeric_outputs(frame.assign(tag=["a", "b"])) is None

@@ -15,8 +15,8 @@ server's best of ``--repeat`` runs so that bursts of other work on a shared mach
 
 Load: wrk on loopback (``POST /invocations``, keep-alive) with 1-row requests at c=1 and c=16, and a mix of
 1-row and 100-row requests at c=16 (rows/s counted); gRPC ModelInfer (1 row, raw contents) at c=16 over TCP and
-over a Unix socket, measured with a Python asyncio client in its own process, and HTTP with the same client so
-that the two protocols are compared with one load generator. Before measuring, each server's answers are checked
+over a Unix socket, measured with a Python asyncio client in its own process (4 channels), and HTTP with the
+same client (16 connections) so that the two protocols are compared with one load generator. Before measuring, each server's answers are checked
 against the model's own predictions. It prints the table and the goals of the batching issue with the ratios
 measured; ``--write-readme`` replaces the "Batching and gRPC" section of bench/README.md.
 """
@@ -42,6 +42,7 @@ from bench_serving import PYTHON, WRK, Server, _ms, free_port, save_pyfunc  # no
 from readme import write_section  # noqa: E402
 
 MODEL_NAME = "house_price"
+GRPC_CHANNELS = 4  # connections the gRPC load client spreads its concurrent calls over
 
 
 # ------------------------------------------------------------------------------------------ the model
@@ -135,17 +136,25 @@ async def _load(send, concurrency: int, duration: float) -> dict:
 async def _grpc_load(target: str, body: bytes, concurrency: int, duration: float) -> dict:
     import grpc
 
-    channel = grpc.aio.insecure_channel(target)
-    call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
-    await call(body)
+    # Several channels, each its own connection (a local subchannel pool), so that one HTTP/2 connection's
+    # ordering is not the limit; the concurrent calls are spread over them.
+    channels = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(min(concurrency, GRPC_CHANNELS))]
+    calls = [channel.unary_unary("/inference.GRPCInferenceService/ModelInfer") for channel in channels]  # bytes
+    for call in calls:
+        await call(body)
+    made = []
 
     async def client():
+        call = calls[len(made) % len(calls)]
+        made.append(call)
         return lambda: call(body)
 
     try:
         return await _load(client, concurrency, duration)
     finally:
-        await channel.close()
+        for channel in channels:
+            await channel.close()
 
 
 async def _http_load(port: int, body: bytes, concurrency: int, duration: float) -> dict:

@@ -4,8 +4,14 @@ Validated inputs of concurrent requests wait in one FIFO queue. Whenever the mod
 model's ``predict`` takes everything queued, up to a row budget (``PYML_MAX_BATCH_ROWS``) and a byte budget
 (``PYML_MAX_BATCH_BYTES``, counted on the request bodies), and each request gets back its own rows of the
 output, by row range. Nothing ever waits on a timer: when the model is free the queue is empty and a request
-is predicted at once (a single request adds no latency); under load, batches form by themselves while the
-previous predict runs.
+is predicted after one turn of the event loop (a single request adds microseconds); under load, batches form
+by themselves while the previous predict runs.
+
+When the model is free, a batch starts once the event loop has handled everything that was ready: the start
+goes to the end of the loop's ready callbacks, twice, and again while requests kept arriving in the last
+turn (at most ``SETTLE_TURNS`` turns, and never past the row budget). Requests that arrive together are predicted
+together; without it, the first request back after a batch would take the free model alone, and the others
+would wait for that 1-row predict (measured here: half the predict calls at c=16 were of one request).
 
 Rules:
 
@@ -43,6 +49,7 @@ __all__ = ["Batcher", "DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_BATCH_BYTES", "row_
 
 DEFAULT_MAX_BATCH_ROWS = 256
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
+SETTLE_TURNS = 16  # event loop turns a free model's next batch may be put off while requests keep arriving
 logger = logging.getLogger("pyml_jupyter.serving")
 
 
@@ -57,16 +64,30 @@ def row_count(data: Any) -> int | None:
     return None
 
 
+def _column_arrays(frame: pd.DataFrame) -> list[Any] | None:
+    """A DataFrame's column arrays, by position, without building a Series per column (``None`` if unknown)."""
+    get = getattr(frame, "_get_column_array", None)  # pandas 1.4+; a Series per column costs ~8 us each
+    if get is None:
+        return None
+    return [get(i) for i in range(frame.shape[1])]
+
+
 def merge_inputs(inputs: list[Any]) -> Any | None:
     """One input holding the rows of ``inputs`` in order (``None`` when they cannot be merged exactly)."""
     first = inputs[0]
     if isinstance(first, pd.DataFrame):
-        dtypes = list(first.dtypes)
-        if all(isinstance(dt, np.dtype) for dt in dtypes):
-            # Plain numpy columns: one array per column from the requests' arrays (half the cost of pd.concat).
-            columns = {name: np.concatenate([data[name].to_numpy() for data in inputs]) for name in first.columns}
+        names = list(first.columns)
+        firsts = _column_arrays(first)
+        if firsts is not None and len(set(names)) == len(names) and all(isinstance(a, np.ndarray) for a in firsts):
+            # Plain numpy columns: one array per column from the requests' arrays (a fifth of pd.concat's cost).
+            per_input = [firsts] + [_column_arrays(data) for data in inputs[1:]]
+            if any(arrays is None or len(arrays) != len(firsts) for arrays in per_input):
+                return None
+            columns = {name: np.concatenate([arrays[i] for arrays in per_input]) for i, name in enumerate(names)}
             merged = pd.DataFrame(columns, copy=False)
-            return merged if list(merged.dtypes) == dtypes else None
+            arrays = _column_arrays(merged)
+            same = arrays is not None and all(a.dtype == b.dtype for a, b in zip(arrays, firsts))
+            return merged if same and list(merged.columns) == names else None
         merged = pd.concat(inputs, ignore_index=True, copy=False)
         # Validated frames share the schema's dtypes; anything that changed in concatenation is not batched.
         if not merged.dtypes.equals(first.dtypes):
@@ -140,7 +161,9 @@ class Batcher:
         self.max_bytes = max_bytes
         self.observe = observe
         self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
         self._busy = False
+        self._settling = False
 
     async def predict(self, data: Any, nbytes: int = 0, timings: dict[str, float] | None = None) -> Any:
         """This request's output (raises what ``predict_one`` raises for it)."""
@@ -155,8 +178,9 @@ class Batcher:
         pending = _Pending(data, row_count(data) if self.batching else None, nbytes,
                            asyncio.get_running_loop().create_future())
         self._queue.append(pending)
+        self._queued_rows += pending.rows or 0
         if not self._busy:
-            self._start()
+            self._settle()
         try:
             return await pending.future
         finally:
@@ -172,6 +196,7 @@ class Batcher:
     def _take(self) -> list[_Pending]:
         """The next batch: the queue's head, then what follows it within the budgets."""
         head = self._queue.popleft()
+        self._queued_rows -= head.rows or 0
         batch = [head]
         if not self.batching or not head.rows:
             return batch
@@ -182,8 +207,29 @@ class Batcher:
                 break
             rows += item.rows
             nbytes += item.nbytes
+            self._queued_rows -= item.rows
             batch.append(self._queue.popleft())
         return batch
+
+    def _settle(self) -> None:
+        """Start the next batch, after the requests that are ready on the event loop have queued."""
+        if not self.batching:
+            self._start()
+        elif not self._settling:
+            self._settling = True
+            # -1: the first look always comes back once, after what was ready when it ran
+            asyncio.get_running_loop().call_soon(self._start_settled, -1, SETTLE_TURNS)
+
+    def _start_settled(self, seen: int, turns: int) -> None:
+        if self._busy or not self._queue:
+            self._settling = False
+            return
+        if len(self._queue) != seen and turns > 1 and self._queued_rows < self.max_rows:
+            # requests arrived during the last turn: more may be ready; look once more after them
+            asyncio.get_running_loop().call_soon(self._start_settled, len(self._queue), turns - 1)
+            return
+        self._settling = False
+        self._start()
 
     def _start(self) -> None:
         batch = self._take()
@@ -199,7 +245,7 @@ class Batcher:
     def _finish(self, batch: list[_Pending], waits: list[float], done: asyncio.Future) -> None:
         self._busy = False
         if self._queue:  # keep the model busy first: the next batch starts before this one is answered
-            self._start()
+            self._settle()
         results = done.result() if not done.cancelled() and done.exception() is None else None
         if self.observe is not None:
             self.observe(sum(item.rows or row_count(item.data) or 0 for item in batch), len(batch), waits)

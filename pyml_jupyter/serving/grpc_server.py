@@ -37,7 +37,7 @@ from .proto import grpc_predict_v2_pb2 as pb
 from .proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from .raw_tensors import RAW_DTYPES, decode_raw, encode_tensor, utf8_texts
 from .scoring import ScoringError
-from .v2 import requested_outputs
+from .v2 import numeric_outputs, requested_outputs
 
 __all__ = ["InferenceServicer", "start_grpc_server", "decode_tensor", "encode_tensor", "SERVICE"]
 
@@ -161,7 +161,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _write(self, request: Any, output: Any, timings: dict[str, float]) -> Any:
         started = time.perf_counter()
-        outputs = requested_outputs(scoring.v2_outputs(self.server.model, output), [o.name for o in request.outputs])
+        # numeric columns go from their arrays to raw bytes; anything else through the V2 JSON values
+        outputs = numeric_outputs(output) or scoring.v2_outputs(self.server.model, output)
+        outputs = requested_outputs(outputs, [o.name for o in request.outputs])
         response = pb.ModelInferResponse(model_name=self.server.model_name,
                                          model_version=self.server.model_version or "", id=request.id)
         for o in outputs:

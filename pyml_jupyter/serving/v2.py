@@ -170,6 +170,30 @@ def requested_outputs(outputs: list[dict], names: list[str]) -> list[dict]:
     return [by_name[n] for n in names]
 
 
+def numeric_outputs(output: Any) -> list[dict] | None:
+    """A DataFrame whose columns are all numpy numbers or booleans as V2 output tensors whose ``data`` is each
+    column's array (for raw contents: no JSON values on the way); ``None`` for any other output."""
+    if isinstance(output, pd.Series):
+        output = output.to_frame()
+    if not isinstance(output, pd.DataFrame) or output.shape[1] == 0:
+        return None
+    n = len(output)
+    column = getattr(output, "_get_column_array", None)  # pandas 1.4+: no Series per column
+    outputs = []
+    for j, name in enumerate(output.columns):
+        array = column(j) if column is not None else output.iloc[:, j].to_numpy()
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            return None
+        datatype = _NUMERIC_DATATYPES.get(array.dtype)
+        if datatype is None:
+            datatype = _NUMERIC_DATATYPES[array.dtype] = v2_datatype(array.dtype)
+        outputs.append({"name": str(name), "datatype": datatype, "shape": [n], "data": array})
+    return outputs
+
+
+_NUMERIC_DATATYPES: dict[np.dtype, str] = {}
+
+
 def v2_outputs(model: LoadedModel, output: Any) -> list[dict]:
     """The model's output as V2 output tensors: ``[{"name", "datatype", "shape", "data" (flat, JSON-ready)}]``."""
     if isinstance(output, pd.Series):

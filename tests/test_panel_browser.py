@@ -1,11 +1,12 @@
-"""The sidebar in a real JupyterLab, driven in headless Chromium: two versions, Build v2 with its live log,
-Test on every target (one parity table), the container's log, Promote to champion, Push to a real registry
-(from the settings), Stop; light and dark screenshots.
+"""The sidebar in a real JupyterLab, driven in headless Chromium: two versions registered from a notebook in
+the lab's own kernel, Build v2 with its live log, Test on every target (one parity table), the container's log,
+Promote to champion, Push to a real registry (from the settings), Stop; light and dark screenshots.
 
-JupyterLab runs in a subprocess on loopback with a token, against a temporary sqlite MLflow store that this
-process registers a model into. The built extension (``pyml_jupyter/labextension``, from
-``cd labextension && npm ci && npm run build:prod``) is put first on ``JUPYTER_PATH``, so the test sees the
-source tree's build even when another copy is installed. Screenshots land in ``test-artifacts/``.
+JupyterLab runs in a subprocess on loopback with a token, against a temporary sqlite MLflow store: its kernels
+inherit that environment, so what a notebook registers is what the panel lists. The built extension
+(``pyml_jupyter/labextension``, from ``cd labextension && npm ci && npm run build:prod``) is put first on
+``JUPYTER_PATH``, so the test sees the source tree's build even when another copy is installed. Screenshots land
+in ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from pyml_jupyter import api
-from pyml_jupyter.serving.contract import DataFrameModel
 
 from conftest import IN_CI
 from registry_fixtures import serve_registry
@@ -49,23 +48,28 @@ CHROMIUM_ARGS = [
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
 
-class AffinePanelModel(DataFrameModel):
-    """y = 3x - 2, and a label: a tiny model to deploy from the panel."""
+# The notebook a data scientist types into the lab: two versions of one model, registered by the magic.
+NOTEBOOK_CELLS = [
+    "%load_ext pyml_jupyter\nimport pandas as pd\nfrom pyml_jupyter import DataFrameModel",
+    """class AffinePanelModel(DataFrameModel):
+    # y = 3x - 2, and a label: a tiny model to deploy from the panel
 
     def predict(self, df):
         y = df["x"] * 3.0 - 2.0
         return pd.DataFrame({"y": y, "positive": (y > 0).astype("int64")}, index=df.index)
-
-
-class AffinePanelModelV2(DataFrameModel):
-    """Version 2: y = 3x - 1.5 / 7 (floats that JSON, gRPC and Arrow must all carry exactly), and a label."""
+""",
+    """class AffinePanelModelV2(DataFrameModel):
+    # version 2: y = 3x - 1.5 / 7 (floats that JSON, gRPC and Arrow must all carry exactly), and a label
 
     def predict(self, df):
         y = df["x"] * 3.0 - 1.5 / 7.0
         return pd.DataFrame({"y": y, "positive": (y > 0).astype("int64")}, index=df.index)
-
-
-SAMPLE = pd.DataFrame({"x": [0.5, 1.0, 2.25, -1.5]})
+""",
+    'sample = pd.DataFrame({"x": [0.5, 1.0, 2.25, -1.5]})\n%pyml_register AffinePanelModel --name {name} --sample sample',
+    "%pyml_register AffinePanelModelV2 --name {name} --sample sample",
+    'print("pyml-walk:", "registered", "{name}")',
+]
+SAMPLE_ROWS = 4
 
 
 def _missing(what: str) -> None:
@@ -119,7 +123,7 @@ def _wait_for_server(proc: subprocess.Popen, url: str, log: Path, timeout: float
 
 @pytest.fixture(scope="module")
 def lab(prerequisites, tmp_path_factory):
-    """A registered model in a fresh store, and JupyterLab serving the panel against that store."""
+    """JupyterLab serving the panel against a fresh store, which its kernels inherit (nothing registered yet)."""
     tmp = tmp_path_factory.mktemp("lab")
     env_vars = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
@@ -129,11 +133,9 @@ def lab(prerequisites, tmp_path_factory):
     name = f"panel_affine_{uuid.uuid4().hex[:6]}"
     (tmp / "registry").mkdir()
     with serve_registry(tmp / "registry") as registry, pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)  # MLflow's default ./mlruns artifacts go here, for both processes
+        mp.chdir(tmp)  # MLflow's default ./mlruns artifacts go here, for the server, its kernels and this process
         for key, value in env_vars.items():
             mp.setenv(key, value)
-        api.register(AffinePanelModel, name, SAMPLE)
-        api.register(AffinePanelModelV2, name, SAMPLE)
 
         # isolated Jupyter dirs: the built extension first on JUPYTER_PATH, the server extension enabled,
         # the news prompt off (it would cover the panel in screenshots)
@@ -153,8 +155,7 @@ def lab(prerequisites, tmp_path_factory):
         settings.mkdir(parents=True)
         (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"registry": registry,
                                                                          "refreshInterval": 2000}))
-        root = tmp / "root"
-        root.mkdir()
+        root = tmp  # the notebook's kernel starts in the same directory as the server
         token = uuid.uuid4().hex
         port = _free_port()
         env = {
@@ -263,20 +264,51 @@ def _shot(panel, name: str) -> None:
     panel.screenshot(path=str(ARTIFACTS / name))
 
 
+def _register_in_a_notebook(page, name: str) -> None:
+    """Open a new notebook in the lab, type the cells of ``NOTEBOOK_CELLS`` and run each (Shift+Enter) in its
+    kernel; wait until the last one has printed (or a cell has failed: then say what its outputs show)."""
+    page.evaluate("window.jupyterapp.commands.execute('notebook:create-new', {kernelName: 'python3'})")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    notebook.wait_for(timeout=120_000)
+    for i, source in enumerate(NOTEBOOK_CELLS):
+        editor = notebook.locator(".jp-Cell").nth(i).locator(".cm-content")
+        editor.wait_for()
+        editor.click()
+        page.keyboard.insert_text(source.replace("{name}", name))
+        page.keyboard.press("Shift+Enter")  # run it; the next (new) cell becomes the active one
+    done = page.wait_for_function(
+        """() => {
+            const outputs = document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output');
+            const text = [...outputs].map(o => o.innerText).join('\\n');
+            if (text.includes('pyml-walk: registered')) return 'ok';
+            if (text.includes('Traceback (most recent call last)') || text.includes('UsageError')) return text;
+            return false;
+        }""",
+        timeout=900_000,
+    ).json_value()
+    assert done == "ok", f"registering in the notebook failed; its outputs show:\n{done[-4000:]}"
+    notebook.locator(".jp-Cell").nth(len(NOTEBOOK_CELLS) - 1).scroll_into_view_if_needed()
+
+
 def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     page.goto(lab["url"])
     page.wait_for_selector("#jp-main-dock-panel", state="attached", timeout=120_000)
 
-    # open the sidebar through its icon: both versions are listed, not only the latest
+    # open the sidebar through its icon: nothing registered yet
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="pyml-panel"]').click()
     panel = page.locator("#pyml-panel")
     panel.wait_for(state="visible")
+    panel.locator(".pyml-empty").wait_for(timeout=120_000)
 
+    # register two versions from a notebook in the lab's kernel: the panel lists both without a manual refresh,
+    # not only the latest
+    _register_in_a_notebook(page, lab["name"])
     model = panel.locator(f'.pyml-model[data-name="{lab["name"]}"]')
-    model.wait_for()
+    model.locator(f'.pyml-version[data-ref="{lab["name"]}/1"]').wait_for(timeout=120_000)
+    model.locator(f'.pyml-version[data-ref="{lab["ref"]}"]').wait_for(timeout=120_000)
+    page.screenshot(path=str(ARTIFACTS / "lab-0-registered-in-a-notebook.png"))
     assert model.locator(".pyml-version").count() == 2
     version = model.locator(f'.pyml-version[data-ref="{lab["ref"]}"]')
-    assert model.locator(f'.pyml-version[data-ref="{lab["name"]}/1"]').count() == 1
     assert version.locator(".pyml-contract-passed").count() == 1
     assert version.locator(".pyml-status-not-deployed").count() == 1
     assert panel.locator(".pyml-mlflow-link").get_attribute("href") == "http://127.0.0.1:5000/"
@@ -301,7 +333,7 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     version.locator(".pyml-parity-row, .pyml-error").first.wait_for(timeout=900_000)
     _no_error(version)
     rows = version.locator(".pyml-parity-row")
-    assert rows.count() == len(SAMPLE)
+    assert rows.count() == SAMPLE_ROWS
     assert version.locator(".pyml-parity-row.pyml-row-mismatch").count() == 0
     assert version.locator(".pyml-parity-summary").inner_text().startswith("✓")
     groups = version.locator(".pyml-parity-group").all_inner_texts()
@@ -317,11 +349,14 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     page.wait_for_function("document.querySelector('.pyml-container-log').textContent.length > 0")
     _shot(panel, "panel-3-tested.png")
 
-    # Promote v2 to champion: the gates pass, the alias shows on v2 without a manual refresh
+    # Promote v2 to champion: each gate is shown passed, the alias shows on v2 without a manual refresh
     version.locator(".pyml-promote").click()
     version.locator(".pyml-promoted, .pyml-job-failed, .pyml-error").first.wait_for(timeout=600_000)
     _no_error(version)
     assert "@champion → v2" in version.locator(".pyml-promoted").inner_text()
+    gates = version.locator(".pyml-promoted .pyml-gate")
+    assert [g.get_attribute("data-gate") for g in gates.all()] == ["contract", "parity"]
+    assert version.locator(".pyml-promoted .pyml-gate-passed").count() == 2
     version.locator(".pyml-alias").wait_for(timeout=60_000)
     assert version.locator(".pyml-alias").inner_text() == "@champion"
 

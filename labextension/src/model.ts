@@ -5,6 +5,7 @@ import { requestAPI } from './handler';
 import {
   IConfig,
   IDeployOptions,
+  IGate,
   IJob,
   IJobsReply,
   ILogsReply,
@@ -421,6 +422,16 @@ export namespace PymlModel {
     /** Milliseconds between two polls of a running job. */
     pollInterval?: number;
   }
+}
+
+/**
+ * The gates a finished promotion job checked: from its result when the alias moved, from its error's details
+ * when a gate refused (the error's message names that gate); empty while it runs or when it failed earlier.
+ */
+export function gatesOf(job: IJob): IGate[] {
+  const source = job.state === 'succeeded' ? job.result : (job.error?.details as { gates?: unknown } | undefined);
+  const gates = source && typeof source === 'object' ? (source as { gates?: unknown }).gates : undefined;
+  return Array.isArray(gates) ? (gates as IGate[]) : [];
 }
 
 function isActive(job: IJob): boolean {

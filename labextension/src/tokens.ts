@@ -82,6 +82,13 @@ export interface IDeployOptions {
   token?: boolean;
 }
 
+/** One condition of a promotion (contract, parity) and what it found (`POST /pyml/aliases`). */
+export interface IGate {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
 export type JobKind = 'build' | 'deploy' | 'test' | 'promote' | 'push';
 /** `lost`: the Jupyter server restarted while the job ran; nothing runs it any more. */
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'lost';

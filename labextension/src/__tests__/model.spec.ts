@@ -2,7 +2,7 @@
  * PymlModel: the panel's state logic. Only the transport (`requestAPI`) is replaced, by a small fake server.
  */
 import { PymlRequestError, requestAPI } from '../handler';
-import { PymlModel } from '../model';
+import { gatesOf, PymlModel } from '../model';
 import { IJob, IRegisteredModel, IParityTable } from '../tokens';
 
 jest.mock('../handler', () => {
@@ -534,5 +534,30 @@ describe('PymlModel', () => {
     await settle();
     expect(calls.filter(c => c === 'GET jobs/j1')).toHaveLength(0);
     expect(m.isDisposed).toBe(true);
+  });
+});
+
+describe('gatesOf', () => {
+  const contract = { name: 'contract', ok: true, detail: 'the contract report passed' };
+  const parity = { name: 'parity', ok: false, detail: 'http: 1 of 4 rows differ' };
+
+  it('reads the gates a promotion passed from its result', () => {
+    const promoted = job({ kind: 'promote', state: 'succeeded', result: { alias: 'champion', gates: [contract] } });
+    expect(gatesOf(promoted)).toEqual([contract]);
+  });
+
+  it('reads the gates of a refused promotion from its error details', () => {
+    const refused = job({
+      kind: 'promote',
+      state: 'failed',
+      error: { error: 'promotion_refused', message: 'the parity gate failed', details: { gates: [contract, parity] } }
+    });
+    expect(gatesOf(refused)).toEqual([contract, parity]);
+  });
+
+  it('has none while the gates run, or when the promotion failed before any gate', () => {
+    expect(gatesOf(job({ kind: 'promote' }))).toEqual([]);
+    expect(gatesOf(job({ kind: 'promote', state: 'failed', error: { error: 'not_found', message: 'no such alias' } })))
+      .toEqual([]);
   });
 });

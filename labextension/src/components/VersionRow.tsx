@@ -2,6 +2,7 @@ import * as React from 'react';
 
 import { PymlModel } from '../model';
 import { IModelVersion, refOf } from '../tokens';
+import { PromotionResult, PushResult } from './ActionResults';
 import { ErrorBoundary } from './ErrorBoundary';
 import { JobProgress } from './JobProgress';
 import { ParityTable } from './ParityTable';
@@ -173,20 +174,8 @@ export function VersionRow(props: { model: PymlModel; name: string; version: IMo
           {logs.length ? logs.join('\n') : '(the container has not logged anything yet)'}
         </pre>
       )}
-      {promotion && (promoting || promotion.state === 'failed') && <JobProgress job={promotion} />}
-      {promotion?.state === 'succeeded' && promotion.result && (
-        <div className="pyml-promoted" title={(promotion.result.gates ?? []).map((g: any) => g.detail).join('\n')}>
-          @{promotion.result.alias} → v{promotion.result.version}
-          {promotion.result.previous ? ` (was v${promotion.result.previous})` : ''}; gates:{' '}
-          {(promotion.result.gates ?? []).map((g: any) => `${g.name} ${g.ok ? '✓' : '✗'}`).join(', ')}
-        </div>
-      )}
-      {push && (pushing || push.state === 'failed') && <JobProgress job={push} />}
-      {push?.state === 'succeeded' && push.result && (
-        <div className="pyml-pushed">
-          pushed {(push.result.tags ?? []).map((t: string) => `${push.result.repository}:${t}`).join(', ')}
-        </div>
-      )}
+      {promotion && <PromotionResult job={promotion} />}
+      {push && <PushResult job={push} />}
       {test?.running && test.job && <JobProgress job={test.job} />}
       {test?.error && <div className="pyml-error">{test.error}</div>}
       {test?.table && (

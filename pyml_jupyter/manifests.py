@@ -120,12 +120,15 @@ def _labels(name: str, version: int) -> dict[str, str]:
 
 
 def kserve_objects(image: str, name: str, version: int, memory: tuple[str, str]) -> list[dict[str, Any]]:
-    """A KServe ``InferenceService`` (serving.kserve.io/v1beta1) with one custom predictor container."""
+    """A KServe ``InferenceService`` (serving.kserve.io/v1beta1) with one custom predictor container, declared
+    as speaking the V2 (Open Inference) protocol: KServe reads a custom container's ``PROTOCOL`` variable."""
     c = _k8s()
     api = c.ApiClient()
     meta = c.V1ObjectMeta(name=dns_name(name, version), labels=_labels(name, version))
+    container = _container(c, image, name, version, memory)
+    container.env.append(c.V1EnvVar(name="PROTOCOL", value="v2"))
     predictor = {"minReplicas": 1, "maxReplicas": 4,
-                 "containers": [api.sanitize_for_serialization(_container(c, image, name, version, memory))],
+                 "containers": [api.sanitize_for_serialization(container)],
                  "volumes": api.sanitize_for_serialization(_volumes(c)),
                  "securityContext": api.sanitize_for_serialization(_pod_security(c))}
     return [{"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",

@@ -160,7 +160,8 @@ def push(ref: str, registry: str, *, progress: Progress | None = None, client=No
             except Exception:  # noqa: BLE001 - best effort: the tag may be gone already
                 pass
         where = f" Tags already in the registry: {', '.join(pushed)}." if pushed else " No tag reached the registry."
-        raise PushError(f"Pushing {name}/{version} to {registry} failed: {exc.message}.{where} Check that you "
+        why = " ".join(exc.message.split()).rstrip(".")  # the engine's text: one paragraph
+        raise PushError(f"Pushing {name}/{version} to {registry} failed: {why}.{where} Check that you "
                         "may push there (`docker login " + registry.split('/')[0] + "`) and that it accepts "
                         "pushes.", details={"pushed": pushed, "failed": tags[len(pushed)]}) from None
     progress.set_stage("pushed", 1.0)

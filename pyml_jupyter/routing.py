@@ -4,14 +4,18 @@ names, and a redeploy after the alias moved swaps versions with no failed reques
 The port belongs to a small route container, ``pyml-NAME-at-ALIAS`` (the base Python image, host network,
 running :mod:`pyml_jupyter.route_proxy` on ``127.0.0.1:PORT``), which forwards each new connection to the
 published port of the version's own container. A swap is: the new version's container starts and answers
-``/ping`` (``deploy``), the route's target file is rewritten (new connections go to the new version), the old
-container gets a moment for requests already forwarded to arrive, then it is stopped with SIGTERM, which lets
-the server finish the requests it holds. Like deployments, routes are found again by their labels.
+``/ping`` (``deploy``); the route's target file is rewritten (new connections go to the new version); the swap
+waits until the proxy's state file says it follows the new target and has no connection open to the old one
+(every request forwarded there has been answered; bounded by ``_DRAIN_TIMEOUT`` for clients that keep a
+connection open); then the old container is stopped with SIGTERM, which lets its server finish what it holds.
+A request that still meets a stopping server unread is sent again by the proxy (see :mod:`.route_proxy`).
+Like deployments, routes are found again by their labels.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import socket
 import tarfile
 import time
@@ -22,12 +26,13 @@ from .errors import DeployError
 from .images.context import default_base_image, sanitize_name
 from .progress import Progress
 
-__all__ = ["Route", "find_route", "route_to", "remove_routes", "serve_alias", "stop_alias", "drain_and_stop", "ROUTE_LABEL"]
+__all__ = ["Route", "find_route", "route_to", "remove_routes", "serve_alias", "stop_alias", "drain_and_stop",
+           "wait_drained", "ROUTE_LABEL"]
 
 ROUTE_LABEL = "pyml.route"
 _DIR = "/pyml-route"
-_DRAIN_SECONDS = 2.0  # for connections the proxy opened to the old version just before the switch (a loaded
-# machine may take a while to hand them to the server; SIGTERM then finishes what the server has read)
+_STATE = "/tmp/pyml-route.state"  # written by the proxy: {"target": port, "open": {port: connections}}
+_DRAIN_TIMEOUT = 30.0  # longest wait for the old version's connections to close (keep-alive clients)
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Route:
     version: str
     container_id: str
     previous: str = ""
+    previous_port: int = 0
 
     @property
     def url(self) -> str:
@@ -71,12 +77,31 @@ def _archive(files: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def _target_version(container) -> str:
-    stream, _ = container.get_archive(f"{_DIR}/target")
+def _read(container, path: str) -> str:
+    stream, _ = container.get_archive(path)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         member = tar.extractfile(tar.getmembers()[0])
-        parts = member.read().decode().split() if member else []
-    return parts[1] if len(parts) > 1 else ""
+        return member.read().decode() if member else ""
+
+
+def _target(container) -> tuple[int, str]:
+    """(port, version) the route sends new connections to."""
+    parts = _read(container, f"{_DIR}/target").split()
+    return (int(parts[0]) if parts and parts[0].isdigit() else 0), (parts[1] if len(parts) > 1 else "")
+
+
+def _target_version(container) -> str:
+    return _target(container)[1]
+
+
+def _proxy_state(container) -> dict | None:
+    """The proxy's state file, or None while it cannot be read."""
+    import docker
+
+    try:
+        return json.loads(_read(container, _STATE))
+    except (docker.errors.APIError, ValueError, IndexError, tarfile.TarError):
+        return None
 
 
 def _routes(client, name: str, alias: str | None = None) -> list:
@@ -124,7 +149,7 @@ def _start(client, name: str, alias: str, port: int | None, target: str, progres
     try:
         container = client.containers.create(
             image, name=_container_name(name, alias), labels=labels, network_mode="host", user="65534:65534",
-            command=["python", f"{_DIR}/route_proxy.py", "127.0.0.1", str(port), f"{_DIR}/target"],
+            command=["python", f"{_DIR}/route_proxy.py", "127.0.0.1", str(port), f"{_DIR}/target", _STATE],
             cap_drop=["ALL"], security_opt=["no-new-privileges:true"], mem_limit="128m", pids_limit=64,
             restart_policy={"Name": "unless-stopped"}, working_dir="/")
     except docker.errors.ImageNotFound:
@@ -158,23 +183,52 @@ def route_to(name: str, alias: str, port: int, version: str, *, route_port: int 
         container, stable = _start(client, name, alias, route_port, target, progress)
         return Route(name, alias, stable, version, container.id)
     container = running[0]
-    previous = _target_version(container)
+    previous_port, previous = _target(container)
     container.put_archive("/", _archive({f"{_DIR.lstrip('/')}/target": target}))
     progress.log(f"route {name}@{alias}: new connections go to v{version}" +
                  (f" (was v{previous})" if previous and previous != version else ""))
+    moved = previous != version
     return Route(name, alias, int(container.labels["pyml.route.port"]), version, container.id,
-                 previous=previous if previous != version else "")
+                 previous=previous if moved else "", previous_port=previous_port if moved else 0)
 
 
-def drain_and_stop(name: str, version: str, progress: Progress | None = None, client=None) -> None:
-    """Stop a version's container once no route sends it traffic (SIGTERM: its server finishes open requests)."""
+def wait_drained(route: Route, client=None, timeout: float = _DRAIN_TIMEOUT) -> bool:
+    """Wait until the route's proxy follows its new target and has no connection open to the port it served
+    before; False when ``timeout`` ran out first (or the proxy keeps no state)."""
+    from .images.builder import docker_client
+
+    client = docker_client(client, error=DeployError)
+    container = client.containers.get(route.container_id)
+    new_port = int(_read(container, f"{_DIR}/target").split()[0])
+    start = time.monotonic()
+    while time.monotonic() < start + timeout:
+        state = _proxy_state(container)
+        if state is None and time.monotonic() > start + 2.0:
+            return False  # a proxy of an earlier release: it keeps no state
+        if state is not None and state.get("target") == new_port and \
+                not state.get("open", {}).get(str(route.previous_port)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def drain_and_stop(name: str, version: str, progress: Progress | None = None, client=None, *,
+                   route: Route | None = None) -> None:
+    """Stop a version's container once no route sends it traffic: after ``route`` moved away from it, when its
+    proxy has no connection left open to it; then SIGTERM (its server finishes what it holds)."""
     from .deployments import stop_deployment
     from .images.builder import docker_client
 
     client = docker_client(client, error=DeployError)
     if any(_target_version(c) == version for c in _routes(client, name) if c.status == "running"):
         return  # another alias still routes to it
-    time.sleep(_DRAIN_SECONDS)
+    if route is not None and route.previous_port:
+        t0 = time.monotonic()
+        drained = wait_drained(route, client=client)
+        if progress:
+            progress.log(f"{name}/{version}: " + (f"no open connection left after {time.monotonic() - t0:.2f}s"
+                                                  if drained else f"connections still open after {_DRAIN_TIMEOUT:.0f}s"
+                                                  "; stopping it (its server finishes what it holds)"))
     stop_deployment(name, version, client=client)
     if progress:
         progress.log(f"stopped {name}/{version}: no alias routes to it any more")
@@ -199,7 +253,7 @@ def serve_alias(name: str, alias: str, deployment, progress: Progress | None = N
     port = int(deployment.url.rsplit(":", 1)[1])
     route = route_to(name, alias, port, str(deployment.version), progress=progress)
     if route.previous:
-        drain_and_stop(name, route.previous, progress=progress)
+        drain_and_stop(name, route.previous, progress=progress, route=route)
     deployment.url = route.url
     return deployment
 

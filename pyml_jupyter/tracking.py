@@ -402,11 +402,26 @@ def resolve_ref(ref: str | ModelRef) -> ModelRef:
         if getattr(e, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             raise  # the store failed: a TrackingError (redacted), not "not registered"
         mv = None
+    if mv is None and ref.alias is not None and _registered(client, ref.name):
+        known = aliases(ref.name)
+        raise NotFound(f"{ref.name!r} has no alias {ref.alias!r} in {redact(tracking_uri())} (its aliases: "
+                       f"{', '.join(f'{a} -> v{v}' for a, v in sorted(known.items())) or 'none'}): point it at a "
+                       f"version with promote('{ref.name}/VERSION', '{ref.alias}') (%pyml_promote, pyml promote), "
+                       "or name a version instead. Nothing was changed.")
     if mv is None:
         what = f"model {ref.name!r}" if ref.version is None and ref.alias is None else repr(str(ref))
-        raise NotFound(f"{what} is not registered in {redact(tracking_uri())}" + (
-            ": set the alias with MLflow's set_registered_model_alias." if ref.alias else "."), hint=HINT_REGISTER)
+        raise NotFound(f"{what} is not registered in {redact(tracking_uri())}.", hint=HINT_REGISTER)
     return ModelRef(ref.name, int(mv.version), ref.alias, entity=mv)
+
+
+def _registered(client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
 
 
 @_mlflow_errors

@@ -59,15 +59,71 @@ def test_the_kubernetes_objects_are_valid_against_the_openapi_schemas(plain):
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-def test_the_inference_service_predictor_is_a_valid_pod_spec(kserve):
-    (isvc,) = yaml.safe_load_all(kserve.path.read_text())
-    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+# The InferenceService's own fields, as KServe's generated models declare them (kserve 0.21: V1beta1InferenceService,
+# V1beta1InferenceServiceSpec, and the V1beta1PredictorSpec fields that are not a PodSpec's). The `kserve` package
+# cannot be installed beside this project (it pins protobuf 6, psutil 5.9 and an older grpcio-tools), so its
+# models are not imported: this schema covers the envelope, and the predictor's PodSpec part is checked against
+# the Kubernetes OpenAPI schema itself.
+_INT, _STR, _MAP = {"type": "integer"}, {"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}
+PREDICTOR_EXTENSION = {"minReplicas": {**_INT, "minimum": 0}, "maxReplicas": {**_INT, "minimum": 0},
+                       "scaleTarget": _INT, "scaleMetric": {"enum": ["cpu", "memory", "concurrency", "rps"]},
+                       "scaleMetricType": _STR, "containerConcurrency": _INT, "timeout": _INT,
+                       "canaryTrafficPercent": _INT, "labels": _MAP, "annotations": _MAP, "logger": {"type": "object"},
+                       "batcher": {"type": "object"}, "deploymentStrategy": {"type": "object"},
+                       "autoScaling": {"type": "object"}, "workerSpec": {"type": "object"},
+                       "storageUris": {"type": "array"}, "model": {"type": "object"}}
+INFERENCE_SERVICE = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {"apiVersion": {"const": "serving.kserve.io/v1beta1"}, "kind": {"const": "InferenceService"},
+                   "metadata": {"type": "object", "required": ["name"]},
+                   "spec": {"type": "object", "required": ["predictor"], "additionalProperties": False,
+                            "properties": {k: {"type": "object"} for k in ("predictor", "explainer", "transformer",
+                                                                           "tracing")} | {"canary": {"type": "array"}}}},
+}
+
+
+def validate_inference_service(isvc: dict) -> None:
+    """The envelope against KServe's fields, metadata as an ObjectMeta, the predictor's rest as a PodSpec."""
+    import jsonschema
+
+    jsonschema.validate(isvc, INFERENCE_SERVICE)
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": isvc["metadata"]},
+                                 K8S_VERSION, strict=True)
     predictor = dict(isvc["spec"]["predictor"])
-    replicas = predictor.pop("minReplicas"), predictor.pop("maxReplicas")
-    assert replicas == (1, 4)
-    # KServe's predictor inlines a PodSpec: validate it as the pod of a Deployment.
+    extension = {k: predictor.pop(k) for k in list(predictor) if k in PREDICTOR_EXTENSION}
+    jsonschema.validate(extension, {"type": "object", "properties": PREDICTOR_EXTENSION})
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": predictor}
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+def test_the_inference_service_is_valid_envelope_metadata_and_predictor_pod_spec(kserve):
+    (isvc,) = yaml.safe_load_all(kserve.path.read_text())
+    validate_inference_service(isvc)
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 4)
+    assert predictor["containers"][0]["name"] == "kserve-container"  # the name KServe gives the predictor
+
+
+def test_the_custom_predictor_declares_the_v2_protocol(kserve):
+    env = {e["name"]: e.get("value") for e in _container(kserve.objects[0])["env"]}
+    assert env["PROTOCOL"] == "v2"  # KServe reads a custom container's protocol from this variable
+
+
+@pytest.mark.parametrize("path, value", [(("spec", "predictor", "minReplicas"), "one"),
+                                         (("spec", "predictor", "replicas"), 2),
+                                         (("spec", "predicter"), {}),
+                                         (("metadata", "name"), 7),
+                                         (("kind",), "InferenceServices")])
+def test_a_broken_inference_service_is_caught_by_the_check(kserve, path, value):
+    import jsonschema
+
+    broken = yaml.safe_load(yaml.safe_dump(kserve.objects[0]))
+    where = broken
+    for key in path[:-1]:
+        where = where[key]
+    where[path[-1]] = value
+    with pytest.raises((jsonschema.ValidationError, kubernetes_validate.ValidationError)):
+        validate_inference_service(broken)
 
 
 def test_an_invalid_object_is_caught_by_the_schema_check(plain):

@@ -134,6 +134,16 @@ def test_resolving_a_missing_version_or_alias_is_not_found(three_versions, suffi
     assert info.value.status == 404
 
 
+def test_an_unknown_alias_is_one_paragraph_naming_the_aliases_and_how_to_set_it(three_versions):
+    from pyml_jupyter.tracking import resolve_ref
+
+    with pytest.raises(NotFound) as info:
+        resolve_ref(three_versions + "@nobody")
+    message = info.value.message
+    assert "\n" not in message and "has no alias 'nobody'" in message and "champion -> v2" in message
+    assert f"promote('{three_versions}/VERSION', 'nobody')" in message and "Nothing was changed" in message
+
+
 def test_resolving_an_unknown_model_is_not_found(store):
     from pyml_jupyter.tracking import resolve_ref
 

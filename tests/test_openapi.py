@@ -109,16 +109,17 @@ def test_each_input_column_has_the_json_type_of_its_dtype(frame_doc, dtype):
 
 def test_a_nullable_column_is_nullable_and_not_required(frame_doc):
     row = frame_doc["components"]["schemas"]["InputRow"]
-    assert row["properties"]["maybe"] == {"type": "integer", "format": "int64", "nullable": True,
-                                          "description": "int64?"}
+    assert row["properties"]["maybe"] == {**JSON_TYPES["int64"], "nullable": True, "description": "int64?"}
     assert "maybe" not in row["required"]
     assert row["required"] == [f"c_{d}" for d in DATAFRAME_DTYPES]
 
 
 def test_output_rows_list_the_output_columns(frame_doc):
     row = frame_doc["components"]["schemas"]["OutputRow"]
-    assert row["properties"] == {"score": {"type": "number", "format": "double", "description": "float64"},
-                                 "label": {"type": "integer", "format": "int64", "description": "int64"}}
+    # an answer's float may be NaN or infinite (written as MLflow writes them): no range, and nullable
+    assert row["properties"] == {"score": {"type": "number", "format": "double", "description": "float64",
+                                           "nullable": True},
+                                 "label": {**JSON_TYPES["int64"], "description": "int64"}}
 
 
 def test_every_record_of_the_sample_is_a_valid_input_row(frame_doc):
@@ -166,10 +167,12 @@ def test_each_input_tensor_nests_its_json_type_once_per_dimension(tensor_doc, na
     spec = next(t for t in TENSOR_INPUTS.tensors if t.name == name)
     node = tensor_doc["components"]["schemas"]["InvocationsRequest"]["properties"]["inputs"]["properties"][name]
     assert node["description"].startswith(f"{spec.dtype}, shape (")
-    for _ in spec.shape:
-        assert node["type"] == "array"
+    for d in spec.shape:  # a fixed dimension: a list of exactly that length
+        assert node["type"] == "array" and node.get("minItems") == node.get("maxItems") == d
         node = node["items"]
-    assert node == JSON_TYPES[spec.dtype]
+    # a float tensor's null is read as NaN
+    assert node == {**JSON_TYPES[spec.dtype], **({"nullable": True} if JSON_TYPES[spec.dtype].get("type") == "number"
+                                                 else {})}
 
 
 def test_every_tensor_dtype_has_a_json_type():
@@ -189,7 +192,7 @@ def test_the_tensor_example_is_the_sample_and_a_valid_request(tensor_doc):
 def test_the_tensor_response_lists_the_output_tensors(tensor_doc):
     response = tensor_doc["components"]["schemas"]["InvocationsResponse"]
     probs = response["properties"]["predictions"]["properties"]["probs"]
-    assert probs["items"]["items"] == JSON_TYPES["float64"]
+    assert probs["items"]["items"] == {"type": "number", "format": "double", "nullable": True}
 
 
 # ---------------------------------------------------------------------------------------------- V2
@@ -197,6 +200,7 @@ def test_the_tensor_response_lists_the_output_tensors(tensor_doc):
 
 def test_v2_tensors_may_have_exactly_the_datatypes_of_the_v2_table(frame_doc, tensor_doc):
     for doc in (frame_doc, tensor_doc):
-        enum = doc["components"]["schemas"]["V2Tensor"]["properties"]["datatype"]["enum"]
-        assert set(enum) == set(V2_DATATYPES.values()) and len(enum) == len(set(enum))
+        for item in doc["components"]["schemas"]["V2Request"]["properties"]["inputs"]["items"]["anyOf"]:
+            enum = item["properties"]["datatype"]["enum"]
+            assert set(enum) == set(V2_DATATYPES.values()) and len(enum) == len(set(enum))
         assert "/v2/models/" + doc["info"]["title"] + "/infer" in doc["paths"]

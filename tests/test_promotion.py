@@ -285,11 +285,16 @@ async def test_rest_bad_push_input_is_a_400_naming_the_field(jp_fetch, body, fie
 
 
 def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_request(store, docker_engine):  # noqa: F811
+    """Eight clients keep calling the stable URL while six processes load both cores; the swap drains the old
+    version by its open connections (no timer), and not one request fails."""
+    import subprocess
+    import sys
     import threading
     import time
     import urllib.request
 
     from pyml_jupyter.deployments import find_deployment
+    from pyml_jupyter.progress import Progress
 
     name = store["name"]
     api.promote(f"{name}/1", "stable", **QUICK)
@@ -297,32 +302,43 @@ def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_reques
     body = b'{"dataframe_split": {"columns": ["x"], "data": [[2.0]]}}'
     seen: dict[str, int] = {}
     failures: list[str] = []
-    stop = threading.Event()
+    lock, stop = threading.Lock(), threading.Event()
 
-    def client():  # bounded: at most 20000 calls or until the swap is done
+    def client():  # bounded: at most 20000 calls in all, or until the swap is done
         while not stop.is_set() and sum(seen.values()) + len(failures) < 20000:
             request = urllib.request.Request(first.url + "/invocations", data=body,
                                              headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     label = str(json.loads(response.read())["predictions"][0]["label"])
-                seen[label] = seen.get(label, 0) + 1
+                with lock:
+                    seen[label] = seen.get(label, 0) + 1
             except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
-                failures.append(repr(exc))
+                with lock:
+                    failures.append(repr(exc))
 
-    caller = threading.Thread(target=client)
-    caller.start()
+    burn = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
+    load = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(6)]  # a loaded machine, 60 s at most
+    callers = [threading.Thread(target=client) for _ in range(8)]
+    progress = Progress("swap")
     try:
+        for caller in callers:
+            caller.start()
         time.sleep(1.0)
         api.promote(f"{name}/2", "stable", **QUICK)
-        second = api.deploy(f"{name}@stable")
+        second = api.deploy(f"{name}@stable", progress=progress)
         time.sleep(1.0)
     finally:
         stop.set()
-        caller.join(timeout=60)
-    assert failures == []
+        for caller in callers:
+            caller.join(timeout=60)
+        for p in load:
+            p.kill()
+            p.wait()
+    assert failures == [], f"{len(failures)} of {len(failures) + sum(seen.values())} calls failed: {failures[:3]}"
     assert second.url == first.url  # the same stable port
     assert seen.get("0", 0) > 0 and seen.get("1", 0) > 0  # v1 labels x=2.0 as 0, v2 as 1: both answered
+    assert any("no open connection left" in line for line in progress.tail(200))  # drained by count, not a timer
     assert find_deployment(name, "1", client=docker_engine) is None  # the old version was stopped
     api.stop(f"{name}@stable")
     assert not [c for c in docker_engine.containers.list(filters={"label": "pyml.route=true"})

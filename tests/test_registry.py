@@ -79,7 +79,8 @@ def test_an_unreachable_registry_fails_before_anything_is_tagged(store, docker_e
     registry = f"127.0.0.1:{_free_port()}"
     with pytest.raises(PushError, match="is not reachable") as failed:
         api.push(f"{store['name']}/1", registry)
-    assert "Nothing was tagged or pushed" in failed.value.message
+    assert "Nothing was tagged or pushed" in failed.value.message and "start it or check the address" in \
+        failed.value.message and "\n" not in failed.value.message
     assert _registry_tags(docker_engine, f"{registry}/pyml/{store['name']}") == set()
 
 
@@ -89,20 +90,31 @@ def test_a_refused_push_removes_its_tags_and_reports_nothing_pushed(store, reado
     with pytest.raises(PushError) as failed:
         api.push(f"{store['name']}/1", readonly_registry)
     assert "refused" in failed.value.message and "No tag reached the registry" in failed.value.message
+    assert "docker login" in failed.value.message and "\n" not in failed.value.message
     assert failed.value.details == {"pushed": [], "failed": "1"}
     assert _registry_tags(docker_engine, f"{readonly_registry}/pyml/{store['name']}") == set()
     assert tracking.resolve_version(store["name"], 1).tags.get(TAG_PUSHED) == before
 
 
-def test_a_version_without_an_image_is_not_found(store, image_registry):  # noqa: F811
-    with pytest.raises(NotFound, match="has no image on this Docker engine to push"):
+def test_a_version_without_an_image_is_not_found(store, image_registry, docker_engine):  # noqa: F811
+    from pyml_jupyter.cli import HINTS
+    from pyml_jupyter.errors import with_hint
+
+    before = tracking.resolve_version(store["name"], 2).tags.get(TAG_PUSHED)
+    with pytest.raises(NotFound, match="has no image on this Docker engine to push") as missing:
         api.push(f"{store['name']}/2", image_registry)
+    assert "\n" not in missing.value.message and "pyml build" in with_hint(missing.value, HINTS)
+    repo = f"{image_registry}/pyml/{store['name']}"
+    assert f"{repo}:2" not in _registry_tags(docker_engine, repo)
+    assert tracking.resolve_version(store["name"], 2).tags.get(TAG_PUSHED) == before
 
 
 def test_an_unknown_alias_is_not_found_and_nothing_is_tagged(store, image_registry, docker_engine):  # noqa: F811
-    with pytest.raises(NotFound, match="nobody"):
+    with pytest.raises(NotFound, match="has no alias 'nobody'") as unknown:
         api.push(f"{store['name']}@nobody", image_registry)
-    assert "nobody" not in _registry_tags(docker_engine, f"{image_registry}/pyml/{store['name']}")
+    assert "\n" not in unknown.value.message and "promote(" in unknown.value.message
+    repo = f"{image_registry}/pyml/{store['name']}"
+    assert f"{repo}:nobody" not in _registry_tags(docker_engine, repo)
 
 
 @pytest.mark.parametrize("registry", ["http://r.example.com", "user:pw@r.example.com", "r.example.com:99999",

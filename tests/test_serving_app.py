@@ -296,13 +296,18 @@ def test_ping_health_and_metadata(client):
     assert meta["python_version"].count(".") == 2 and meta["runtime_python_version"]
 
 
+DOUBLE_MAX = 1.7976931348623157e308
+
+
 def test_openapi_describes_the_models_columns_with_an_example(client, sample):
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     schemas = doc["components"]["schemas"]
     assert schemas["InputRow"]["properties"] == {
-        "x1": {"type": "number", "format": "double", "description": "float64"},
-        "x2": {"type": "number", "format": "double", "description": "float64"},
+        "x1": {"type": "number", "format": "double", "minimum": -DOUBLE_MAX, "maximum": DOUBLE_MAX,
+               "description": "float64"},
+        "x2": {"type": "number", "format": "double", "minimum": -DOUBLE_MAX, "maximum": DOUBLE_MAX,
+               "description": "float64"},
         "city": {"type": "string", "description": "string"},
     }
     assert set(schemas["OutputRow"]["properties"]) == {"score", "label"}

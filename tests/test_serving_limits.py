@@ -174,6 +174,14 @@ def test_invalid_utf8_and_empty_csv_are_400(limited):
         assert r.status_code == 400 and r.json()["error_code"] == "BAD_REQUEST", r.text
 
 
+def test_a_csv_header_ended_by_a_carriage_return_or_holding_a_nul_is_counted_not_a_parser_crash(limited):
+    r = limited.post("/invocations", content=b"x1,x2,city\r0.5,1,nice\r", headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    for body in (b"x1,x\r2,city\n0.5,1,nice\n", b"x1,x2\x00,city\n0.5,1,nice\n"):  # as pandas reads them
+        r = limited.post("/invocations", content=body, headers={"Content-Type": "text/csv"})
+        assert r.status_code < 500 and "server log" not in r.text, r.text  # not the unexpected-failure answer
+
+
 # ---------------------------------------------------------------------------------------- settings
 
 

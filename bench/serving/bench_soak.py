@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 from readme import write_section  # noqa: E402
 
-NAME = "bench-soak"
+NAME = "bench-soak-" + os.urandom(4).hex()  # one per run: the cleanup removes only this run's container and image
 TOKEN = "soak-" + os.urandom(16).hex()
 COLUMNS = ["x1", "x2", "city"]
 
@@ -88,7 +89,7 @@ class Totals:
         self.valid_5xx = 0
         self.invalid_not_4xx = 0
         self.connection_errors: Counter = Counter()
-        self.error_times: list[float] = []  # wall-clock seconds of each connection error
+        self.errors: list[tuple[float, str, str, float]] = []  # (wall clock, request kind, exception, seconds waited)
         self.latencies: list[float] = []
 
 
@@ -120,7 +121,7 @@ def client_loop(port: int, seed: int, stop: threading.Event, totals: Totals) -> 
         except (OSError, http.client.HTTPException) as exc:
             with totals.lock:
                 totals.connection_errors[type(exc).__name__] += 1
-                totals.error_times.append(time.time())
+                totals.errors.append((time.time(), kind, type(exc).__name__, time.perf_counter() - started))
             if connection is not None:
                 connection.close()
             connection = None
@@ -150,18 +151,32 @@ def deploy(package: Path):
     from pyml_jupyter.images.builder import build_image
 
     info = build_image(package, name=NAME, version="1", run_id="soak")
-    return run_deployment(info, name=NAME, version=1, settings=ContainerSettings.build(token=TOKEN), timeout=180)
+    return info.tag, run_deployment(info, name=NAME, version=1, settings=ContainerSettings.build(token=TOKEN),
+                                    timeout=180)
+
+
+def clean_up(tag: str, work: Path) -> None:
+    """Remove this run's container, image tag and files (named for this run: nothing else is touched)."""
+    import docker
+
+    from pyml_jupyter.deployments import stop_deployment
+
+    stop_deployment(NAME, "1")
+    try:
+        docker.from_env().images.remove(tag, noprune=False)
+    except docker.errors.APIError as exc:  # still used by a container kept with --keep, or already gone
+        print(f"image {tag} left: {exc}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def soak(args) -> dict:
     import docker
 
     from conftest import write_example_package
-    from pyml_jupyter.deployments import stop_deployment
 
     work = Path(tempfile.mkdtemp(prefix="pyml-soak-"))
     package = write_example_package(work / "package")
-    deployment = deploy(package)
+    tag, deployment = deploy(package)
     container = docker.from_env().containers.get(deployment.container_id)
     port = int(deployment.url.rsplit(":", 1)[1])
     totals, stop = Totals(), threading.Event()
@@ -189,7 +204,7 @@ def soak(args) -> dict:
         oom = container.attrs["State"].get("OOMKilled")
     finally:
         if not args.keep:
-            stop_deployment(NAME, "1")
+            clean_up(tag, work)
     warm = min(60.0, args.duration * 0.2)
     after = [rss for t, rss in samples if t >= warm]
     tenth = max(1, len(after) // 10)
@@ -203,7 +218,8 @@ def soak(args) -> dict:
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else 0,
             "load_start": load_start, "load_end": os.getloadavg(), "memory_limit": limits.get("Memory"),
             "pids_limit": limits.get("PidsLimit"), "oom": oom, "cpus": os.cpu_count(),
-            "error_times": [time.strftime("%H:%M:%S", time.gmtime(t)) for t in totals.error_times]}
+            "errors": [(time.strftime("%H:%M:%S", time.gmtime(t)), kind, error, waited)
+                       for t, kind, error, waited in sorted(totals.errors)]}
 
 
 def render(r: dict) -> str:
@@ -229,8 +245,9 @@ def render(r: dict) -> str:
               f"machine with the server). Machine: {r['cpus']} CPUs, load average "
               f"{' '.join(f'{x:.1f}' for x in r['load_start'])} at the start and "
               f"{' '.join(f'{x:.1f}' for x in r['load_end'])} at the end (other work shared the machine)."]
-    if r["connection_errors"]:
-        lines.append(f"Connection errors: {r['connection_errors']}, at (UTC) {', '.join(r['error_times'])}.")
+    if r["errors"]:
+        lines += ["", "| connection error at (UTC) | request | error | after s |", "|---|---|---|---:|"]
+        lines += [f"| {at} | {kind} | {error} | {waited:.1f} |" for at, kind, error, waited in r["errors"]]
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from .batching import row_count
 from .jsonio import JSON_ERRORS, dumps, loads
 from .loader import LoadedModel
+from .rules import rule_of
 from .schema import DataFrameSchema, SchemaError
 
 __all__ = ["Answer", "ScoringError", "error_body", "Timer", "predict", "empty_output", "log_error", "guard",
@@ -40,23 +41,34 @@ class Answer(NamedTuple):
 class ScoringError(Exception):
     """A request that cannot be answered with predictions: ``status``, ``error_code`` and a JSON form."""
 
-    def __init__(self, status: int, error_code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, error_code: str, message: str, *, rule: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
         self.message = message
         self.extra = extra
+        self.rule = rule  # the cross-field rule of a problem whose message names none (see from_schema_error)
 
     def to_dict(self) -> dict:
-        return {"error_code": self.error_code, "message": self.message, **self.extra}
+        """The JSON body; a 4xx that reports a rule spanning fields (see rules.py) names it in ``rule``."""
+        body = {"error_code": self.error_code, "message": self.message, **self.extra}
+        if self.status == 400 and (rule := rule_of(self.message) or self.rule):
+            body["rule"] = rule
+        elif self.status == 422 and "problems" in body:
+            body["problems"] = [{**p, "rule": rule} if (rule := rule_of(p.get("error", "")) or self.rule) else p
+                                for p in body["problems"]]
+        return body
 
     @classmethod
     def bad_request(cls, message: str, **extra: Any) -> "ScoringError":
         return cls(400, "BAD_REQUEST", message, **extra)
 
     @classmethod
-    def from_schema_error(cls, error: SchemaError) -> "ScoringError":
-        return cls(422, "SCHEMA_ERROR", str(error), problems=error.problems)
+    def from_schema_error(cls, error: SchemaError, rule: str | None = None) -> "ScoringError":
+        """A 422 listing the problems; ``rule`` names the cross-field rule of those whose message names none
+        (a CSV body's values, a ``dataframe_split`` row's values: typed by position, which the document
+        cannot say)."""
+        return cls(422, "SCHEMA_ERROR", str(error), problems=error.problems, rule=rule)
 
 
 def error_body(error: ScoringError, *, v2: bool = False) -> bytes:

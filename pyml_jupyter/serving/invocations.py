@@ -70,8 +70,12 @@ def _parse_csv(body: bytes, schema: DataFrameSchema, limits: Limits) -> pd.DataF
 def _header_width(body: bytes) -> int:
     """The fields of a CSV body's first line, counted by the csv module in linear time (pandas takes
     minutes over a header of 100k columns)."""
-    first = body[: body.find(b"\n")] if b"\n" in body else body
-    return len(next(csv.reader([first.decode("utf-8", "replace")]), []))
+    ends = [i for i in (body.find(b"\n"), body.find(b"\r")) if i >= 0]  # pandas ends a line at either
+    first = body[: min(ends)] if ends else body
+    try:
+        return len(next(csv.reader([first.decode("utf-8", "replace")]), []))
+    except csv.Error:  # e.g. a NUL byte: pandas refuses the body next, with its own message
+        return first.count(b",") + 1
 
 
 def _check_records(value: list, limits: Limits, declared: int) -> None:
@@ -167,7 +171,7 @@ def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
         try:
             data = model.enforce(frame)
         except SchemaError as exc:
-            raise ScoringError.from_schema_error(exc) from None
+            raise ScoringError.from_schema_error(exc, rule="csv") from None
         timer.lap("validate")
         return data
     limits.check_depth(body)
@@ -189,7 +193,8 @@ def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
         else:
             data = _tensor_input(model, key, payload[key], limits)
     except SchemaError as exc:
-        raise ScoringError.from_schema_error(exc) from None
+        raise ScoringError.from_schema_error(exc, rule="split-row-types" if key == "dataframe_split" else None) \
+            from None
     timer.lap("validate")
     return data
 

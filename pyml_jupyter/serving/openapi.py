@@ -12,24 +12,31 @@ import copy
 from typing import Any
 
 from .schema import ColumnSpec, DataFrameSchema, TensorSchema, TensorSpec, dataframe_to_json, tensors_to_json
+from .rules import CROSS_FIELD_RULES, rules_text
 from .v2 import V2_DATATYPES
 
 __all__ = ["openapi_document", "json_type", "JSON_TYPES"]
 
 
-def _integer(fmt: str, *, unsigned: bool = False) -> dict[str, Any]:
-    return {"type": "integer", "format": fmt, **({"minimum": 0} if unsigned else {})}
+def _integer(fmt: str, bits: int, *, unsigned: bool = False) -> dict[str, Any]:
+    low, high = (0, 2 ** bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return {"type": "integer", "format": fmt, "minimum": low, "maximum": high}
 
 
-# The JSON Schema (OpenAPI 3.0) of one value of each schema dtype (tests/test_schema_tables.py checks that
-# every dtype the schema accepts is here).
+def _number(fmt: str, largest: float) -> dict[str, Any]:
+    return {"type": "number", "format": fmt, "minimum": -largest, "maximum": largest}
+
+
+# The JSON Schema (OpenAPI 3.0) of one value of each schema dtype, with the dtype's range (tests/
+# test_schema_tables.py checks that every dtype the schema accepts is here).
 JSON_TYPES: dict[str, dict[str, Any]] = {
     "bool": {"type": "boolean"},
-    "int8": _integer("int32"), "int16": _integer("int32"), "int32": _integer("int32"), "int64": _integer("int64"),
-    "uint8": _integer("int32", unsigned=True), "uint16": _integer("int32", unsigned=True),
-    "uint32": _integer("int64", unsigned=True), "uint64": _integer("int64", unsigned=True),
-    "float16": {"type": "number", "format": "float"}, "float32": {"type": "number", "format": "float"},
-    "float64": {"type": "number", "format": "double"},
+    "int8": _integer("int32", 8), "int16": _integer("int32", 16), "int32": _integer("int32", 32),
+    "int64": _integer("int64", 64),
+    "uint8": _integer("int32", 8, unsigned=True), "uint16": _integer("int32", 16, unsigned=True),
+    "uint32": _integer("int64", 32, unsigned=True), "uint64": _integer("int64", 64, unsigned=True),
+    "float16": _number("float", 65504.0), "float32": _number("float", 3.4028234663852886e38),
+    "float64": _number("double", 1.7976931348623157e308),
     "string": {"type": "string"},
     "datetime": {"type": "string", "format": "date-time"},
     "binary": {"type": "string", "format": "byte", "description": "base64"},
@@ -42,18 +49,34 @@ def json_type(dtype: str) -> dict[str, Any]:
     return copy.deepcopy(JSON_TYPES.get(dtype, {}))
 
 
-def _column(spec: ColumnSpec) -> dict[str, Any]:
+def _answered(value: dict[str, Any]) -> dict[str, Any]:
+    """A value in an answer: a float may be any double, NaN or infinite (see jsonio.py), so no range."""
+    if value.get("type") == "number":
+        value = {k: v for k, v in value.items() if k not in ("minimum", "maximum")}
+        value["nullable"] = True  # NaN, Infinity, -Infinity: the literals Python's json (and MLflow) write
+    return value
+
+
+def _column(spec: ColumnSpec, *, output: bool = False) -> dict[str, Any]:
     out = json_type(spec.dtype)
     if spec.nullable:
         out["nullable"] = True
     out["description"] = f"{spec.declared}"
-    return out
+    return _answered(out) if output else out
 
 
-def _tensor(spec: TensorSpec) -> dict[str, Any]:
-    item: dict[str, Any] = json_type(spec.dtype)
-    for _ in spec.shape:
-        item = {"type": "array", "items": item}
+def _tensor_value(dtype: str) -> dict[str, Any]:
+    """One value of a tensor in a request: a float may be null, read as NaN (as numpy reads None)."""
+    value = json_type(dtype)
+    if value.get("type") == "number":
+        value["nullable"] = True
+    return value
+
+
+def _tensor(spec: TensorSpec, *, output: bool = False) -> dict[str, Any]:
+    item: dict[str, Any] = _answered(json_type(spec.dtype)) if output else _tensor_value(spec.dtype)
+    for d in reversed(spec.shape):  # a fixed dimension is a list of exactly that length
+        item = {"type": "array", "items": item, **({} if d is None else {"minItems": d, "maxItems": d})}
     shape = ", ".join("None" if d is None else str(d) for d in spec.shape)
     item["description"] = f"{spec.dtype}, shape ({shape})"
     return item
@@ -81,8 +104,8 @@ def _synthetic_tensor(spec: TensorSpec) -> Any:
     return value
 
 
-def _row(schema: DataFrameSchema) -> dict[str, Any]:
-    return {"type": "object", "properties": {c.name: _column(c) for c in schema.columns},
+def _row(schema: DataFrameSchema, *, output: bool = False) -> dict[str, Any]:
+    return {"type": "object", "properties": {c.name: _column(c, output=output) for c in schema.columns},
             "required": [c.name for c in schema.columns if not c.nullable] or None}
 
 
@@ -125,7 +148,7 @@ def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sam
     return {
         "schemas": {
             "InputRow": _row(inputs),
-            "OutputRow": _row(outputs),
+            "OutputRow": _row(outputs, output=True),
             "InvocationsRequest": request,
             "InvocationsResponse": {"type": "object", "required": ["predictions"], "properties": {
                 "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/OutputRow"}}}},
@@ -143,7 +166,8 @@ def _tensor_components(inputs: TensorSchema, outputs: TensorSchema, sample: Any)
         "schemas": {
             "InvocationsRequest": request,
             "InvocationsResponse": {"type": "object", "required": ["predictions"], "properties": {
-                "predictions": {"type": "object", "properties": {t.name: _tensor(t) for t in outputs.tensors}}}},
+                "predictions": {"type": "object", "properties": {t.name: _tensor(t, output=True)
+                                                                  for t in outputs.tensors}}}},
         },
         "example": {"inputs": tensors_to_json(sample) if sample is not None else
                     {t.name: _synthetic_tensor(t) for t in inputs.tensors}},
@@ -159,15 +183,39 @@ _ERROR = {
                                                   "NOT_FOUND", "METHOD_NOT_ALLOWED"]},
         "message": {"type": "string"},
         "problems": {"type": "array", "items": {"type": "object", "properties": {
-            "field": {"type": "string"}, "error": {"type": "string"}}}},
+            "field": {"type": "string"}, "error": {"type": "string"},
+            "rule": {"type": "string", "enum": [r.id for r in CROSS_FIELD_RULES]}}}},
         "error_id": {"type": "string", "description": "find the traceback in the server log with it"},
+        "rule": {"type": "string", "enum": [r.id for r in CROSS_FIELD_RULES],
+                 "description": "the rule spanning fields the request breaks (see the operation's description)"},
     },
 }
 
-_V2_TENSOR = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
-    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-    "datatype": {"type": "string", "enum": list(dict.fromkeys(V2_DATATYPES.values()))},
-    "data": {"type": "array", "items": {}}}}
+_V2_SHAPE = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+_V2_DATATYPE = {"type": "string", "enum": list(dict.fromkeys(V2_DATATYPES.values()))}
+
+
+def _v2_input(name: Any, value: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+        "name": name, "shape": _V2_SHAPE, "datatype": _V2_DATATYPE,
+        "data": {"type": "array", "description": "the values, flat in row-major order", "items": value},
+        "parameters": {"type": "object"}}}
+
+
+def _v2_request(info: Any) -> dict[str, Any]:
+    """A V2 request: each input the model takes (its name and value type), or another one (skipped)."""
+    specs = info.input_schema.columns if info.kind == "dataframe" else info.input_schema.tensors
+    names = [spec.name for spec in specs]
+    inputs = [_v2_input({"type": "string", "enum": [spec.name]},
+                        _column(spec) if info.kind == "dataframe" else _tensor_value(spec.dtype)) for spec in specs]
+    inputs.append(_v2_input({"type": "string", "not": {"enum": names}, "description": "not an input of the model: "
+                             "skipped"}, {}))
+    return {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "items": {"anyOf": inputs}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "enum": info.output_schema.names}, "parameters": {"type": "object"}}}},
+        "parameters": {"type": "object"}}}
 
 
 def _error_responses(*statuses: int) -> dict:
@@ -186,7 +234,7 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
         parts = _dataframe_components(info.input_schema, info.output_schema, sample)
     else:
         parts = _tensor_components(info.input_schema, info.output_schema, sample)
-    schemas = dict(parts["schemas"], Error=_ERROR, V2Tensor=_V2_TENSOR)
+    schemas = dict(parts["schemas"], Error=_ERROR, V2Request=_v2_request(info))
     json_content: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/InvocationsRequest"}}
     if parts["example"] is not None:
         json_content["example"] = parts["example"]
@@ -206,6 +254,7 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
         "paths": {
             "/invocations": {"post": {
                 "summary": "Predict (MLflow scoring protocol)",
+                "description": rules_text(),
                 "operationId": "invocations",
                 "requestBody": {"required": True, "content": request_content},
                 "responses": {"200": {"description": "predictions", "content": {"application/json": {
@@ -218,14 +267,10 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
                                "parameters.binary_data_size instead of data) followed by the inputs' raw bytes, "
                                "its length in the Inference-Header-Content-Length header. Outputs come back in "
                                "binary when asked (parameters.binary_data_output, or an output's "
-                               "parameters.binary_data).",
+                               "parameters.binary_data). " + rules_text(),
                 "operationId": "infer",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["inputs"], "properties": {
-                        "id": {"type": "string"},
-                        "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
-                        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                               "properties": {"name": {"type": "string"}}}}}}}}},
+                    "$ref": "#/components/schemas/V2Request"}}}},
                 "responses": {"200": {"description": "outputs"}, **_error_responses(400, 404, 413, 422, 500)},
             }},
             v2_path: {"get": {"summary": "Model metadata (V2)", "operationId": "modelMetadata", "responses": simple}},

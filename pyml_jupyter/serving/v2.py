@@ -101,6 +101,8 @@ def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None =
     text = body if json_length is None else body[:json_length]
     limits.check_depth(text)
     payload = parse_json(text)
+    if isinstance(payload, dict) and isinstance(payload.get("inputs"), list):  # counted before any is read
+        limits.check_columns(len(payload["inputs"]), "'inputs'", len(model.info.input_schema.names))
     if json_length is not None:
         attach_binary_inputs(payload, memoryview(body)[json_length:])
     inputs = _v2_inputs(payload)

@@ -216,3 +216,15 @@ def test_dataframe_to_json_fast_path_matches_the_exact_path(monkeypatch, case):
     slow = exact(monkeypatch, lambda d: (S.dataframe_to_json(d), S.dataframe_to_records(d)), df)
     assert typed(list(fast)) == typed(list(slow))
     assert json.dumps(fast) == json.dumps(slow)
+
+
+def test_the_fast_path_as_columns_builds_the_very_frame_it_returns_otherwise():
+    schema = DataFrameSchema.from_spec(SCHEMA)
+    payload = {"columns": list(SCHEMA), "data": [ROW, ROW]}
+    columns = S.dataframe_from_json(payload, schema, as_columns=True)
+
+    assert isinstance(columns, S.FrameColumns) and len(columns) == 2 and list(columns.arrays) == list(SCHEMA)
+    assert_same(columns.frame(), S.dataframe_from_json(payload, schema))
+    # input the fast path does not take comes back as the exact path's DataFrame
+    with_missing = {"columns": list(SCHEMA), "data": [ROW, [None if k == "t" else v for k, v in zip(SCHEMA, ROW)]]}
+    assert isinstance(S.dataframe_from_json(with_missing, schema, as_columns=True), pd.DataFrame)

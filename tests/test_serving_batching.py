@@ -201,6 +201,41 @@ def test_tensors_merge_along_the_first_axis_and_split_back():
     assert np.array_equal(parts[0]["y"], a["x"] * 2) and np.array_equal(parts[1]["y"], b["x"] * 2)
 
 
+def test_validated_columns_of_requests_merge_into_the_frame_their_frames_would_concatenate_to():
+    from pyml_jupyter.serving.schema import DataFrameSchema, FrameColumns, dataframe_from_json
+
+    schema = DataFrameSchema.from_spec({"i": "int64", "f": "float32", "s": "string", "b": "bool", "y": "binary"})
+    payloads = [{"columns": ["y", "s", "i", "b", "f", "extra"], "data": [["AAE=", f"s{n}{k}", n * 10 + k, k % 2 == 0,
+                                                                          k + 0.5, None] for k in range(n)]}
+                for n in (1, 3, 1, 2)]
+    columns = [dataframe_from_json(p, schema, as_columns=True) for p in payloads]
+    frames = [dataframe_from_json(p, schema) for p in payloads]
+
+    assert all(isinstance(c, FrameColumns) for c in columns)
+    merged = merge_inputs(columns)
+    pd.testing.assert_frame_equal(merged, pd.concat(frames, ignore_index=True), check_exact=True)
+    assert list(merged.columns) == ["i", "f", "s", "b", "y"] and type(merged.index) is pd.RangeIndex
+    parts = split_output(merged[["i"]] * 2, merged, columns, [1, 3, 1, 2])
+    for part, frame in zip(parts, frames):
+        pd.testing.assert_frame_equal(part, frame[["i"]] * 2, check_exact=True)
+
+
+def test_validated_columns_merge_with_nullable_columns_and_with_frames_too():
+    from pyml_jupyter.serving.schema import DataFrameSchema, dataframe_from_json
+
+    schema = DataFrameSchema.from_spec({"i": "int64?", "s": "string"})
+    payloads = [[{"i": 1, "s": "a"}], [{"i": 2, "s": "b"}, {"i": 3, "s": "c"}]]
+    columns = [dataframe_from_json(p, schema, as_columns=True) for p in payloads]
+    frames = [dataframe_from_json(p, schema) for p in payloads]
+    expected_frame = pd.concat(frames, ignore_index=True)
+
+    merged = merge_inputs(columns)  # a nullable int column is a pandas extension array: concatenated by pandas
+    pd.testing.assert_frame_equal(merged, expected_frame, check_exact=True)
+    assert str(merged["i"].dtype) == "Int64"
+    mixed = merge_inputs([frames[0], columns[1]])  # a CSV request's frame batched with a JSON request's columns
+    pd.testing.assert_frame_equal(mixed, expected_frame, check_exact=True)
+
+
 # ---------------------------------------------------------------------------------------- the batcher
 
 
@@ -210,6 +245,28 @@ def test_concurrent_requests_of_mixed_sizes_share_predict_calls_and_each_gets_ex
     data = rows(sizes)
     answers = run(app, [invocation(d) for d in data])
 
+    for d, answer in zip(data, answers):
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == expected(d)
+    assert histogram_max(app, "pyml_batch_requests") > 1
+
+
+def test_csv_and_json_requests_batch_together_and_each_gets_exactly_its_rows(tmp_path):
+    app = create_app(write_package(tmp_path / "echo"))
+    data = rows([1, 5, 2, 1, 30, 1, 3, 1] * 3, seed=5)
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                def send(i, d):
+                    if i % 2:
+                        csv = "x,city\n" + "".join(f"{x},{city}\n" for x, city in d)
+                        return client.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
+                    return client.post("/invocations", json={"dataframe_records": [{"city": c, "x": x} for x, c in d]})
+                return await asyncio.gather(*(send(i, d) for i, d in enumerate(data)))
+
+    answers = asyncio.run(main())
     for d, answer in zip(data, answers):
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"] == expected(d)

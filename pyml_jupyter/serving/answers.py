@@ -20,7 +20,7 @@ from .batching import row_count
 from .jsonio import JSON_ERRORS, dumps, loads
 from .loader import LoadedModel
 from .rules import rule_of
-from .schema import DataFrameSchema, SchemaError
+from .schema import DataFrameSchema, FrameColumns, SchemaError
 
 __all__ = ["Answer", "ScoringError", "error_body", "Timer", "predict", "empty_output", "log_error", "guard",
            "parse_json"]
@@ -119,12 +119,15 @@ def log_error(error_id: str, message: str, exc: BaseException, *, level: int = l
 
 
 def predict(model: LoadedModel, data: Any) -> Any:
-    """The model's prediction on enforced input (zero rows: :func:`empty_output`, the model is not called).
+    """The model's prediction on enforced input (zero rows: :func:`empty_output`, the model is not called);
+    :class:`~.schema.FrameColumns` become their DataFrame first.
 
     Anything the model raises becomes a 500 whose message is generic and whose ``error_id`` finds the
     exception and its traceback in the server log (the answer never echoes the model's own text)."""
     if row_count(data) == 0:
         return empty_output(model)
+    if isinstance(data, FrameColumns):  # a request's validated columns: its DataFrame is built here, once
+        data = data.frame()
     try:
         return model.predict_enforced(data)
     except Exception as exc:  # noqa: BLE001 - user code: any exception is a prediction error

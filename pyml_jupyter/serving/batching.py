@@ -19,7 +19,10 @@ Rules:
   batched; the others, and ``PYML_MAX_BATCH_ROWS=0``, predict one request per call (through the same queue).
 * A request with more rows than the budget runs alone; a request with 0 rows, or tensors whose first
   dimensions disagree, too.
-* DataFrames are concatenated with a fresh ``RangeIndex``; each request gets its slice back with its own index.
+* DataFrame requests read from JSON arrive as their validated columns (:class:`~.schema.FrameColumns`): a batch
+  concatenates each column's arrays and builds one DataFrame, with a fresh ``RangeIndex``, and a batch of one
+  builds its DataFrame alone (on the predict thread), so no DataFrame is built per request on the event loop.
+  DataFrames (a CSV body) are concatenated likewise; each request gets its slice back with its own index.
   Tensors are concatenated along the first axis. An output that does not have one row per input row in the
   input's order (a DataFrame whose index is not the batch's, a tensor of another length) is caught: the batch
   is predicted again one request at a time and batching is turned off for this server, with a warning.
@@ -44,6 +47,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .schema import FrameColumns
+
 __all__ = ["Batcher", "DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_BATCH_BYTES", "row_count", "merge_inputs",
            "split_output"]
 
@@ -54,8 +59,9 @@ logger = logging.getLogger("pyml_jupyter.serving")
 
 
 def row_count(data: Any) -> int | None:
-    """The rows of a validated input (a DataFrame, or tensors sharing their first dimension), else ``None``."""
-    if isinstance(data, pd.DataFrame):
+    """The rows of a validated input (a DataFrame, its columns, or tensors sharing their first dimension), else
+    ``None``."""
+    if isinstance(data, (pd.DataFrame, FrameColumns)):
         return len(data)
     if isinstance(data, dict) and data:
         firsts = {arr.shape[0] if getattr(arr, "ndim", 0) >= 1 else None for arr in data.values()}
@@ -73,7 +79,14 @@ def _column_arrays(frame: pd.DataFrame) -> list[Any] | None:
 
 
 def merge_inputs(inputs: list[Any]) -> Any | None:
-    """One input holding the rows of ``inputs`` in order (``None`` when they cannot be merged exactly)."""
+    """One input holding the rows of ``inputs`` in order (``None`` when they cannot be merged exactly); validated
+    columns (:class:`~.schema.FrameColumns`) become one DataFrame."""
+    if any(isinstance(data, FrameColumns) for data in inputs):
+        if all(isinstance(data, FrameColumns) for data in inputs):
+            merged = FrameColumns.concat(inputs)
+            if merged is not None:
+                return merged.frame()
+        inputs = [data.frame() if isinstance(data, FrameColumns) else data for data in inputs]
     first = inputs[0]
     if isinstance(first, pd.DataFrame):
         names = list(first.columns)

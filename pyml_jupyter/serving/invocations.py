@@ -18,6 +18,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
 from .schema import (
     DataFrameSchema,
+    FrameColumns,
     SchemaError,
     TensorSchema,
     dataframe_from_json,
@@ -91,7 +92,7 @@ def _check_columns_form(value: Mapping, limits: Limits, declared: int) -> None:
     limits.check_rows(max((len(v) for v in value.values() if isinstance(v, list)), default=0))
 
 
-def _frame_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> pd.DataFrame:
+def _frame_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> pd.DataFrame | FrameColumns:
     schema = model.info.input_schema
     declared = len(schema)
     if key == "dataframe_split":
@@ -113,7 +114,7 @@ def _frame_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> pd
         _check_records(value, limits, declared)
     elif key != "dataframe_split":
         _check_columns_form(value, limits, declared)
-    return dataframe_from_json(value, schema)
+    return dataframe_from_json(value, schema, as_columns=True)
 
 
 def _tensor_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> dict[str, np.ndarray]:
@@ -159,8 +160,9 @@ def _empty_as_zero_rows(value: Any, schema: TensorSchema) -> Any:
 
 def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
                       timings: dict[str, float] | None = None, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """The model's input from an ``/invocations`` request: schema enforced, ready for ``predict``; the
-    request's rows, columns and nesting within ``limits``."""
+    """The model's input from an ``/invocations`` request: schema enforced, ready for ``predict`` (a JSON
+    DataFrame as its validated :class:`~.schema.FrameColumns` when it takes the fast path); the request's rows,
+    columns and nesting within ``limits``."""
     timer = Timer(timings)
     mime = _media_type(content_type)
     if mime == CONTENT_TYPE_CSV:

@@ -118,7 +118,9 @@ def parse_v2(model: LoadedModel, body: bytes, timings: dict[str, float] | None =
 
 def v2_input(model: LoadedModel, inputs: list[dict], limits: Limits = DEFAULT_LIMITS) -> Any:
     """The model's input, schema enforced, from V2 input tensors ``{"name", "shape", "datatype", "_flat"}``
-    whose flat values are a list (JSON) or a numpy array (gRPC). Raises :class:`ScoringError` (400, 413, 422).
+    whose flat values are a list (JSON) or a numpy array (gRPC); a DataFrame model's input may come back as its
+    validated :class:`~.schema.FrameColumns` (see :func:`~.schema.dataframe_from_json`). Raises
+    :class:`ScoringError` (400, 413, 422).
 
     The number of inputs and their first dimension are checked against ``limits``; inputs the schema does
     not name are skipped (never converted)."""
@@ -137,7 +139,7 @@ def v2_input(model: LoadedModel, inputs: list[dict], limits: Limits = DEFAULT_LI
                                                    f"must be [n] or [n, 1], not {shape}", field=item["name"])
                 flat = item["_flat"]
                 columns[item["name"]] = flat.tolist() if isinstance(flat, np.ndarray) else flat
-            return dataframe_from_json(columns, model.info.input_schema)
+            return dataframe_from_json(columns, model.info.input_schema, as_columns=True)
         tensors = {}
         for item in inputs:
             # The values keep their JSON types; the schema (not the declared datatype) decides the

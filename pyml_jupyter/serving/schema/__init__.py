@@ -27,7 +27,7 @@ Tensor dtypes are numpy names (``bool``, ``intN``, ``uintN``, ``float16/32/64``)
 ``object`` array of ``str``); shapes use ``None`` for a variable dimension.
 
 The package, by subject: :mod:`.dtypes` (the dtypes a schema accepts, :data:`DTYPES`, and reading a dtype),
-:mod:`.columns` (converting a column), :mod:`.fast` (the fast paths), :mod:`.dataframe` (``DataFrameSchema``),
+:mod:`.columns` (converting a column), :mod:`.fast` (the fast paths, and :class:`FrameColumns`), :mod:`.dataframe` (``DataFrameSchema``),
 :mod:`.tensors` (``TensorSchema``), :mod:`.base` (what the two schemas share), :mod:`.codec` (JSON),
 :mod:`.kinds` (either schema by kind), :mod:`.rows` (tensors as table rows), :mod:`.errors` (``SchemaError``). Import from this package, not from
 its modules. It is part of the serving runtime: it imports only the standard library, numpy and pandas.
@@ -38,6 +38,7 @@ from .codec import dataframe_from_json, dataframe_to_json, dataframe_to_records,
 from .dataframe import ColumnSpec, DataFrameSchema
 from .dtypes import DATAFRAME_DTYPES, DTYPES, TENSOR_DTYPES
 from .errors import SchemaError
+from .fast import FrameColumns
 from .kinds import Schema, schema_from_dict, schema_from_spec
 from .rows import row_shape_problem, tensors_from_rows, tensors_to_rows
 from .tensors import TensorSchema, TensorSpec
@@ -49,6 +50,7 @@ __all__ = [
     "TensorSpec",
     "TensorSchema",
     "Enforced",
+    "FrameColumns",
     "Schema",
     "DTYPES",
     "DATAFRAME_DTYPES",

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .dataframe import DataFrameSchema
 from .errors import _DATA, SchemaError, _Problem
-from .fast import _fast_frame_from_json, _fast_json_rows
+from .fast import FrameColumns, _fast_frame_from_json, _fast_json_rows
 from .tensors import TensorSchema, _string_array, _tensor_from_objects
 
 __all__ = ["dataframe_to_json", "dataframe_to_records", "dataframe_from_json", "tensors_to_json",
@@ -136,12 +136,14 @@ def _json_columns(obj: Any, wanted: list[str] | None = None) -> tuple[list[str],
               f"got {type(obj).__name__}")
 
 
-def dataframe_from_json(obj: Any, schema: DataFrameSchema | None = None) -> pd.DataFrame:
+def dataframe_from_json(obj: Any, schema: DataFrameSchema | None = None, *,
+                        as_columns: bool = False) -> pd.DataFrame | FrameColumns:
     """A DataFrame from JSON (parsed or text) in the split, records or columns form.
 
     With a schema the result is :meth:`~DataFrameSchema.enforce`d (extra columns dropped, exact dtypes;
     ``binary`` columns decoded from base64; an omitted nullable column is all missing) and only the schema's
-    columns are ever built; without one, pandas infers the dtypes.
+    columns are ever built; without one, pandas infers the dtypes. With ``as_columns`` (the serving runtime),
+    input that takes the fast path comes back as :class:`FrameColumns`, whose ``frame()`` is that DataFrame.
     """
     names, columns, n_rows = _json_columns(_loads(obj), None if schema is None else schema.names)
     if schema is None:
@@ -160,7 +162,7 @@ def dataframe_from_json(obj: Any, schema: DataFrameSchema | None = None) -> pd.D
                                     f"but holds strings that are not base64"}]) from None
     fast = _fast_frame_from_json(schema, columns, n_rows)
     if fast is not None:
-        return fast
+        return fast if as_columns else fast.frame()
     frame = pd.DataFrame({n: pd.Series(columns[n], dtype=object) for n in names}, index=range(n_rows))
     return schema.enforce(frame).data
 

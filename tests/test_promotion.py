@@ -285,7 +285,7 @@ async def test_rest_bad_push_input_is_a_400_naming_the_field(jp_fetch, body, fie
 
 
 def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_request(store, docker_engine):  # noqa: F811
-    """Four clients keep calling the stable URL while two processes load both cores; the swap drains the old
+    """Eight clients keep calling the stable URL while six processes load both cores; the swap drains the old
     version by its open connections (no timer), and not one request fails."""
     import subprocess
     import sys
@@ -318,8 +318,8 @@ def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_reques
                     failures.append(repr(exc))
 
     burn = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
-    load = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]  # a loaded machine, 60 s at most
-    callers = [threading.Thread(target=client) for _ in range(4)]
+    load = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(6)]  # a loaded machine, 60 s at most
+    callers = [threading.Thread(target=client) for _ in range(8)]
     progress = Progress("swap")
     try:
         for caller in callers:

@@ -337,7 +337,7 @@ def render(results, args, load: tuple[str, str]) -> str:
              f"example_notebooks/02's house price model (GradientBoostingRegressor behind a pandas feature step, "
              f"scikit-learn {sklearn.__version__}, pandas {pandas.__version__}), batch invariance proven by the "
              "contract check. HTTP load: wrk on loopback, keep-alive; gRPC and the HTTP row next to it: one "
-             "Python asyncio client process. Peer: `mlflow models serve --env-manager local` of the same package.",
+             "Python asyncio client process (4 gRPC channels; 16 HTTP connections). Peer: `mlflow models serve --env-manager local` of the same package.",
              "", "| cell | server | workers | rows/request | c | req/s | rows/s | p50 ms | p99 ms |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in results:

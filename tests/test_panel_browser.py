@@ -48,7 +48,8 @@ CHROMIUM_ARGS = [
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
 
-# The notebook a data scientist types into the lab: two versions of one model, registered by the magic.
+# The notebook a data scientist types into the lab: two versions of one model, registered by the magic,
+# and the first made champion.
 NOTEBOOK_CELLS = [
     "%load_ext pyml_jupyter\nimport pandas as pd\nfrom pyml_jupyter import DataFrameModel",
     """class AffinePanelModel(DataFrameModel):
@@ -65,8 +66,11 @@ NOTEBOOK_CELLS = [
         y = df["x"] * 3.0 - 1.5 / 7.0
         return pd.DataFrame({"y": y, "positive": (y > 0).astype("int64")}, index=df.index)
 """,
-    'sample = pd.DataFrame({"x": [0.5, 1.0, 2.25, -1.5]})\n%pyml_register AffinePanelModel --name {name} --sample sample',
+    'sample = pd.DataFrame({"x": [0.5, 1.0, 2.25, -1.5]})\n'
+    "%pyml_register AffinePanelModel --name {name} --sample sample",
     "%pyml_register AffinePanelModelV2 --name {name} --sample sample",
+    # v1 is the champion to begin with (its parity gate on Spark only: v2 stays the first image this test builds)
+    "%pyml_promote {name}/1 --targets batch",
     'print("pyml-walk:", "registered", "{name}")',
 ]
 SAMPLE_ROWS = 4
@@ -300,12 +304,13 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     panel.wait_for(state="visible")
     panel.locator(".pyml-empty").wait_for(timeout=120_000)
 
-    # register two versions from a notebook in the lab's kernel: the panel lists both without a manual refresh,
-    # not only the latest
+    # register two versions from a notebook in the lab's kernel, and promote v1: the panel lists both without a
+    # manual refresh (not only the latest), v1 as the champion
     _register_in_a_notebook(page, lab["name"])
     model = panel.locator(f'.pyml-model[data-name="{lab["name"]}"]')
     model.locator(f'.pyml-version[data-ref="{lab["name"]}/1"]').wait_for(timeout=120_000)
     model.locator(f'.pyml-version[data-ref="{lab["ref"]}"]').wait_for(timeout=120_000)
+    model.locator(f'.pyml-version[data-ref="{lab["name"]}/1"] .pyml-alias').wait_for(timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "lab-0-registered-in-a-notebook.png"))
     assert model.locator(".pyml-version").count() == 2
     version = model.locator(f'.pyml-version[data-ref="{lab["ref"]}"]')
@@ -353,10 +358,17 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     version.locator(".pyml-promote").click()
     version.locator(".pyml-promoted, .pyml-job-failed, .pyml-error").first.wait_for(timeout=600_000)
     _no_error(version)
-    assert "@champion → v2" in version.locator(".pyml-promoted").inner_text()
+    assert "@champion → v2 (was v1)" in version.locator(".pyml-promoted").inner_text()
     gates = version.locator(".pyml-promoted .pyml-gate")
     assert [g.get_attribute("data-gate") for g in gates.all()] == ["contract", "parity"]
     assert version.locator(".pyml-promoted .pyml-gate-passed").count() == 2
+    # and how v2's predictions of the stored sample differ from v1's: y moves by 2 - 1.5/7, one label of 4 flips
+    comparison = version.locator(".pyml-promoted .pyml-comparison")
+    assert f"{lab['ref']} vs {lab['name']}/1 on 4 rows" in comparison.inner_text()
+    cells = {r.locator("td").first.inner_text(): r.locator("td").all_inner_texts()[1:]
+             for r in comparison.locator("tbody tr").all()}
+    assert cells == {"y": ["1.786", "1.786", "–"], "positive": ["0.25", "1", "25.0%"]}, cells
+    model.locator(f'.pyml-version[data-ref="{lab["name"]}/1"] .pyml-promote').wait_for(timeout=60_000)
     version.locator(".pyml-alias").wait_for(timeout=60_000)
     assert version.locator(".pyml-alias").inner_text() == "@champion"
 

@@ -243,10 +243,16 @@ export class PymlModel implements IDisposable {
 
   /**
    * Point `alias` (default `champion`) at `ref` behind the server's gates (contract passed, parity on the
-   * stored sample): a job whose result lists the gates, or whose error says which gate refused.
+   * stored sample): a job whose result lists the gates, or whose error says which gate refused. When another
+   * version holds the alias, both versions score the stored sample and the result says how they differ.
    */
   promote(ref: string, alias = 'champion'): Promise<IJob | null> {
-    return this._startJob(ref, 'aliases', { ref, alias }, 'promote');
+    const [name] = ref.split('/');
+    const holder = this._models
+      .find(m => m.name === name)
+      ?.versions.find(v => (v.aliases ?? []).includes(alias) && refOf(name, v.version) !== ref);
+    const body = holder ? { ref, alias, compare: alias } : { ref, alias };
+    return this._startJob(ref, 'aliases', body, 'promote');
   }
 
   /** Push the image of `ref` (and its alias tags) to the registry of the settings: a job with progress. */

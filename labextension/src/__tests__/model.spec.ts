@@ -432,6 +432,30 @@ describe('PymlModel', () => {
     expect(m.jobFor('churn/2')).toBeNull();
   });
 
+  it('promote compares with the version that holds the alias, and only then', async () => {
+    const bodies: any[] = [];
+    serve({
+      'GET models': () => ({
+        models: [model('churn', [{ version: 2 }, { version: 1, aliases: ['champion'] }])]
+      }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG,
+      'POST aliases': init => {
+        bodies.push(JSON.parse(init.body as string));
+        return job({ id: `p${bodies.length}`, kind: 'promote' });
+      }
+    });
+    await m.refresh();
+    await m.promote('churn/2');
+    await m.promote('churn/1');
+    await m.promote('churn/2', 'challenger');
+    expect(bodies).toEqual([
+      { ref: 'churn/2', alias: 'champion', compare: 'champion' },
+      { ref: 'churn/1', alias: 'champion' },
+      { ref: 'churn/2', alias: 'challenger' }
+    ]);
+  });
+
   it('push sends the registry of the settings, and without one says where to set it', async () => {
     let body: any = null;
     const calls = serve({

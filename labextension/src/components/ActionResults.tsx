@@ -21,9 +21,52 @@ function GateList(props: { job: IJob }): JSX.Element | null {
   );
 }
 
+function formatNumber(value: number | null | undefined): string {
+  return value === null || value === undefined ? '–' : Number(value.toPrecision(4)).toString();
+}
+
+function formatShare(share: number | null | undefined): string {
+  return share === null || share === undefined ? '–' : `${(share * 100).toFixed(1)}%`;
+}
+
+/** How the promoted version's predictions of the stored sample differ from the alias's previous version. */
+function ComparisonTable(props: { comparison: any }): JSX.Element {
+  const { comparison } = props;
+  return (
+    <div className="pyml-comparison">
+      <div className="pyml-comparison-head">
+        {comparison.candidate} vs {comparison.other} on {comparison.n_rows} rows
+        {comparison.note ? ` (${comparison.note})` : ''}
+      </div>
+      {(comparison.columns ?? []).length > 0 && (
+        <table>
+          <thead>
+            <tr>
+              <th>output</th>
+              <th>mean |Δ|</th>
+              <th>max |Δ|</th>
+              <th>changed</th>
+            </tr>
+          </thead>
+          <tbody>
+            {comparison.columns.map((c: any) => (
+              <tr key={c.column} title={c.note || undefined}>
+                <td>{c.column}</td>
+                <td>{formatNumber(c.mean_abs_diff)}</td>
+                <td>{formatNumber(c.max_abs_diff)}</td>
+                <td>{formatShare(c.changed_share)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
 /**
- * A promotion of one version: its progress while the gates run, then where the alias points now and every
- * gate's result; or, when refused, the one-paragraph error naming the gate and the gates' results.
+ * A promotion of one version: its progress while the gates run, then where the alias points now, every
+ * gate's result and how its predictions differ from the version it replaced; or, when refused, the one-paragraph error naming the gate and the gates' results.
  */
 export function PromotionResult(props: { job: IJob }): JSX.Element | null {
   const { job } = props;
@@ -34,6 +77,7 @@ export function PromotionResult(props: { job: IJob }): JSX.Element | null {
         @{alias} → v{version}
         {previous ? ` (was v${previous})` : ''}
         <GateList job={job} />
+        {job.result.comparison && <ComparisonTable comparison={job.result.comparison} />}
       </div>
     );
   }

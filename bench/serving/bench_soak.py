@@ -162,9 +162,12 @@ def clean_up(tag: str, work: Path) -> None:
     from pyml_jupyter.deployments import stop_deployment
 
     stop_deployment(NAME, "1")
-    try:
-        docker.from_env().images.remove(tag, noprune=False)
-    except docker.errors.APIError as exc:  # still used by a container kept with --keep, or already gone
+    client = docker.from_env()
+    try:  # every tag of this run's repository (the build tags the version and the version with its run id)
+        for name in client.images.get(tag).tags:
+            if name.startswith(tag.rsplit(":", 1)[0] + ":"):
+                client.images.remove(name)
+    except docker.errors.APIError as exc:  # already gone
         print(f"image {tag} left: {exc}", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -82,7 +82,7 @@ def _header_width(body: bytes) -> int:
 def _check_records(value: list, limits: Limits, declared: int) -> None:
     """Rows and the widest record of a list of records (its keys counted, not gathered)."""
     limits.check_rows(len(value))
-    widest = max((len(r) for r in value if isinstance(r, Mapping)), default=0)
+    widest = max((len(r) for r in value if isinstance(r, (dict, Mapping))), default=0)
     limits.check_columns(widest, "a record", declared)
 
 
@@ -123,7 +123,7 @@ def _tensor_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> d
         if not isinstance(value, list):
             raise ScoringError.bad_request("'instances' must be a list of examples")
         limits.check_rows(len(value))
-        if value and all(isinstance(v, Mapping) for v in value):  # [{name: example}, ...]
+        if value and all(isinstance(v, (dict, Mapping)) for v in value):  # [{name: example}, ...]
             limits.check_columns(max(map(len, value)), "an instance", len(schema))
             # only the schema's names are gathered; a name no instance has is left missing
             value = {n: [v.get(n) for v in value] for n in schema.names if any(n in v for v in value)}

@@ -114,7 +114,7 @@ def _json_columns(obj: Any, wanted: list[str] | None = None) -> tuple[list[str],
         return list(position), {n: [row[j] for row in rows] for n, j in position.items()}, len(rows)
     if isinstance(obj, list):
         for i, record in enumerate(obj):
-            if not isinstance(record, Mapping):
+            if not isinstance(record, (dict, Mapping)):
                 raise bad(f"record {i} is a {type(record).__name__}; send a list of {{column: value}} objects")
         if wanted is None:
             names = list(dict.fromkeys(k for record in obj for k in record))

@@ -27,6 +27,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import ssl
 import sys
 
 if importlib.util.find_spec("sniffio") is None:
@@ -133,7 +134,10 @@ class RouteProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Upstreams are plain HTTP on loopback; the TLS context is the base image's own, so that no
+                # CA bundle has to be shipped into the route container.
                 self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), trust_env=False,
+                                                verify=ssl.create_default_context(),
                                                 limits=httpx.Limits(max_connections=None,
                                                                     max_keepalive_connections=64,
                                                                     keepalive_expiry=2.0))  # < uvicorn's 5 s

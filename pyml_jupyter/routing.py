@@ -2,18 +2,20 @@
 names, and a redeploy after the alias moved swaps versions with no failed request.
 
 The port belongs to a small route container, ``pyml-NAME-at-ALIAS`` (the base Python image, host network,
-running :mod:`pyml_jupyter.route_proxy` on ``127.0.0.1:PORT``), which forwards each new connection to the
-published port of the version's own container. A swap is: the new version's container starts and answers
-``/ping`` (``deploy``); the route's target file is rewritten (new connections go to the new version); the swap
-waits until the proxy's state file says it follows the new target and has no connection open to the old one
-(every request forwarded there has been answered; bounded by ``_DRAIN_TIMEOUT`` for clients that keep a
-connection open); then the old container is stopped with SIGTERM, which lets its server finish what it holds.
-A request that still meets a stopping server unread is sent again by the proxy (see :mod:`.route_proxy`).
+running :mod:`pyml_jupyter.route_proxy`, an HTTP reverse proxy, on ``127.0.0.1:PORT``), which sends each
+request to the published port of the version's own container. A swap is: the new version's container starts
+and answers ``/ping`` (``deploy``); the route's target file is rewritten (the next request, even on a
+connection a client keeps open, goes to the new version); the swap waits until the proxy's state file says it
+follows the new target and has no request in flight to the old one (bounded by ``_DRAIN_TIMEOUT`` for a request
+that never ends); then the old container is stopped with SIGTERM, which lets its server finish what it holds.
+A request that meets a stopping server that refused or reset it unread is sent again by the proxy (see
+:mod:`.route_proxy`). The proxy forwards HTTP/1.1 only, not gRPC.
 Like deployments, routes are found again by their labels.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import socket
@@ -31,8 +33,10 @@ __all__ = ["Route", "find_route", "route_to", "remove_routes", "serve_alias", "s
 
 ROUTE_LABEL = "pyml.route"
 _DIR = "/pyml-route"
-_STATE = "/tmp/pyml-route.state"  # written by the proxy: {"target": port, "open": {port: connections}}
-_DRAIN_TIMEOUT = 30.0  # longest wait for the old version's connections to close (keep-alive clients)
+_STATE = "/tmp/pyml-route.state"  # written by the proxy: {"target": port, "open": {port: requests in flight}}
+_DRAIN_TIMEOUT = 30.0  # longest wait for the old version's requests in flight to end
+# The proxy's libraries (pure Python), copied from this environment into the route container beside it.
+PROXY_LIBRARIES = ("uvicorn", "h11", "click", "httpx", "httpcore", "anyio", "idna", "certifi", "typing_extensions")
 
 
 @dataclass
@@ -66,11 +70,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _archive(files: dict[str, str]) -> bytes:
+def _archive(files: dict[str, str | bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path, text in files.items():
-            data = text.encode()
+            data = text.encode() if isinstance(text, str) else text
             info = tarfile.TarInfo(path)
             info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
             tar.addfile(info, io.BytesIO(data))
@@ -139,6 +143,22 @@ def _wait_listening(port: int, container, timeout: float = 20.0) -> None:
     raise DeployError(f"the route {container.name} did not listen on 127.0.0.1:{port}: {log or 'no log'}")
 
 
+def proxy_files() -> dict[str, bytes]:
+    """The proxy script and its libraries' source files, by path inside the route container."""
+    files = {f"{_DIR.lstrip('/')}/route_proxy.py": (Path(__file__).parent / "route_proxy.py").read_bytes()}
+    for name in PROXY_LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise DeployError(f"the alias route needs the Python package {name!r}: pip install {name}")
+        origin = Path(spec.origin)
+        root = origin.parent if spec.submodule_search_locations else origin
+        paths = [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts] \
+            if root.is_dir() else [root]
+        for path in paths:
+            files[f"{_DIR.lstrip('/')}/lib/{path.relative_to(root.parent).as_posix()}"] = path.read_bytes()
+    return files
+
+
 def _start(client, name: str, alias: str, port: int | None, target: str, progress: Progress):
     import docker
 
@@ -150,7 +170,8 @@ def _start(client, name: str, alias: str, port: int | None, target: str, progres
         container = client.containers.create(
             image, name=_container_name(name, alias), labels=labels, network_mode="host", user="65534:65534",
             command=["python", f"{_DIR}/route_proxy.py", "127.0.0.1", str(port), f"{_DIR}/target", _STATE],
-            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], mem_limit="128m", pids_limit=64,
+            environment={"PYTHONPATH": f"{_DIR}/lib", "PYTHONDONTWRITEBYTECODE": "1"},
+            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], mem_limit="256m", pids_limit=64,
             restart_policy={"Name": "unless-stopped"}, working_dir="/")
     except docker.errors.ImageNotFound:
         raise DeployError(f"the route of {name}@{alias} runs on {image}, which is not on this engine: pull or "
@@ -158,9 +179,7 @@ def _start(client, name: str, alias: str, port: int | None, target: str, progres
     except docker.errors.APIError as exc:
         raise DeployError(f"could not create the route {_container_name(name, alias)}: {exc.explanation or exc}"
                           ) from None
-    source = (Path(__file__).parent / "route_proxy.py").read_text()
-    container.put_archive("/", _archive({f"{_DIR.lstrip('/')}/route_proxy.py": source,
-                                         f"{_DIR.lstrip('/')}/target": target}))
+    container.put_archive("/", _archive({**proxy_files(), f"{_DIR.lstrip('/')}/target": target}))
     container.start()
     _wait_listening(port, container)
     progress.log(f"route {name}@{alias} listens on 127.0.0.1:{port}")
@@ -193,7 +212,7 @@ def route_to(name: str, alias: str, port: int, version: str, *, route_port: int 
 
 
 def wait_drained(route: Route, client=None, timeout: float = _DRAIN_TIMEOUT) -> bool:
-    """Wait until the route's proxy follows its new target and has no connection open to the port it served
+    """Wait until the route's proxy follows its new target and has no request in flight to the port it served
     before; False when ``timeout`` ran out first (or the proxy keeps no state)."""
     from .images.builder import docker_client
 
@@ -215,7 +234,7 @@ def wait_drained(route: Route, client=None, timeout: float = _DRAIN_TIMEOUT) -> 
 def drain_and_stop(name: str, version: str, progress: Progress | None = None, client=None, *,
                    route: Route | None = None) -> None:
     """Stop a version's container once no route sends it traffic: after ``route`` moved away from it, when its
-    proxy has no connection left open to it; then SIGTERM (its server finishes what it holds)."""
+    proxy has no request in flight to it; then SIGTERM (its server finishes what it holds)."""
     from .deployments import stop_deployment
     from .images.builder import docker_client
 
@@ -226,8 +245,8 @@ def drain_and_stop(name: str, version: str, progress: Progress | None = None, cl
         t0 = time.monotonic()
         drained = wait_drained(route, client=client)
         if progress:
-            progress.log(f"{name}/{version}: " + (f"no open connection left after {time.monotonic() - t0:.2f}s"
-                                                  if drained else f"connections still open after {_DRAIN_TIMEOUT:.0f}s"
+            progress.log(f"{name}/{version}: " + (f"no request in flight left after {time.monotonic() - t0:.2f}s"
+                                                  if drained else f"requests still in flight after {_DRAIN_TIMEOUT:.0f}s"
                                                   "; stopping it (its server finishes what it holds)"))
     stop_deployment(name, version, client=client)
     if progress:

@@ -285,8 +285,11 @@ async def test_rest_bad_push_input_is_a_400_naming_the_field(jp_fetch, body, fie
 
 
 def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_request(store, docker_engine):  # noqa: F811
-    """Eight clients keep calling the stable URL while six processes load both cores; the swap drains the old
-    version by its open connections (no timer), and not one request fails."""
+    """Eight clients keep calling the stable URL (each request on a new connection) and one keeps calling on ONE
+    keep-alive connection, while six processes load both cores; the swap drains the old version by its requests
+    in flight (no timer, in seconds, not the 30 s bound), and not one request fails."""
+    import http.client
+    import re
     import subprocess
     import sys
     import threading
@@ -317,9 +320,29 @@ def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_reques
                 with lock:
                     failures.append(repr(exc))
 
+    kept: dict[str, int] = {}
+    sockets: set[int] = set()
+
+    def keep_alive_client():  # one connection for every call: it must follow the route request by request
+        conn = http.client.HTTPConnection("127.0.0.1", int(first.url.rsplit(":", 1)[1]), timeout=10)
+        conn.connect()
+        conn.auto_open = 0  # a closed connection fails instead of silently reconnecting
+        while not stop.is_set() and sum(kept.values()) < 20000:
+            try:
+                conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+                response = conn.getresponse()
+                label = str(json.loads(response.read())["predictions"][0]["label"])
+                kept[label] = kept.get(label, 0) + 1
+                sockets.add(id(conn.sock))
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                with lock:
+                    failures.append(f"keep-alive: {exc!r}")
+                return
+        conn.close()
+
     burn = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
     load = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(6)]  # a loaded machine, 60 s at most
-    callers = [threading.Thread(target=client) for _ in range(8)]
+    callers = [threading.Thread(target=client) for _ in range(8)] + [threading.Thread(target=keep_alive_client)]
     progress = Progress("swap")
     try:
         for caller in callers:
@@ -338,7 +361,10 @@ def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_reques
     assert failures == [], f"{len(failures)} of {len(failures) + sum(seen.values())} calls failed: {failures[:3]}"
     assert second.url == first.url  # the same stable port
     assert seen.get("0", 0) > 0 and seen.get("1", 0) > 0  # v1 labels x=2.0 as 0, v2 as 1: both answered
-    assert any("no open connection left" in line for line in progress.tail(200))  # drained by count, not a timer
+    assert kept.get("0", 0) > 0 and kept.get("1", 0) > 0 and len(sockets) == 1  # one connection saw both
+    drained = [float(m.group(1)) for line in progress.tail(200)
+               if (m := re.search(r"no request in flight left after ([0-9.]+)s", line))]
+    assert drained and drained[0] < 10.0  # drained by count, promptly: not the 30 s bound
     assert find_deployment(name, "1", client=docker_engine) is None  # the old version was stopped
     api.stop(f"{name}@stable")
     assert not [c for c in docker_engine.containers.list(filters={"label": "pyml.route=true"})

@@ -1,14 +1,20 @@
-"""The alias route's forwarder (the real script, in its own process, on loopback): a request that a stopping
-server never read is sent again to the current target; one it read is not; its state file counts connections."""
+"""The alias route's HTTP proxy (the real script, in its own process, on loopback): each request goes to the
+current target, even on a connection the client keeps open; a request a stopping server never read is sent again
+to the current target, one it read is not; status, headers and body pass unchanged; its state file counts the
+requests in flight per target."""
 
 from __future__ import annotations
 
+import gzip
+import http.client
+import http.server
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,7 +34,7 @@ def _free_port() -> int:
 class Upstream(threading.Thread):
     """A loopback server: ``answer`` replies ``HTTP 200 <name>``; ``unread`` closes each connection without
     reading it (the kernel resets it: data was unread), then calls ``on_close``; ``read_and_drop`` reads the
-    request and closes without answering; ``hold`` answers but keeps the connection until the client leaves."""
+    request and closes without answering; ``slow`` answers once ``release`` is set."""
 
     def __init__(self, mode: str, name: str = "", on_close=None) -> None:
         super().__init__(daemon=True)
@@ -38,6 +44,7 @@ class Upstream(threading.Thread):
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
+        self.release = threading.Event()
         self.start()
 
     def run(self) -> None:
@@ -64,10 +71,10 @@ class Upstream(threading.Thread):
                 data += chunk
             if self.mode == "read_and_drop":
                 return
+            if self.mode == "slow":
+                self.release.wait(10)
             body = self.name.encode()
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            if self.mode == "hold":
-                conn.recv(1)  # until the client closes
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
 
     def close(self) -> None:
         self.sock.close()
@@ -107,6 +114,53 @@ def proxy(tmp_path):
         p.wait(timeout=10)
 
 
+class Echo(http.server.ThreadingHTTPServer):
+    """A keep-alive HTTP/1.1 server on loopback: answers ``201`` with its name, the request's method, path and
+    headers in a JSON body compressed with gzip (``Content-Encoding: gzip``), and the request body's length and
+    SHA-free digest (first and last bytes)."""
+
+    daemon_threads = True
+
+    def __init__(self, name: str) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(length)
+                answer = {"name": name, "method": self.command, "path": self.path, "length": len(data),
+                          "ends": [data[:8].decode("latin-1"), data[-8:].decode("latin-1")],
+                          "headers": {k.lower(): v for k, v in self.headers.items()}}
+                body = gzip.compress(json.dumps(answer).encode())
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("X-Upstream", name)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_PUT = do_GET
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def _call(conn: http.client.HTTPConnection, method: str = "POST", path: str = "/invocations?a=1",
+          body: bytes = b"{}", headers: dict | None = None) -> tuple[http.client.HTTPResponse, dict]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response, json.loads(gzip.decompress(response.read()))
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url + "/invocations", timeout=10) as response:
         return response.read().decode()
@@ -135,8 +189,9 @@ def test_a_request_the_server_read_is_not_sent_again(proxy):
     before = dropper.accepted
     set_target_later = threading.Timer(0.1, set_target, args=(other.port,))
     set_target_later.start()
-    with pytest.raises(Exception):  # noqa: B017 - the connection closes without an answer
+    with pytest.raises(urllib.error.HTTPError) as failed:  # closed without an answer: a 502, not a retry
         _get(url)
+    assert failed.value.code == 502
     set_target_later.join()
     assert dropper.accepted == before + 1 and other.accepted == 0
     dropper.close(), other.close()
@@ -151,19 +206,74 @@ def test_a_refused_connection_is_retried_until_a_target_listens(proxy):
     upstream.close()
 
 
-def test_the_state_file_names_the_target_and_counts_open_connections_per_port(proxy):
+def test_the_state_file_names_the_target_and_counts_requests_still_in_flight_elsewhere(proxy):
     start, set_target, read_state = proxy
-    held, new = Upstream("hold", "held"), Upstream("answer", "new")
-    url = start(held.port)
-    client = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert client.recv(65536).endswith(b"held")
+    slow, new = Upstream("slow", "slow"), Echo("new")
+    url = start(slow.port)
+    answers: list[str] = []
+    caller = threading.Thread(target=lambda: answers.append(_get(url)))
+    caller.start()
+    deadline = time.monotonic() + 5
+    while not slow.accepted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert read_state() == {"target": slow.port, "open": {}}  # the target's own requests are not listed
     set_target(new.port)
     time.sleep(0.2)
-    assert read_state() == {"target": new.port, "open": {str(held.port): 1}}
-    client.close()
+    assert read_state() == {"target": new.port, "open": {str(slow.port): 1}}  # moved, one request still there
+    slow.release.set()
+    caller.join(10)
+    assert answers == ["slow"]
     deadline = time.monotonic() + 5
     while read_state()["open"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert read_state() == {"target": new.port, "open": {}}
-    held.close(), new.close()
+    slow.close(), new.close()
+
+
+def test_one_keep_alive_connection_follows_the_target_request_by_request(proxy):
+    """The client never reconnects; its very next request after the move goes to the new target."""
+    start, set_target, read_state = proxy
+    old, new = Echo("old"), Echo("new")
+    url = start(old.port)
+    conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
+    conn.connect()
+    conn.auto_open = 0  # a closed connection raises instead of silently reconnecting
+    names = [_call(conn)[1]["name"] for _ in range(3)]
+    sock = conn.sock
+    set_target(new.port)
+    names += [_call(conn)[1]["name"] for _ in range(3)]
+    assert names == ["old"] * 3 + ["new"] * 3
+    assert conn.sock is sock  # one connection throughout
+    time.sleep(0.1)  # the state is rewritten every 20 ms
+    assert read_state() == {"target": new.port, "open": {}}  # nothing in flight: the old target can stop now
+    conn.close()
+    old.close(), new.close()
+
+
+def test_method_path_query_headers_and_body_pass_and_hop_by_hop_headers_do_not(proxy):
+    start, _, _ = proxy
+    upstream = Echo("echo")
+    url = start(upstream.port)
+    conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+    body = b"B" * 8 + bytes(range(256)) * (20 * 1024 * 4) + b"E" * 8  # 20 MiB + 16 bytes, the runtime's limit
+    response, seen = _call(conn, "PUT", "/v2/models/m/infer?x=1&y=%20z", body,
+                           {"X-Trace": "abc", "Keep-Alive": "timeout=5", "Connection": "keep-alive, X-Secret",
+                            "X-Secret": "per-hop", "Content-Type": "application/octet-stream"})
+    assert response.status == 201
+    assert response.getheader("Content-Encoding") == "gzip"  # the body's bytes as the upstream sent them
+    assert response.getheader("X-Upstream") == "echo"
+    assert (seen["method"], seen["path"]) == ("PUT", "/v2/models/m/infer?x=1&y=%20z")
+    assert seen["length"] == len(body) and seen["ends"] == ["B" * 8, "E" * 8]
+    assert seen["headers"]["x-trace"] == "abc" and seen["headers"]["content-type"] == "application/octet-stream"
+    assert "keep-alive" not in seen["headers"] and "x-secret" not in seen["headers"]
+    conn.close()
+    upstream.close()
+
+
+def test_a_target_that_never_answers_is_a_502_after_the_retry_window(proxy):
+    start, _, _ = proxy
+    url = start(_free_port())
+    t0 = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        _get(url)
+    assert failed.value.code == 502 and 4.5 < time.monotonic() - t0 < 15

@@ -144,7 +144,10 @@ def _wait_listening(port: int, container, timeout: float = 20.0) -> None:
 
 
 def proxy_files() -> dict[str, bytes]:
-    """The proxy script and its libraries' source files, by path inside the route container."""
+    """The proxy script and its libraries' Python sources, by path inside the route container.
+
+    Only ``.py`` files outside test folders go in: no certificate bundle (certifi's) or other data from this
+    environment."""
     files = {f"{_DIR.lstrip('/')}/route_proxy.py": (Path(__file__).parent / "route_proxy.py").read_bytes()}
     for name in PROXY_LIBRARIES:
         spec = importlib.util.find_spec(name)
@@ -152,7 +155,7 @@ def proxy_files() -> dict[str, bytes]:
             raise DeployError(f"the alias route needs the Python package {name!r}: pip install {name}")
         origin = Path(spec.origin)
         root = origin.parent if spec.submodule_search_locations else origin
-        paths = [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts] \
+        paths = [p for p in root.rglob("*.py") if not {"__pycache__", "tests"} & set(p.relative_to(root).parts)] \
             if root.is_dir() else [root]
         for path in paths:
             files[f"{_DIR.lstrip('/')}/lib/{path.relative_to(root.parent).as_posix()}"] = path.read_bytes()

@@ -277,3 +277,12 @@ def test_a_target_that_never_answers_is_a_502_after_the_retry_window(proxy):
     with pytest.raises(urllib.error.HTTPError) as failed:
         _get(url)
     assert failed.value.code == 502 and 4.5 < time.monotonic() - t0 < 15
+
+
+def test_the_route_container_gets_python_sources_only_no_certificate_bundle():
+    from pyml_jupyter.routing import proxy_files
+
+    files = proxy_files()
+    assert any(path.endswith("/httpx/__init__.py") for path in files)
+    assert all(path.endswith(".py") for path in files), sorted(p for p in files if not p.endswith(".py"))[:5]
+    assert not any(b"BEGIN CERTIFICATE" in body for body in files.values())

@@ -336,8 +336,9 @@ def test_openapi_publishes_the_packages_sample_only_when_told_to(example_package
 def test_openapi_for_a_tensor_model(tensor_client):
     doc = tensor_client.get("/openapi.json").json()
     request = doc["components"]["schemas"]["InvocationsRequest"]
-    x = request["properties"]["inputs"]["properties"]["x"]
-    assert x["type"] == "array" and x["items"]["items"]["type"] == "number"
+    named, alone = request["properties"]["inputs"]["oneOf"]  # {"x": tensor}, or the one tensor itself
+    x = named["properties"]["x"]
+    assert x["type"] == "array" and x["items"]["items"]["type"] == "number" and alone == x
     example = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["example"]
     assert example == {"inputs": {"x": [[0.5, 0.5, 0.5]]}}  # synthesized from the schema, not the sample
     assert tensor_client.post("/invocations", json=example).status_code == 200

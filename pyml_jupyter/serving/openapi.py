@@ -23,8 +23,13 @@ def _integer(fmt: str, bits: int, *, unsigned: bool = False) -> dict[str, Any]:
     return {"type": "integer", "format": fmt, "minimum": low, "maximum": high}
 
 
-def _number(fmt: str, largest: float) -> dict[str, Any]:
-    return {"type": "number", "format": fmt, "minimum": -largest, "maximum": largest}
+def _number(fmt: str, largest: float, *, rounds_up_from: float | None = None) -> dict[str, Any]:
+    """A float of a dtype: up to its largest value, or (narrow floats) below the halfway point to the next
+    power, from where a double rounds to infinity and the server refuses it."""
+    if rounds_up_from is None:
+        return {"type": "number", "format": fmt, "minimum": -largest, "maximum": largest}
+    return {"type": "number", "format": fmt, "minimum": -rounds_up_from, "exclusiveMinimum": True,
+            "maximum": rounds_up_from, "exclusiveMaximum": True}
 
 
 # The JSON Schema (OpenAPI 3.0) of one value of each schema dtype, with the dtype's range (tests/
@@ -35,7 +40,8 @@ JSON_TYPES: dict[str, dict[str, Any]] = {
     "int64": _integer("int64", 64),
     "uint8": _integer("int32", 8, unsigned=True), "uint16": _integer("int32", 16, unsigned=True),
     "uint32": _integer("int64", 32, unsigned=True), "uint64": _integer("int64", 64, unsigned=True),
-    "float16": _number("float", 65504.0), "float32": _number("float", 3.4028234663852886e38),
+    "float16": _number("float", 65504.0, rounds_up_from=65520.0),
+    "float32": _number("float", 3.4028234663852886e38, rounds_up_from=3.4028235677973366e38),
     "float64": _number("double", 1.7976931348623157e308),
     "string": {"type": "string"},
     "datetime": {"type": "string", "format": "date-time"},
@@ -52,7 +58,7 @@ def json_type(dtype: str) -> dict[str, Any]:
 def _answered(value: dict[str, Any]) -> dict[str, Any]:
     """A value in an answer: a float may be any double, NaN or infinite (see jsonio.py), so no range."""
     if value.get("type") == "number":
-        value = {k: v for k, v in value.items() if k not in ("minimum", "maximum")}
+        value = {k: v for k, v in value.items() if not k.startswith(("minimum", "maximum", "exclusive"))}
         value["nullable"] = True  # NaN, Infinity, -Infinity: the literals Python's json (and MLflow) write
     return value
 
@@ -68,7 +74,7 @@ def _column(spec: ColumnSpec, *, output: bool = False) -> dict[str, Any]:
 def _tensor_value(dtype: str) -> dict[str, Any]:
     """One value of a tensor in a request: a float may be null, read as NaN (as numpy reads None)."""
     value = json_type(dtype)
-    if value.get("type") == "number":
+    if value.get("type") == "number":  # numpy reads null as NaN
         value["nullable"] = True
     return value
 
@@ -161,7 +167,9 @@ def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sam
 def _tensor_components(inputs: TensorSchema, outputs: TensorSchema, sample: Any) -> dict:
     named = {"type": "object", "properties": {t.name: _tensor(t) for t in inputs.tensors},
              "required": inputs.names}
-    request = {"type": "object", "required": ["inputs"], "properties": {"inputs": named}}
+    # a model of one tensor also takes that tensor itself: {"inputs": [[...], ...]}
+    value = {"oneOf": [named, _tensor(inputs.tensors[0])]} if len(inputs.tensors) == 1 else named
+    request = {"type": "object", "required": ["inputs"], "properties": {"inputs": value}}
     return {
         "schemas": {
             "InvocationsRequest": request,

@@ -337,7 +337,7 @@ def test_moving_the_alias_and_redeploying_swaps_containers_with_no_failed_reques
             except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
                 with lock:
                     failures.append(f"keep-alive: {exc!r}")
-                return
+                break
         conn.close()
 
     burn = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"

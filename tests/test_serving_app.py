@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -576,8 +577,9 @@ def test_multi_worker_server_answers_with_tcp_nodelay(example_package, sample, e
             durations.append(time.perf_counter() - started)
             assert response.status == 200
         assert_scores(payload["predictions"], expected[:1])
-        mean = sum(durations) / len(durations)
-        assert mean < 0.020, f"keep-alive requests take {mean * 1000:.1f} ms on average: is TCP_NODELAY off?"
+        # The median, not the mean: Nagle's delay hits every request, a loaded machine only some of them.
+        median = statistics.median(durations)
+        assert median < 0.020, f"keep-alive requests take {median * 1000:.1f} ms (median): is TCP_NODELAY off?"
     finally:
         process.terminate()
         try:

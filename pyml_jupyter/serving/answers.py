@@ -49,6 +49,10 @@ class ScoringError(Exception):
         self.extra = extra
         self.rule = rule  # the cross-field rule of a problem whose message names none (see from_schema_error)
 
+    def __reduce__(self) -> tuple:
+        """Pickled whole (a parse process sends its errors back): status, code, message, rule and extra fields."""
+        return _scoring_error, (self.status, self.error_code, self.message, self.rule, self.extra)
+
     def to_dict(self) -> dict:
         """The JSON body; a 4xx that reports a rule spanning fields (see rules.py) names it in ``rule``."""
         body = {"error_code": self.error_code, "message": self.message, **self.extra}
@@ -69,6 +73,10 @@ class ScoringError(Exception):
         (a CSV body's values, a ``dataframe_split`` row's values: typed by position, which the document
         cannot say)."""
         return cls(422, "SCHEMA_ERROR", str(error), problems=error.problems, rule=rule)
+
+
+def _scoring_error(status: int, error_code: str, message: str, rule: str | None, extra: dict) -> ScoringError:
+    return ScoringError(status, error_code, message, rule=rule, **extra)
 
 
 def error_body(error: ScoringError, *, v2: bool = False) -> bytes:

@@ -1,0 +1,160 @@
+"""The parse process: a large body is read in a warm child process, so health answers while it is parsed; the
+answers (errors included) are those of the inline path; a child that dies costs its requests a 503, not the
+server, and is replaced."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from pyml_jupyter.serving.app import create_app
+from pyml_jupyter.serving.parse_process import DEFAULT_PARSE_PROCESS_BYTES, parse_process_bytes_from_env
+from test_serving_app import _free_port, _wait_ready
+
+ROW = {"x1": 0.25, "x2": -1.5, "city": "nice"}
+
+
+def records_body(rows: int, last: dict | None = None) -> bytes:
+    """A ``dataframe_records`` body of ``rows`` rows (the last one replaced by ``last``)."""
+    records = [ROW] * rows
+    if last is not None:
+        records[-1] = last
+    return json.dumps({"dataframe_records": records}).encode()
+
+
+@pytest.fixture
+def server(example_package: Path):
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyml_jupyter.serving", str(example_package), "--port", str(port),
+         "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    try:
+        _wait_ready(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def post(port: int, body: bytes) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def ping(port: int) -> float:
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/ping")
+    assert connection.getresponse().status == 200
+    connection.close()
+    return time.perf_counter() - started
+
+
+def test_ping_answers_within_milliseconds_while_a_multi_megabyte_body_is_parsed(server):
+    # ~8 MB of JSON whose last record is invalid: the whole body is parsed (~0.8 s inline on this machine, with
+    # the GIL held all along), then refused
+    body = records_body(200_000, last={"x1": "oops", "x2": 1.0, "city": "nice"})
+    assert len(body) > 7_000_000
+    answers: list[tuple[int, dict]] = []
+    big = threading.Thread(target=lambda: answers.append(post(server, body)), daemon=True)
+    started = time.perf_counter()
+    big.start()
+    seconds = []
+    while big.is_alive():
+        seconds.append(ping(server))
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    assert answers[0][0] == 413 and answers[0][1]["limit"] == "PYML_MAX_ROWS"  # 200k rows > 100k: still parsed
+    assert len(seconds) >= 5, f"the big body took only {elapsed:.2f} s: too fast to tell"
+    assert max(seconds) < 0.1, seconds  # generous for a loaded machine, far below the parse's own time
+
+
+def test_a_bad_big_body_and_a_bad_small_body_get_the_same_answer(example_package: Path):
+    bad = {"x1": "oops", "x2": 1.0, "city": "nice"}
+    small = 1_000
+    big = DEFAULT_PARSE_PROCESS_BYTES // 30 + 1_000  # rows enough to go past the threshold
+    cases = [
+        (records_body(small, bad), records_body(big, bad)),  # 422, naming the column
+        (records_body(small)[:-5], records_body(big)[:-5]),  # 400, invalid JSON
+        (json.dumps({"dataframe_records": [{**ROW, **{f"k{i}": 1 for i in range(2_000)}}]}).encode(),
+         json.dumps({"dataframe_records": [ROW] * big + [{**ROW, **{f"k{i}": 1 for i in range(2_000)}}]}).encode()),
+    ]
+    with TestClient(create_app(example_package)) as client:
+        assert client.app.state.server.parse_process.pid is not None
+        for small_body, big_body in cases:
+            assert len(small_body) < DEFAULT_PARSE_PROCESS_BYTES < len(big_body)
+            a = client.post("/invocations", content=small_body, headers={"Content-Type": "application/json"})
+            b = client.post("/invocations", content=big_body, headers={"Content-Type": "application/json"})
+            assert a.status_code == b.status_code and a.status_code in (400, 422)
+            assert _without_positions(a.json()) == _without_positions(b.json())
+        answers = []
+        for rows in (10, 5 * big):  # the same V2 error, read inline and in the child
+            v2 = {"inputs": [{"name": "x1", "shape": [rows], "datatype": "FP64", "data": ["oops"] * rows}]}
+            answers.append(client.post("/v2/models/ExampleModel/infer", json=v2))
+        assert len(json.dumps(v2)) > DEFAULT_PARSE_PROCESS_BYTES
+        assert answers[0].status_code == answers[1].status_code == 422
+        assert _without_positions(answers[0].json()) == _without_positions(answers[1].json())
+
+
+def _without_positions(body: dict) -> dict:
+    """An error body with JSON positions (line, column, char) and row counts blanked: they depend on the size."""
+    import re
+
+    return json.loads(re.sub(r"(line|column|char|has) \d+", r"\1 N", json.dumps(body)))
+
+
+def test_big_bodies_predict_like_small_ones_through_the_child(example_package: Path):
+    rows = DEFAULT_PARSE_PROCESS_BYTES // 30 + 1_000
+    with TestClient(create_app(example_package)) as client:
+        small = client.post("/invocations", json={"dataframe_records": [ROW]}).json()["predictions"]
+        answer = client.post("/invocations", content=records_body(rows), headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200 and answer.json()["predictions"] == small * rows
+        assert "transfer;dur=" in answer.headers["server-timing"]  # it went through the child
+        rows *= 2  # V2 spends fewer bytes per row
+        v2 = {"id": "r1", "inputs": [{"name": "x1", "shape": [rows], "datatype": "FP64", "data": [0.25] * rows},
+                                     {"name": "x2", "shape": [rows], "datatype": "FP64", "data": [-1.5] * rows},
+                                     {"name": "city", "shape": [rows], "datatype": "BYTES", "data": ["nice"] * rows}]}
+        assert len(json.dumps(v2)) > DEFAULT_PARSE_PROCESS_BYTES
+        answer = client.post("/v2/models/ExampleModel/infer", json=v2)
+        assert answer.status_code == 200 and answer.json()["id"] == "r1"
+        assert answer.json()["outputs"][0]["data"] == [p[answer.json()["outputs"][0]["name"]] for p in small] * rows
+        metrics = client.get("/metrics").text
+        assert 'pyml_phase_seconds_count{route="/v2/models/{name}/infer",phase="transfer"} 1' in metrics
+
+
+def test_a_killed_parse_process_costs_a_503_and_is_replaced(example_package: Path):
+    rows = DEFAULT_PARSE_PROCESS_BYTES // 30 + 1_000
+    with TestClient(create_app(example_package)) as client:
+        parse = client.app.state.server.parse_process
+        first = parse.pid
+        os.kill(first, signal.SIGKILL)
+        answer = client.post("/invocations", content=records_body(rows), headers={"Content-Type": "application/json"})
+        assert answer.status_code == 503 and answer.json()["error_code"] == "PARSER_UNAVAILABLE"
+        answer = client.post("/invocations", content=records_body(rows), headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200
+        assert parse.pid not in (None, first)
+        assert client.get("/ping").status_code == 200
+
+
+def test_the_threshold_comes_from_the_environment_and_zero_turns_the_process_off(example_package: Path):
+    assert parse_process_bytes_from_env({}) == DEFAULT_PARSE_PROCESS_BYTES == 256 * 1024
+    assert parse_process_bytes_from_env({"PYML_PARSE_PROCESS_BYTES": "1000"}) == 1000
+    with pytest.raises(ValueError, match="PYML_PARSE_PROCESS_BYTES"):
+        parse_process_bytes_from_env({"PYML_PARSE_PROCESS_BYTES": "big"})
+    with TestClient(create_app(example_package, parse_process_bytes=0)) as client:
+        assert client.app.state.server.parse_process is None
+        answer = client.post("/invocations", content=records_body(DEFAULT_PARSE_PROCESS_BYTES // 30 + 1_000),
+                             headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200 and "transfer" not in answer.headers["server-timing"]

@@ -62,23 +62,41 @@ def ping(port: int) -> float:
     return time.perf_counter() - started
 
 
-def test_ping_answers_within_milliseconds_while_a_multi_megabyte_body_is_parsed(server):
-    # ~8 MB of JSON whose last record is invalid: the whole body is parsed (~0.8 s inline on this machine, with
-    # the GIL held all along), then refused
-    body = records_body(200_000, last={"x1": "oops", "x2": 1.0, "city": "nice"})
-    assert len(body) > 7_000_000
+def pings_while_posting(port: int, body: bytes) -> tuple[int, dict, list[float]]:
+    """Post ``body`` in a thread while ``/ping`` is asked every 10 ms: its answer, and the pings' seconds."""
     answers: list[tuple[int, dict]] = []
-    big = threading.Thread(target=lambda: answers.append(post(server, body)), daemon=True)
-    started = time.perf_counter()
+    big = threading.Thread(target=lambda: answers.append(post(port, body)), daemon=True)
     big.start()
     seconds = []
     while big.is_alive():
-        seconds.append(ping(server))
+        seconds.append(ping(port))
         time.sleep(0.01)
-    elapsed = time.perf_counter() - started
-    assert answers[0][0] == 413 and answers[0][1]["limit"] == "PYML_MAX_ROWS"  # 200k rows > 100k: still parsed
-    assert len(seconds) >= 5, f"the big body took only {elapsed:.2f} s: too fast to tell"
-    assert max(seconds) < 0.1, seconds  # generous for a loaded machine, far below the parse's own time
+    return *answers[0], seconds
+
+
+def assert_milliseconds(seconds: list[float]) -> None:
+    """Pings answered in milliseconds. The bounds are generous for a machine shared with other work (at a load
+    average of 14 on 2 cores, the slowest ping took ~20 ms), yet far below what parsing in the server process
+    costs: ~0.8 s for 8 MB on that machine when idle, one ping waiting 1.4 s under that load."""
+    seconds = sorted(seconds)
+    assert seconds[len(seconds) // 2] < 0.05 and seconds[-1] < 0.25, seconds
+
+
+def test_ping_answers_within_milliseconds_while_a_multi_megabyte_body_is_parsed(server):
+    # ~8 MB of JSON: 200k rows, parsed whole (~0.8 s inline on this machine, the GIL held all along), then
+    # refused for its rows
+    status, answer, seconds = pings_while_posting(server, records_body(200_000))
+    assert status == 413 and answer["limit"] == "PYML_MAX_ROWS"
+    assert len(seconds) >= 5, "the big body was answered too fast to tell"
+    assert_milliseconds(seconds)
+
+
+def test_ping_answers_within_milliseconds_while_a_big_answer_is_written(server):
+    # 4 MB in, ~3.6 MB out: the answer's JSON is written (the encoder holds the GIL too) in the child as well
+    status, answer, seconds = pings_while_posting(server, records_body(90_000))
+    assert status == 200 and len(answer["predictions"]) == 90_000
+    assert len(seconds) >= 5, "the big body was answered too fast to tell"
+    assert_milliseconds(seconds)
 
 
 def test_a_bad_big_body_and_a_bad_small_body_get_the_same_answer(example_package: Path):

@@ -21,8 +21,8 @@ parse_process.py), ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN`` (see access.py: req
 
 A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed, and their
 answers written, on a parse thread; bodies over ``PYML_PARSE_PROCESS_BYTES``, default 256 KiB, are parsed and
-validated in the parse process, a warm child process, since the JSON parser holds the GIL for ~0.1 s per MB:
-see parse_process.py); its validated input then goes through the
+validated, and their answers written, in the parse process, a warm child process, since the JSON parser and
+encoder hold the GIL for ~0.1 s per MB: see parse_process.py); its validated input then goes through the
 :class:`~pyml_jupyter.serving.batching.Batcher`, whose one predict thread runs the model, so ``/ping``, ``/health``, ``/v2/health/*`` and ``/metrics`` answer
 while a predict runs for seconds. Concurrent requests of a model whose contract check proved batch invariance
 are predicted together (see batching.py). ``PYML_PREDICT_THREAD=0`` predicts on the event loop instead (no
@@ -286,9 +286,10 @@ class ModelServer:
         try:
             if self.parse_process is not None and self.parse_process.takes(len(body)):
                 data = await self.parse_process.read_invocations(body, content_type, timings)
-            else:
-                data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type,
-                                        timings, self.limits)
+                output = await self.batcher.predict(data, len(body), timings)
+                return Answer(200, await self.parse_process.write_invocations(output, timings))
+            data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type,
+                                    timings, self.limits)
             output = await self.batcher.predict(data, len(body), timings)
             # a large answer is written on the parse thread too, so the event loop stays free meanwhile
             return Answer(200, await self.parse(len(body), scoring.write_invocations, output, timings))
@@ -302,10 +303,12 @@ class ModelServer:
             length = header_length(json_length, len(body))
             if self.parse_process is not None and self.parse_process.takes(len(body) if length is None else length):
                 data, request = await self.parse_process.read_v2(body, length, timings)
-            else:
-                data, request = await self.parse(len(body), lambda: scoring.read_v2(self.model, body, timings,
-                                                                                    json_length=length,
-                                                                                    limits=self.limits))
+                output = await self.batcher.predict(data, len(body), timings)
+                return await self.parse_process.write_v2(output, request, self.model_name, self.model_version,
+                                                         timings)
+            data, request = await self.parse(len(body), lambda: scoring.read_v2(self.model, body, timings,
+                                                                                json_length=length,
+                                                                                limits=self.limits))
             output = await self.batcher.predict(data, len(body), timings)
             return await self.parse(len(body), lambda: scoring.write_v2(self.model, output, request,
                                                                         model_name=self.model_name,

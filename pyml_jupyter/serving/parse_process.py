@@ -1,5 +1,5 @@
-"""The parse process: large request bodies are read (parsed and validated) in a warm child process, so that
-the server's event loop, and the GIL it needs, stay free meanwhile.
+"""The parse process: large request bodies are read (parsed and validated), and their answers written, in a
+warm child process, so that the server's event loop, and the GIL it needs, stay free meanwhile.
 
 Python's JSON parser is C code that holds the GIL from a body's first byte to its last (~0.1 s per MB on a
 small machine), so on a thread it still stops every other request of the process, ``/ping`` included, for
@@ -8,7 +8,10 @@ one child process, started with the server and kept warm, which holds the model'
 its schemas), not its code. The child runs the very functions the server runs inline
 (:func:`~.invocations.read_invocations`, :func:`~.v2.read_v2`), so answers and errors (status, body, limits,
 rule names) are the same on both paths; it sends back the validated input, numpy arrays, cheap to pickle.
-Smaller bodies are read in the server process as before: a round trip to the child costs ~1 ms.
+The answer to such a request is written there too (:func:`~.invocations.write_invocations`,
+:func:`~.v2.write_v2`: the JSON encoder holds the GIL as the parser does): the model's output goes to the
+child, the answer's bytes come back. Smaller bodies are read, and answered, in the server process as before:
+a round trip to the child costs ~1 ms.
 
 If the child dies (killed, out of memory), the requests it was reading are answered 503
 ``PARSER_UNAVAILABLE`` (retry) and a new child is started; the server never waits on a dead one. The child
@@ -26,16 +29,17 @@ import os
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
-from .answers import ScoringError
-from .invocations import read_invocations
+from .answers import Answer, ScoringError, log_error
+from .invocations import read_invocations, write_invocations
 from .limits import Limits
 from .loader import ModelContract, read_package
-from .v2 import read_v2
+from .v2 import read_v2, write_v2
 
 __all__ = ["ParseProcess", "DEFAULT_PARSE_PROCESS_BYTES", "parse_process_bytes_from_env"]
 
@@ -84,6 +88,17 @@ def _ready() -> int:
 def _child_invocations(body: bytes, content_type: str | None, limits: Limits) -> tuple[Any, dict]:
     timings: dict[str, float] = {}
     return read_invocations(_CONTRACT, body, content_type, timings, limits), timings
+
+
+def _child_write_invocations(output: Any) -> tuple[bytes, dict]:
+    timings: dict[str, float] = {}
+    return write_invocations(output, timings), timings
+
+
+def _child_write_v2(output: Any, request: dict, model_name: str, model_version: str | None) -> tuple[Answer, dict]:
+    timings: dict[str, float] = {}
+    return write_v2(_CONTRACT, output, request, model_name=model_name, model_version=model_version,
+                    timings=timings), timings
 
 
 def _child_v2(body: bytes, json_length: int | None, limits: Limits) -> tuple[Any, dict]:
@@ -135,6 +150,15 @@ class ParseProcess:
         """:func:`~.v2.read_v2` in the child: the input and the request without its inputs."""
         return await self._call(timings, _child_v2, body, json_length, self.limits)
 
+    async def write_invocations(self, output: Any, timings: dict[str, float]) -> bytes:
+        """:func:`~.invocations.write_invocations` in the child: the answer's bytes."""
+        return await self._call(timings, _child_write_invocations, output)
+
+    async def write_v2(self, output: Any, request: dict, model_name: str, model_version: str | None,
+                       timings: dict[str, float]) -> Answer:
+        """:func:`~.v2.write_v2` in the child."""
+        return await self._call(timings, _child_write_v2, output, request, model_name, model_version)
+
     async def _call(self, timings: dict[str, float], function: Callable, *args: Any) -> Any:
         pool = self._pool
         started = time.perf_counter()
@@ -145,9 +169,19 @@ class ParseProcess:
             raise ScoringError(503, "PARSER_UNAVAILABLE", "The process reading large requests stopped while "
                                                           "reading this one; a new one is starting: retry "
                                                           "the request") from None
+        except ScoringError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a model output that cannot be pickled
+            error_id = str(uuid.uuid4())
+            log_error(error_id, "the parse process could not take or give back a value", exc)
+            raise ScoringError(500, "SERIALIZE_ERROR", f"The request's data could not be passed to the parse "
+                                                       f"process; the server log has the details under error_id "
+                                                       f"{error_id}", error_id=error_id) from exc
         timings.update(child_timings)
-        # the round trip to the child: sending the body, receiving the validated input
-        timings["transfer"] = max(0.0, time.perf_counter() - started - sum(child_timings.values()))
+        # the round trips to the child: the body there and the validated input back, the output there and the
+        # answer back
+        transfer = max(0.0, time.perf_counter() - started - sum(child_timings.values()))
+        timings["transfer"] = timings.get("transfer", 0.0) + transfer
         return value
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:

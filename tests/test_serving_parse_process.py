@@ -32,6 +32,12 @@ def records_body(rows: int, last: dict | None = None) -> bytes:
     return json.dumps({"dataframe_records": records}).encode()
 
 
+def split_body(rows: int, last: list) -> bytes:
+    """A ``dataframe_split`` body of ``rows`` rows, the last one ``last``."""
+    data = [[0.25, -1.5, "nice"]] * (rows - 1) + [last]
+    return json.dumps({"dataframe_split": {"columns": ["x1", "x2", "city"], "data": data}}).encode()
+
+
 @pytest.fixture
 def server(example_package: Path):
     port = _free_port()
@@ -102,21 +108,30 @@ def test_ping_answers_within_milliseconds_while_a_big_answer_is_written(server):
 def test_a_bad_big_body_and_a_bad_small_body_get_the_same_answer(example_package: Path):
     bad = {"x1": "oops", "x2": 1.0, "city": "nice"}
     small = 1_000
-    big = DEFAULT_PARSE_PROCESS_BYTES // 30 + 1_000  # rows enough to go past the threshold
+    big = DEFAULT_PARSE_PROCESS_BYTES // 15  # rows enough to go past the threshold in every form
     cases = [
         (records_body(small, bad), records_body(big, bad)),  # 422, naming the column
         (records_body(small)[:-5], records_body(big)[:-5]),  # 400, invalid JSON
-        (json.dumps({"dataframe_records": [{**ROW, **{f"k{i}": 1 for i in range(2_000)}}]}).encode(),
+        (json.dumps({"dataframe_records": [{**ROW, **{f"k{i}": 1 for i in range(2_000)}}]}).encode(),  # a limit
          json.dumps({"dataframe_records": [ROW] * big + [{**ROW, **{f"k{i}": 1 for i in range(2_000)}}]}).encode()),
+        (split_body(small, [0.5, "nice", "paris"]), split_body(big, [0.5, "nice", "paris"])),  # a rule, by position
+        (split_body(small, [0.5, 1.0]), split_body(big, [0.5, 1.0])),  # a row of the wrong width: a rule
     ]
+    rules: set[str | None] = set()
     with TestClient(create_app(example_package)) as client:
         assert client.app.state.server.parse_process.pid is not None
+        csv_rows = "0.25,-1.5,nice\n"
+        cases.append((("x1,x2,city\n" + csv_rows * small + "oops,1,nice\n").encode(),
+                      ("x1,x2,city\n" + csv_rows * big + "oops,1,nice\n").encode()))
         for small_body, big_body in cases:
             assert len(small_body) < DEFAULT_PARSE_PROCESS_BYTES < len(big_body)
-            a = client.post("/invocations", content=small_body, headers={"Content-Type": "application/json"})
-            b = client.post("/invocations", content=big_body, headers={"Content-Type": "application/json"})
+            kind = "text/csv" if small_body.startswith(b"x1") else "application/json"
+            a = client.post("/invocations", content=small_body, headers={"Content-Type": kind})
+            b = client.post("/invocations", content=big_body, headers={"Content-Type": kind})
             assert a.status_code == b.status_code and a.status_code in (400, 422)
             assert _without_positions(a.json()) == _without_positions(b.json())
+            rules.update(p.get("rule") for p in [a.json(), *a.json().get("problems", [])])
+        assert {"split-row-types", "row-width", "csv"} <= rules, rules  # rule names come back from the child too
         answers = []
         for rows in (10, 5 * big):  # the same V2 error, read inline and in the child
             v2 = {"inputs": [{"name": "x1", "shape": [rows], "datatype": "FP64", "data": ["oops"] * rows}]}
@@ -127,10 +142,11 @@ def test_a_bad_big_body_and_a_bad_small_body_get_the_same_answer(example_package
 
 
 def _without_positions(body: dict) -> dict:
-    """An error body with JSON positions (line, column, char) and row counts blanked: they depend on the size."""
+    """An error body with JSON positions (line, column, char), row numbers and counts blanked: they depend on the
+    body's size."""
     import re
 
-    return json.loads(re.sub(r"(line|column|char|has) \d+", r"\1 N", json.dumps(body)))
+    return json.loads(re.sub(r"(line|column|char|has|row) \d+", r"\1 N", json.dumps(body)))
 
 
 def test_big_bodies_predict_like_small_ones_through_the_child(example_package: Path):

@@ -7,8 +7,9 @@ container is the one ``deploy()`` runs locally: port 8080 (MLflow scoring and th
 readiness on ``/v2/health/ready`` and liveness on ``/v2/health/live``, the image's non-root user, a read-only
 root filesystem with memory-backed ``/tmp`` and home, no privilege escalation, every capability dropped. Its
 memory request is the model's **measured** peak (a fresh process loading the package and predicting its
-stored sample), with headroom; the limit is twice that. The manifests were validated against the Kubernetes
-OpenAPI schemas, not applied to a cluster (see docs/kubernetes.md).
+stored sample), with headroom; the limit is twice that. The tests validate the manifests against the Kubernetes
+OpenAPI schemas and the InferenceService against KServe's generated API models; they are not applied to a cluster
+(see docs/kubernetes.md).
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ trap 'bash scripts/stop-services.sh' EXIT
 .venv/bin/python -m pip install -q "torch==2.13.0"
 # Installs the package with every extra; the build hook compiles the JupyterLab extension with npm.
 .venv/bin/python -m pip install -q -e ".[all]"
+# KServe's generated API models, against which the tests check the exported InferenceService
+# (tests/kserve_schema.py). Installed without dependencies into a directory of their own, not the venv: the kserve
+# package pins protobuf, psutil and grpcio-tools below this project's, and its models need only six, urllib3 and
+# kubernetes, which the venv has.
+KSERVE_MODELS=.test-deps/kserve-0.21.0
+[ -d "$KSERVE_MODELS/kserve-0.21.0.dist-info" ] ||
+  .venv/bin/python -m pip install -q --no-deps --target "$KSERVE_MODELS" "kserve==0.21.0"
 # JupyterLab runs its builder by name: the venv must be on PATH.
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/jupyter labextension develop --overwrite . >/dev/null
 

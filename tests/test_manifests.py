@@ -1,14 +1,19 @@
-"""Kubernetes and KServe manifests: typed objects, valid against the Kubernetes OpenAPI schemas (not applied to a
-cluster), with the container's port, health probes, measured memory and hardening."""
+"""Kubernetes and KServe manifests: typed objects, valid against the Kubernetes OpenAPI schemas and KServe's own
+generated API models (not applied to a cluster), with the container's port, health probes, measured memory and
+hardening."""
 
 from __future__ import annotations
 
 import uuid
 
+import jsonschema
 import kubernetes_validate
 import pandas as pd
 import pytest
 import yaml
+from conftest import IN_CI
+from kserve_schema import (INSTALL_COMMAND, KSERVE_VERSION, KServeModels, inference_service_schema, installed_version,
+                           load_models, undefined_types)
 
 from pyml_jupyter import api, tracking
 from pyml_jupyter.errors import PymlError
@@ -59,49 +64,54 @@ def test_the_kubernetes_objects_are_valid_against_the_openapi_schemas(plain):
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-# The InferenceService's own fields, as KServe's generated models declare them (kserve 0.21: V1beta1InferenceService,
-# V1beta1InferenceServiceSpec, and the V1beta1PredictorSpec fields that are not a PodSpec's). The `kserve` package
-# cannot be installed beside this project (it pins protobuf 6, psutil 5.9 and an older grpcio-tools), so its
-# models are not imported: this schema covers the envelope, and the predictor's PodSpec part is checked against
-# the Kubernetes OpenAPI schema itself.
-_INT, _STR, _MAP = {"type": "integer"}, {"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}
-PREDICTOR_EXTENSION = {"minReplicas": {**_INT, "minimum": 0}, "maxReplicas": {**_INT, "minimum": 0},
-                       "scaleTarget": _INT, "scaleMetric": {"enum": ["cpu", "memory", "concurrency", "rps"]},
-                       "scaleMetricType": _STR, "containerConcurrency": _INT, "timeout": _INT,
-                       "canaryTrafficPercent": _INT, "labels": _MAP, "annotations": _MAP, "logger": {"type": "object"},
-                       "batcher": {"type": "object"}, "deploymentStrategy": {"type": "object"},
-                       "autoScaling": {"type": "object"}, "workerSpec": {"type": "object"},
-                       "storageUris": {"type": "array"}, "model": {"type": "object"}}
-INFERENCE_SERVICE = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
-    "properties": {"apiVersion": {"const": "serving.kserve.io/v1beta1"}, "kind": {"const": "InferenceService"},
-                   "metadata": {"type": "object", "required": ["name"]},
-                   "spec": {"type": "object", "required": ["predictor"], "additionalProperties": False,
-                            "properties": {k: {"type": "object"} for k in ("predictor", "explainer", "transformer",
-                                                                           "tracing")} | {"canary": {"type": "array"}}}},
-}
+@pytest.fixture(scope="session")
+def kserve_models() -> KServeModels:
+    """KServe's generated API models, from the package scripts/test.sh installs beside (not into) the venv."""
+    found = installed_version()
+    if found != KSERVE_VERSION:
+        reason = (f"KServe {KSERVE_VERSION}'s models are needed to check the InferenceService (found: {found}); "
+                  f"install them with: {INSTALL_COMMAND}")
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return load_models()
 
 
-def validate_inference_service(isvc: dict) -> None:
-    """The envelope against KServe's fields, metadata as an ObjectMeta, the predictor's rest as a PodSpec."""
-    import jsonschema
-
-    jsonschema.validate(isvc, INFERENCE_SERVICE)
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": isvc["metadata"]},
-                                 K8S_VERSION, strict=True)
-    predictor = dict(isvc["spec"]["predictor"])
-    extension = {k: predictor.pop(k) for k in list(predictor) if k in PREDICTOR_EXTENSION}
-    jsonschema.validate(extension, {"type": "object", "properties": PREDICTOR_EXTENSION})
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": predictor}
-    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+@pytest.fixture(scope="session")
+def isvc_validator(kserve_models) -> jsonschema.Draft202012Validator:
+    schema = inference_service_schema(kserve_models)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
 
 
-def test_the_inference_service_is_valid_envelope_metadata_and_predictor_pod_spec(kserve):
+def test_the_inference_service_is_valid_against_kserves_generated_models(kserve, isvc_validator):
     (isvc,) = yaml.safe_load_all(kserve.path.read_text())
-    validate_inference_service(isvc)
+    isvc_validator.validate(isvc)
     predictor = isvc["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 4)
     assert predictor["containers"][0]["name"] == "kserve-container"  # the name KServe gives the predictor
+
+
+def test_the_predictors_pod_fields_and_metadata_are_valid_against_the_kubernetes_openapi_schema(kserve):
+    from kubernetes.client import V1PodSpec
+
+    (isvc,) = yaml.safe_load_all(kserve.path.read_text())
+    pod_keys = set(V1PodSpec.attribute_map.values())  # KServe's predictor inlines a PodSpec
+    pod_spec = {k: v for k, v in isvc["spec"]["predictor"].items() if k in pod_keys}
+    assert {"containers", "volumes", "securityContext"} <= pod_spec.keys()
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": isvc["metadata"], "spec": pod_spec}
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+def test_the_schema_is_kserves_predictor_spec_with_kubernetes_models_inside(kserve_models, isvc_validator):
+    defs = isvc_validator.schema["$defs"]
+    predictor = defs["V1beta1PredictorSpec"]
+    assert {"minReplicas", "maxReplicas", "scaleMetric", "containers", "volumes"} <= predictor["properties"].keys()
+    assert predictor["properties"]["containers"] == {"type": "array", "items": {"$ref": "#/$defs/V1Container"}}
+    assert defs["V1Container"]["required"] == ["name"]  # recorded by the kubernetes client's generated setter
+    assert defs["V1beta1InferenceServiceSpec"]["required"] == ["predictor"]  # and by KServe's
+    assert all(d["additionalProperties"] is False for d in defs.values())
+    assert undefined_types(kserve_models, "V1beta1InferenceServiceSpec") == set()  # every spec type is checked
 
 
 def test_the_custom_predictor_declares_the_v2_protocol(kserve):
@@ -109,21 +119,34 @@ def test_the_custom_predictor_declares_the_v2_protocol(kserve):
     assert env["PROTOCOL"] == "v2"  # KServe reads a custom container's protocol from this variable
 
 
-@pytest.mark.parametrize("path, value", [(("spec", "predictor", "minReplicas"), "one"),
-                                         (("spec", "predictor", "replicas"), 2),
-                                         (("spec", "predicter"), {}),
-                                         (("metadata", "name"), 7),
-                                         (("kind",), "InferenceServices")])
-def test_a_broken_inference_service_is_caught_by_the_check(kserve, path, value):
-    import jsonschema
+DELETE = object()
 
+
+@pytest.mark.parametrize("path, value, where", [
+    (("spec", "predicter"), {}, ("spec",)),  # a misspelled field
+    (("spec", "predictor", "containers", 0, "readinessProbe", "httpGet", "paht"), "/", (
+        "spec", "predictor", "containers", 0, "readinessProbe", "httpGet")),  # ...deep in a Kubernetes model
+    (("spec", "predictor", "replicas"), 2, ("spec", "predictor")),  # a Deployment's field, not a predictor's
+    (("spec", "predictor", "minReplicas"), "one", ("spec", "predictor", "minReplicas")),  # a wrong type
+    (("spec", "predictor", "containers", 0, "ports", 0, "containerPort"), "8080", (
+        "spec", "predictor", "containers", 0, "ports", 0, "containerPort")),
+    (("metadata", "labels", "app.kubernetes.io/version"), 1, ("metadata", "labels", "app.kubernetes.io/version")),
+    (("spec", "predictor", "containers", 0, "name"), DELETE, ("spec", "predictor", "containers", 0)),  # required
+    (("kind",), "InferenceServices", ("kind",)),
+    (("apiVersion",), "serving.kserve.io/v1alpha1", ("apiVersion",)),
+])
+def test_a_broken_inference_service_is_refused_where_it_is_broken(kserve, isvc_validator, path, value, where):
     broken = yaml.safe_load(yaml.safe_dump(kserve.objects[0]))
-    where = broken
+    parent = broken
     for key in path[:-1]:
-        where = where[key]
-    where[path[-1]] = value
-    with pytest.raises((jsonschema.ValidationError, kubernetes_validate.ValidationError)):
-        validate_inference_service(broken)
+        parent = parent[key]
+    if value is DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError) as caught:
+        isvc_validator.validate(broken)
+    assert tuple(caught.value.absolute_path) == where
 
 
 def test_an_invalid_object_is_caught_by_the_schema_check(plain):

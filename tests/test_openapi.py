@@ -90,6 +90,20 @@ def request_content(doc: dict) -> dict:
     return doc["paths"]["/invocations"]["post"]["requestBody"]["content"]
 
 
+def form(doc: dict, key: str) -> dict:
+    """The schema of the value of ``key`` (``inputs``, ``instances``...) in a request of that form."""
+    branches = doc["components"]["schemas"]["InvocationsRequest"]["oneOf"]
+    return next(b["properties"][key] for b in branches if b["required"] == [key])
+
+
+def is_valid(doc: dict, instance, name: str = "InvocationsRequest") -> bool:
+    try:
+        validate(doc, instance, name)
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
 # ------------------------------------------------------------------------------------ DataFrame models
 
 
@@ -165,7 +179,7 @@ def test_without_a_sample_the_examples_are_synthesized_from_the_schema_and_valid
 @pytest.mark.parametrize("name", TENSOR_INPUTS.names)
 def test_each_input_tensor_nests_its_json_type_once_per_dimension(tensor_doc, name):
     spec = next(t for t in TENSOR_INPUTS.tensors if t.name == name)
-    node = tensor_doc["components"]["schemas"]["InvocationsRequest"]["properties"]["inputs"]["properties"][name]
+    node = form(tensor_doc, "inputs")["properties"][name]
     assert node["description"].startswith(f"{spec.dtype}, shape (")
     for d in spec.shape:  # a fixed dimension: a list of exactly that length
         assert node["type"] == "array" and node.get("minItems") == node.get("maxItems") == d
@@ -204,3 +218,44 @@ def test_v2_tensors_may_have_exactly_the_datatypes_of_the_v2_table(frame_doc, te
             enum = item["properties"]["datatype"]["enum"]
             assert set(enum) == set(V2_DATATYPES.values()) and len(enum) == len(set(enum))
         assert "/v2/models/" + doc["info"]["title"] + "/infer" in doc["paths"]
+
+
+def test_a_request_has_exactly_one_of_the_scoring_protocols_keys(frame_doc, tensor_doc):
+    record = dataframe_to_records(dataframe_sample())[0]
+    assert is_valid(frame_doc, {"dataframe_records": [record]})
+    assert not is_valid(frame_doc, {"dataframe_records": [record], "inputs": "anything"})
+    assert not is_valid(frame_doc, {"other": [record]})
+    example = request_content(tensor_doc)["application/json"]["example"]
+    assert not is_valid(tensor_doc, {**example, "dataframe_split": {}})
+
+
+def test_a_dataframe_models_instances_are_records_or_columns_as_its_inputs(frame_doc):
+    assert form(frame_doc, "instances") == form(frame_doc, "inputs")
+
+
+def test_a_tensor_models_instances_are_examples_naming_every_input(tensor_doc):
+    """MLflow's scoring server reads ``instances`` as one {name: example} per example (an example: the tensor
+    without its first dimension)."""
+    instance = {"image": [[0.5, 1.0], [2.0, 3.0]], "ids": 7, "tag": "a"}
+    assert is_valid(tensor_doc, {"instances": [instance, instance]})
+    assert is_valid(tensor_doc, {"instances": []})
+    assert not is_valid(tensor_doc, {"instances": [instance, {"image": instance["image"], "ids": 7}]})
+    assert not is_valid(tensor_doc, {"instances": [{**instance, "image": [[0.5, 1.0]]}]})
+
+
+def test_a_one_tensor_models_instances_may_be_the_tensor_itself():
+    doc = openapi_document(package("tensor", TensorSchema({"x": ("float32", (-1, 3))}), TENSOR_OUTPUTS),
+                           model_name="m", model_version="1")
+    assert is_valid(doc, {"instances": [[1.0, 2.0, 3.0]]})
+    assert is_valid(doc, {"instances": [{"x": [1.0, 2.0, 3.0]}]})
+    assert not is_valid(doc, {"instances": [[1.0, 2.0]]})
+    assert not is_valid(doc, {"instances": [[1.0, True, 3.0]]})  # a boolean is no number
+
+
+def test_a_tensor_with_a_fixed_first_dimension_fixes_the_number_of_instances():
+    doc = openapi_document(package("tensor", TensorSchema({"x": ("int64", (2,))}), TENSOR_OUTPUTS),
+                           model_name="m", model_version="1")
+    assert is_valid(doc, {"instances": [1, 2]}) and not is_valid(doc, {"instances": [1, 2, 3]})
+    scalar = openapi_document(package("tensor", TensorSchema({"x": ("int64", ())}), TENSOR_OUTPUTS),
+                              model_name="m", model_version="1")
+    assert not is_valid(scalar, {"instances": [1]})  # a tensor without dimensions has no examples

@@ -686,9 +686,39 @@ def test_tensor_enforce_shape_errors_name_expected_and_got():
     with pytest.raises(SchemaError) as info:
         schema.enforce({"image": np.zeros((2, 28, 27), dtype="float32")})
     assert info.value.problems == [{"field": "image", "error": "tensor 'image' has shape (2, 28, 27) but the "
-                                    "schema declares (None, 28, 28)"}]
+                                    "schema declares (None, 28, 28)", "rule": "tensor-shape"}]
     with pytest.raises(SchemaError, match="has shape \\(28, 28\\)"):
         schema.enforce({"image": np.zeros((28, 28), dtype="float32")})
+
+
+@pytest.mark.parametrize("values", [[[1.0, True, 3.0]], [[1, 2, False]], [[True, False, True]],
+                                    [[0.5, 1.0, 2.0], [True, 0.0, 1.0]]])
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_json_booleans_in_a_numeric_tensor_are_refused_whether_mixed_with_numbers_or_not(values, dtype):
+    """numpy alone reads [1.0, true] as [1.0, 1.0]; JSON Schema's number excludes booleans, and so does the schema."""
+    schema = TensorSchema.from_spec({"x": (dtype, (-1, 3))})
+    with pytest.raises(SchemaError, match=f"tensor 'x' is declared {dtype} but holds bool values"):
+        schema.enforce({"x": values})
+
+
+def test_a_bool_tensor_takes_booleans_and_zeros_and_ones():
+    schema = TensorSchema.from_spec({"flags": ("bool", (-1,))})
+    assert schema.enforce({"flags": [True, 0, 1]}).data["flags"].tolist() == [True, False, True]
+    with pytest.raises(SchemaError, match="numbers other than 0 and 1"):
+        schema.enforce({"flags": [True, 2]})
+
+
+def test_numbers_that_equal_zero_or_one_are_still_numbers_in_a_numeric_tensor():
+    schema = TensorSchema.from_spec({"x": ("float64", (-1, 2))})
+    assert schema.enforce({"x": [[0, 1.0], [1, 0.0]]}).data["x"].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+@pytest.mark.parametrize("values", [[1.5, True], [1, False], [True, False]])
+@pytest.mark.parametrize("dtype", ["float64", "int64"])
+def test_json_booleans_in_a_numeric_column_are_refused_naming_it(values, dtype):
+    schema = DataFrameSchema.from_spec({"x": dtype})
+    with pytest.raises(SchemaError, match="column 'x' is declared .* but holds"):
+        dataframe_from_json({"x": values}, schema)
 
 
 def test_tensor_enforce_accepts_any_size_in_variable_dimensions():

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -187,6 +188,11 @@ def test_tensor_model_inputs_and_instances(tensor_client):
     assert instances.json() == {"predictions": {"y": [[2, 4, 6], [0, 0, 2]], "total": [6, 1]}}
     named = tensor_client.post("/invocations", json={"instances": [{"x": [1, 2, 3]}]})
     assert named.json() == {"predictions": {"y": [[2, 4, 6]], "total": [6]}}
+    none = tensor_client.post("/invocations", json={"instances": []})
+    assert none.json() == {"predictions": {"y": [], "total": []}}
+    # as in MLflow's scoring server, each {name: example} names every input: one that does not is refused
+    lacking = tensor_client.post("/invocations", json={"instances": [{"x": [1, 2, 3]}, {"y": [1, 2, 3]}]})
+    assert lacking.status_code == 422 and lacking.json()["problems"][0]["error"].startswith("instance 1 has no")
 
 
 def test_core_invocations_works_without_the_web_framework(example_package, sample, expected):
@@ -335,8 +341,9 @@ def test_openapi_publishes_the_packages_sample_only_when_told_to(example_package
 
 def test_openapi_for_a_tensor_model(tensor_client):
     doc = tensor_client.get("/openapi.json").json()
-    request = doc["components"]["schemas"]["InvocationsRequest"]
-    named, alone = request["properties"]["inputs"]["oneOf"]  # {"x": tensor}, or the one tensor itself
+    inputs, instances = doc["components"]["schemas"]["InvocationsRequest"]["oneOf"]
+    named, alone = inputs["properties"]["inputs"]["oneOf"]  # {"x": tensor}, or the one tensor itself
+    assert instances["properties"]["instances"]["anyOf"][0] == alone  # or its examples, each {"x": example}
     x = named["properties"]["x"]
     assert x["type"] == "array" and x["items"]["items"]["type"] == "number" and alone == x
     example = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["example"]
@@ -451,6 +458,27 @@ def test_tensor_schema_violation_is_422_naming_the_tensor(tensor_client):
     assert tensor_client.post("/invocations", json={"inputs": {"x": [[1, 2, 3]]}}).status_code == 200
 
 
+def test_a_boolean_among_numbers_is_422_naming_the_input_in_every_form(client, tensor_client):
+    """JSON's true is no number (the document says so with JSON Schema's number); numpy alone would read it as 1."""
+    tensor_bodies = [("/invocations", {"inputs": {"x": [[1.0, True, 3.0]]}}),
+                     ("/invocations", {"instances": [[1.0, 2.0, False]]}),
+                     ("/v2/models/Doubler/infer", {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
+                                                               "data": [1.0, True, 3.0]}]})]
+    for path, body in tensor_bodies:
+        r = tensor_client.post(path, json=body)
+        assert r.status_code == 422 and r.json()["problems"][0]["field"] == "x", (path, r.text)
+        assert "holds bool values" in r.json()["problems"][0]["error"]
+    frame_bodies = [("/invocations", {"dataframe_records": [{"x1": True, "x2": 1.0, "city": "paris"}]}),
+                    ("/invocations", {"inputs": {"x1": [0.5, False], "x2": [1.0, 2.0], "city": ["a", "b"]}}),
+                    ("/v2/models/example/infer", {"inputs": [
+                        {"name": "x1", "shape": [2], "datatype": "FP64", "data": [0.5, True]},
+                        {"name": "x2", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]},
+                        {"name": "city", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]})]
+    for path, body in frame_bodies:
+        r = client.post(path, json=body)
+        assert r.status_code == 422 and [p["field"] for p in r.json()["problems"]] == ["x1"], (path, r.text)
+
+
 def test_exception_in_predict_is_500_with_an_error_id_and_the_details_only_in_the_log(fragile_client, caplog):
     caplog.set_level(logging.ERROR, logger="pyml_jupyter.serving")
     r = fragile_client.post("/invocations", json={"dataframe_records": [{"x1": 1e9, "x2": 0.0, "city": "nice"}]})
@@ -549,8 +577,9 @@ def test_multi_worker_server_answers_with_tcp_nodelay(example_package, sample, e
             durations.append(time.perf_counter() - started)
             assert response.status == 200
         assert_scores(payload["predictions"], expected[:1])
-        mean = sum(durations) / len(durations)
-        assert mean < 0.020, f"keep-alive requests take {mean * 1000:.1f} ms on average: is TCP_NODELAY off?"
+        # The median, not the mean: Nagle's delay hits every request, a loaded machine only some of them.
+        median = statistics.median(durations)
+        assert median < 0.020, f"keep-alive requests take {median * 1000:.1f} ms (median): is TCP_NODELAY off?"
     finally:
         process.terminate()
         try:

@@ -19,7 +19,6 @@ import pandas as pd
 from .batching import row_count
 from .jsonio import JSON_ERRORS, dumps, loads
 from .loader import LoadedModel
-from .rules import rule_of
 from .schema import DataFrameSchema, FrameColumns, SchemaError
 
 __all__ = ["Answer", "ScoringError", "error_body", "Timer", "predict", "empty_output", "log_error", "guard",
@@ -47,28 +46,27 @@ class ScoringError(Exception):
         self.error_code = error_code
         self.message = message
         self.extra = extra
-        self.rule = rule  # the cross-field rule of a problem whose message names none (see from_schema_error)
+        self.rule = rule  # the rule spanning fields (rules.py) the request breaks, named where it is found
 
     def to_dict(self) -> dict:
-        """The JSON body; a 4xx that reports a rule spanning fields (see rules.py) names it in ``rule``."""
+        """The JSON body; an error that breaks a rule spanning fields (see rules.py) names it in ``rule`` (a 422
+        names it on each of its ``problems``)."""
         body = {"error_code": self.error_code, "message": self.message, **self.extra}
-        if self.status == 400 and (rule := rule_of(self.message) or self.rule):
-            body["rule"] = rule
-        elif self.status == 422 and "problems" in body:
-            body["problems"] = [{**p, "rule": rule} if (rule := rule_of(p.get("error", "")) or self.rule) else p
-                                for p in body["problems"]]
+        if self.rule is not None:
+            body["rule"] = self.rule
         return body
 
     @classmethod
-    def bad_request(cls, message: str, **extra: Any) -> "ScoringError":
-        return cls(400, "BAD_REQUEST", message, **extra)
+    def bad_request(cls, message: str, *, rule: str | None = None, **extra: Any) -> "ScoringError":
+        return cls(400, "BAD_REQUEST", message, rule=rule, **extra)
 
     @classmethod
     def from_schema_error(cls, error: SchemaError, rule: str | None = None) -> "ScoringError":
-        """A 422 listing the problems; ``rule`` names the cross-field rule of those whose message names none
-        (a CSV body's values, a ``dataframe_split`` row's values: typed by position, which the document
-        cannot say)."""
-        return cls(422, "SCHEMA_ERROR", str(error), problems=error.problems, rule=rule)
+        """A 422 listing the problems, each naming the rule it breaks; ``rule``, given by the caller that knows
+        the request's form, is the rule of the problems that name none (a CSV body's values, a
+        ``dataframe_split`` row's values: typed by position, which the document cannot say)."""
+        problems = [p if rule is None or "rule" in p else {**p, "rule": rule} for p in error.problems]
+        return cls(422, "SCHEMA_ERROR", str(error), problems=problems)
 
 
 def error_body(error: ScoringError, *, v2: bool = False) -> bytes:

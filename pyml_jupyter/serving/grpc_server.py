@@ -36,6 +36,7 @@ from .access import grpc_interceptor
 from .proto import grpc_predict_v2_pb2 as pb
 from .proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from .raw_tensors import RAW_DTYPES, decode_raw, encode_tensor, utf8_texts
+from .rules import V2_DATA_COUNT, V2_ONCE
 from .scoring import ScoringError
 from .v2 import numeric_outputs, requested_outputs
 
@@ -74,7 +75,7 @@ def decode_tensor(tensor: Any, raw: bytes | None) -> dict:
     values = getattr(tensor.contents, _TYPED[datatype])
     if len(values) != count:
         raise ScoringError.bad_request(f"input '{name}' has {len(values)} values but its shape {shape} needs "
-                                       f"{count}", field=name)
+                                       f"{count}", field=name, rule=V2_DATA_COUNT)
     if datatype == "BYTES":
         flat = np.empty(count, dtype=object)
         flat[:] = list(values)
@@ -151,7 +152,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                                            "inputs: give one per input, in order")
         names = [t.name for t in request.inputs]
         if len(set(names)) != len(names):
-            raise ScoringError.bad_request("an input is given twice")
+            raise ScoringError.bad_request("an input is given twice", rule=V2_ONCE)
         inputs = [decode_tensor(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)]
         parsed = time.perf_counter()
         timings["parse"] = parsed - started

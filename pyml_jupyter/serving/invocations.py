@@ -16,6 +16,7 @@ from .answers import Answer, ScoringError, Timer, error_body, guard, parse_json,
 from .jsonio import dumps
 from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
+from .rules import CSV, EVERY_TENSOR, SPLIT_ROW_TYPES
 from .schema import (
     DataFrameSchema,
     FrameColumns,
@@ -61,9 +62,9 @@ def _parse_csv(body: bytes, schema: DataFrameSchema, limits: Limits) -> pd.DataF
         frame = pd.read_csv(io.BytesIO(body), dtype=text_like or None, usecols=lambda c: c in wanted,
                             nrows=limits.max_rows + 1)
     except pd.errors.EmptyDataError:
-        raise ScoringError.bad_request("The body is not valid CSV with a header row: it is empty") from None
+        raise ScoringError.bad_request("The body is not valid CSV with a header row: it is empty", rule=CSV) from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ScoringError.bad_request(f"The body is not valid CSV with a header row: {exc}") from None
+        raise ScoringError.bad_request(f"The body is not valid CSV with a header row: {exc}", rule=CSV) from None
     limits.check_rows(len(frame))
     return frame
 
@@ -120,18 +121,7 @@ def _frame_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> pd
 def _tensor_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> dict[str, np.ndarray]:
     schema: TensorSchema = model.info.input_schema
     if key == "instances":
-        if not isinstance(value, list):
-            raise ScoringError.bad_request("'instances' must be a list of examples")
-        limits.check_rows(len(value))
-        if value and all(isinstance(v, (dict, Mapping)) for v in value):  # [{name: example}, ...]
-            limits.check_columns(max(map(len, value)), "an instance", len(schema))
-            # only the schema's names are gathered; a name no instance has is left missing
-            value = {n: [v.get(n) for v in value] for n in schema.names if any(n in v for v in value)}
-        elif len(schema) == 1:  # [example, ...] for a single-input model
-            value = {schema.names[0]: value}
-        else:
-            raise ScoringError.bad_request(f"This model has several inputs ({', '.join(schema.names)}): "
-                                           f"each of 'instances' must be a {{name: value}} object")
+        value = _instances(value, schema, limits)
     elif key != "inputs":
         raise ScoringError.bad_request(f"This model takes tensors ({', '.join(schema.names)}): send "
                                        f"{{\"inputs\": {{name: nested list}}}}, not '{key}'")
@@ -141,6 +131,32 @@ def _tensor_input(model: LoadedModel, key: str, value: Any, limits: Limits) -> d
     elif isinstance(value, list):
         limits.check_rows(len(value))
     return tensors_from_json(_empty_as_zero_rows(value, schema), schema)
+
+
+def _instances(value: Any, schema: TensorSchema, limits: Limits) -> dict[str, list]:
+    """The tensors of ``{"instances": ...}`` as MLflow's scoring server reads them: a list of ``{name: example}``
+    objects, each naming every input (one example of each tensor: the tensor without its first dimension), or,
+    for a model of one tensor, the list of its examples (the tensor itself)."""
+    if not isinstance(value, list):
+        raise ScoringError.bad_request("'instances' must be a list of examples")
+    limits.check_rows(len(value))
+    if not value:
+        return {name: [] for name in schema.names}
+    if all(isinstance(v, (dict, Mapping)) for v in value):  # [{name: example}, ...]
+        limits.check_columns(max(map(len, value)), "an instance", len(schema))
+        problems = []
+        for name in schema.names:  # only the schema's names are gathered
+            lacking = next((i for i, v in enumerate(value) if name not in v), None)
+            if lacking is not None:
+                problems.append({"field": name, "error": f"instance {lacking} has no tensor '{name}'; every "
+                                                         f"instance names every input", "rule": EVERY_TENSOR})
+        if problems:
+            raise SchemaError(problems)
+        return {name: [v[name] for v in value] for name in schema.names}
+    if len(schema) == 1:  # [example, ...] for a single-input model
+        return {schema.names[0]: value}
+    raise ScoringError.bad_request(f"This model has several inputs ({', '.join(schema.names)}): each of "
+                                   f"'instances' must be a {{name: value}} object")
 
 
 def _empty_as_zero_rows(value: Any, schema: TensorSchema) -> Any:
@@ -173,7 +189,7 @@ def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
         try:
             data = model.enforce(frame)
         except SchemaError as exc:
-            raise ScoringError.from_schema_error(exc, rule="csv") from None
+            raise ScoringError.from_schema_error(exc, rule=CSV) from None
         timer.lap("validate")
         return data
     limits.check_depth(body)
@@ -195,7 +211,7 @@ def parse_invocations(model: LoadedModel, body: bytes, content_type: str | None,
         else:
             data = _tensor_input(model, key, payload[key], limits)
     except SchemaError as exc:
-        raise ScoringError.from_schema_error(exc, rule="split-row-types" if key == "dataframe_split" else None) \
+        raise ScoringError.from_schema_error(exc, rule=SPLIT_ROW_TYPES if key == "dataframe_split" else None) \
             from None
     timer.lap("validate")
     return data

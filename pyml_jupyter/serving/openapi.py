@@ -135,18 +135,9 @@ def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sam
                      "items": {"type": "array", "items": {}}},
         },
     }
-    request = {
-        "oneOf": [
-            {"type": "object", "required": ["dataframe_split"], "properties": {"dataframe_split": split}},
-            {"type": "object", "required": ["dataframe_records"],
-             "properties": {"dataframe_records": {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}}},
-            {"type": "object", "required": ["instances"],
-             "properties": {"instances": {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}}},
-            {"type": "object", "required": ["inputs"],
-             "properties": {"inputs": {"oneOf": [
-                 {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}, columns]}}},
-        ]
-    }
+    rows = {"type": "array", "items": {"$ref": "#/components/schemas/InputRow"}}
+    request = _one_key_of({"dataframe_split": split, "dataframe_records": rows, "instances": {"oneOf": [rows, columns]},
+                           "inputs": {"oneOf": [rows, columns]}})
     if sample is not None:  # published only when the server is told to (PYML_OPENAPI_SAMPLE=1)
         example, csv_example = {"dataframe_split": dataframe_to_json(sample)}, sample.to_csv(index=False)
     else:
@@ -164,12 +155,40 @@ def _dataframe_components(inputs: DataFrameSchema, outputs: DataFrameSchema, sam
     }
 
 
+def _one_key_of(forms: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A body that is an object with exactly one of the keys of the scoring protocol: one of ``forms`` (key:
+    its value's schema), the other keys absent."""
+    keys = ("dataframe_split", "dataframe_records", "instances", "inputs")
+    return {"oneOf": [{"type": "object", "required": [key], "properties": {
+        **{other: {"not": {}} for other in keys if other != key}, key: value}} for key, value in forms.items()]}
+
+
+def _example_of(spec: TensorSpec) -> dict[str, Any]:
+    """One example of a tensor: the tensor without its first dimension."""
+    return _tensor(TensorSpec(spec.name, spec.dtype, spec.shape[1:]))
+
+
+def _instances(inputs: TensorSchema) -> dict[str, Any] | None:
+    """``instances`` as MLflow's scoring server reads it for tensors: a list of ``{name: example}`` objects, each
+    naming every input, or (a model of one tensor) the list of its examples, i.e. the tensor itself. None when a
+    tensor has no first dimension, or two fix it to different sizes."""
+    firsts = {t.shape[0] for t in inputs.tensors if t.shape and t.shape[0] is not None}
+    if any(not t.shape for t in inputs.tensors) or len(firsts) > 1:
+        return None
+    count = {"minItems": next(iter(firsts)), "maxItems": next(iter(firsts))} if firsts else {}
+    named = {"type": "array", **count, "description": "one {name: example} object per example",
+             "items": {"type": "object", "properties": {t.name: _example_of(t) for t in inputs.tensors},
+                       "required": inputs.names}}
+    return {"anyOf": [_tensor(inputs.tensors[0]), named]} if len(inputs.tensors) == 1 else named
+
+
 def _tensor_components(inputs: TensorSchema, outputs: TensorSchema, sample: Any) -> dict:
     named = {"type": "object", "properties": {t.name: _tensor(t) for t in inputs.tensors},
              "required": inputs.names}
     # a model of one tensor also takes that tensor itself: {"inputs": [[...], ...]}
     value = {"oneOf": [named, _tensor(inputs.tensors[0])]} if len(inputs.tensors) == 1 else named
-    request = {"type": "object", "required": ["inputs"], "properties": {"inputs": value}}
+    instances = _instances(inputs)
+    request = _one_key_of({"inputs": value, **({} if instances is None else {"instances": instances})})
     return {
         "schemas": {
             "InvocationsRequest": request,

@@ -16,7 +16,9 @@ from .answers import Answer, ScoringError, Timer, error_body, guard, parse_json,
 from .jsonio import dumps
 from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
-from .schema import SchemaError, dataframe_from_json, dataframe_to_json, tensors_from_json, tensors_to_json
+from .rules import V2_DATA_COUNT, V2_ONCE, V2_SHAPE
+from .schema import (SchemaError, dataframe_from_json, dataframe_to_json, json_array, tensors_from_json,
+                     tensors_to_json)
 from .v2_binary import attach_binary_inputs, binary_outputs
 
 __all__ = ["infer_v2", "read_v2", "write_v2", "parse_v2", "v2_input", "v2_outputs", "requested_outputs", "v2_response",
@@ -70,7 +72,7 @@ def _v2_inputs(payload: Any) -> list[dict]:
         if not isinstance(name, str):
             raise ScoringError.bad_request(f"{where} needs a 'name' string", field=where)
         if name in seen:
-            raise ScoringError.bad_request(f"{where} is given twice", field=name)
+            raise ScoringError.bad_request(f"{where} is given twice", field=name, rule=V2_ONCE)
         seen.add(name)
         shape = item.get("shape")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
@@ -87,7 +89,7 @@ def _v2_inputs(payload: Any) -> list[dict]:
             else [data]
         if len(flat) != math.prod(shape):
             raise ScoringError.bad_request(f"{where} has {len(flat)} values but its shape {shape} needs "
-                                           f"{math.prod(shape)}", field=name)
+                                           f"{math.prod(shape)}", field=name, rule=V2_DATA_COUNT)
         item["_flat"] = flat
     return inputs
 
@@ -136,17 +138,19 @@ def v2_input(model: LoadedModel, inputs: list[dict], limits: Limits = DEFAULT_LI
                 shape = item["shape"]
                 if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
                     raise ScoringError.bad_request(f"input '{item['name']}' is a DataFrame column: its shape "
-                                                   f"must be [n] or [n, 1], not {shape}", field=item["name"])
+                                                   f"must be [n] or [n, 1], not {shape}", field=item["name"],
+                                                   rule=V2_SHAPE)
                 flat = item["_flat"]
                 columns[item["name"]] = flat.tolist() if isinstance(flat, np.ndarray) else flat
             return dataframe_from_json(columns, model.info.input_schema, as_columns=True)
         tensors = {}
+        dtypes = {spec.name: spec.dtype for spec in model.info.input_schema.tensors}
         for item in inputs:
             # The values keep their JSON types; the schema (not the declared datatype) decides the
-            # casts, so INT64 data of 1.5 is refused rather than truncated.
+            # casts, so INT64 data of 1.5 (or true) is refused rather than truncated (or read as 1).
             try:
                 flat = item["_flat"]
-                arr = _object_array(flat) if item["datatype"] == "BYTES" else np.asarray(flat)
+                arr = _object_array(flat) if item["datatype"] == "BYTES" else json_array(flat, dtypes[item["name"]])
                 tensors[item["name"]] = arr.reshape(item["shape"])
             except (ValueError, TypeError, OverflowError) as exc:
                 raise SchemaError([{"field": item["name"], "error": f"input '{item['name']}' cannot be read "

@@ -41,7 +41,7 @@ from .errors import SchemaError
 from .fast import FrameColumns
 from .kinds import Schema, schema_from_dict, schema_from_spec
 from .rows import row_shape_problem, tensors_from_rows, tensors_to_rows
-from .tensors import TensorSchema, TensorSpec
+from .tensors import TensorSchema, TensorSpec, json_array
 
 __all__ = [
     "SchemaError",
@@ -62,6 +62,7 @@ __all__ = [
     "dataframe_from_json",
     "tensors_to_json",
     "tensors_from_json",
+    "json_array",
     "row_shape_problem",
     "tensors_from_rows",
     "tensors_to_rows",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .dataframe import DataFrameSchema
-from .errors import _DATA, SchemaError, _Problem
+from .errors import _DATA, RECTANGULAR, ROW_WIDTH, SAME_LENGTH, SchemaError, _Problem, problem
 from .fast import FrameColumns, _fast_frame_from_json, _fast_json_rows
 from .tensors import TensorSchema, _string_array, _tensor_from_objects
 
@@ -98,16 +98,17 @@ def _json_columns(obj: Any, wanted: list[str] | None = None) -> tuple[list[str],
     keys and columns are skipped, never gathered, so the cost is linear in the body."""
     if isinstance(obj, Mapping) and len(obj) == 1 and ("dataframe_split" in obj or "dataframe_records" in obj):
         obj = next(iter(obj.values()))  # MLflow's scoring-server envelope
-    bad = lambda error: SchemaError([{"field": _DATA, "error": error}])  # noqa: E731
+    bad = lambda error, rule=None: SchemaError([problem(_DATA, error, rule)])  # noqa: E731
     if isinstance(obj, Mapping) and "columns" in obj and "data" in obj and set(obj) <= {"columns", "data", "index"}:
         names, rows = list(obj["columns"]), obj["data"]
         if not isinstance(rows, list):
             raise bad("'data' must be a list of rows")
         width = len(names)
         for i, row in enumerate(rows):
-            if not isinstance(row, (list, tuple)) or len(row) != width:
-                raise bad(f"row {i} has {len(row) if isinstance(row, (list, tuple)) else 'no'} values but "
-                          f"there are {width} columns")
+            if not isinstance(row, (list, tuple)):
+                raise bad(f"row {i} is a {type(row).__name__}; each row must be a list of values")
+            if len(row) != width:
+                raise bad(f"row {i} has {len(row)} values but there are {width} columns", ROW_WIDTH)
         position = {n: j for j, n in enumerate(names)}  # a repeated name: its last column, as a dict would
         if wanted is not None:
             position = {n: position[n] for n in wanted if n in position}
@@ -129,7 +130,8 @@ def _json_columns(obj: Any, wanted: list[str] | None = None) -> tuple[list[str],
     if isinstance(obj, Mapping):
         lengths = {len(v) if isinstance(v, list) else -1 for v in obj.values()}
         if -1 in lengths or len(lengths) > 1:
-            raise bad("in the {column: [values]} form every value must be a list of the same length")
+            raise bad("in the {column: [values]} form every value must be a list of the same length",
+                      SAME_LENGTH)
         names = list(obj) if wanted is None else [n for n in wanted if n in obj]
         return names, {n: list(obj[n]) for n in names}, lengths.pop() if lengths else 0
     raise bad(f"expected {{'columns': [...], 'data': [[...]]}}, a list of records or {{column: [values]}}, "
@@ -195,8 +197,8 @@ def tensors_from_json(obj: Any, schema: TensorSchema | None = None) -> dict[str,
         try:
             arr = np.asarray(value)
         except ValueError:
-            raise SchemaError([{"field": str(name), "error": f"tensor '{name}' is a ragged nested list; "
-                                "every row must have the same length"}]) from None
+            raise SchemaError([problem(name, f"tensor '{name}' is a ragged nested list; every row must have the "
+                                             f"same length", RECTANGULAR)]) from None
         if arr.dtype == object and not _string_array(arr):
             try:
                 arr = _tensor_from_objects(str(name), arr, "float64")

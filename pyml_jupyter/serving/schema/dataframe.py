@@ -11,7 +11,7 @@ import pandas as pd
 from .base import Enforced, SchemaBase, _html
 from .columns import _convert_column, _locate
 from .dtypes import _infer_column, _parse_column_dtype
-from .errors import SchemaError, _Problem, _spec_error
+from .errors import EVERY_COLUMN, SchemaError, _Problem, _spec_error, problem
 from .fast import _fast_enforce
 
 __all__ = ["ColumnSpec", "DataFrameSchema"]
@@ -107,8 +107,7 @@ class DataFrameSchema(SchemaBase):
         for spec in self.columns:
             where = _locate(df, spec.name)
             if not where:
-                problems.append({"field": spec.name,
-                                 "error": f"missing column '{spec.name}' ({spec.declared})"})
+                problems.append(problem(spec.name, f"missing column '{spec.name}' ({spec.declared})", EVERY_COLUMN))
                 continue
             if len(where) > 1:
                 problems.append({"field": spec.name, "error": f"column '{spec.name}' appears "
@@ -116,8 +115,8 @@ class DataFrameSchema(SchemaBase):
                 continue
             try:
                 out[spec.name], note = _convert_column(spec, df.iloc[:, where[0]])
-            except _Problem as problem:
-                problems.append({"field": spec.name, "error": str(problem)})
+            except _Problem as found:
+                problems.append(problem(spec.name, str(found), found.rule))
                 continue
             if note:
                 casts.append(note)

@@ -1,4 +1,8 @@
-"""What the schema package raises: :class:`SchemaError`, listing every problem with the data or a spec."""
+"""What the schema package raises: :class:`SchemaError`, listing every problem with the data or a spec.
+
+A problem that breaks a rule spanning fields (one the OpenAPI document cannot state) names it in ``"rule"``, given
+where the problem is found, with the ids below: the serving runtime's ``rules`` module lists them, with the
+rest of the rules and what each says."""
 
 from __future__ import annotations
 
@@ -6,16 +10,26 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["SchemaError"]
+__all__ = ["SchemaError", "problem", "SAME_LENGTH", "ROW_WIDTH", "EVERY_COLUMN", "EVERY_TENSOR", "TENSOR_SHAPE",
+           "RECTANGULAR"]
 
 _DATA = "<data>"  # the ``field`` of a problem about the data as a whole
 
+# The rules spanning fields that the schema package finds (their statements: serving/rules.py).
+SAME_LENGTH = "same-length"
+ROW_WIDTH = "row-width"
+EVERY_COLUMN = "every-column"
+EVERY_TENSOR = "every-tensor"
+TENSOR_SHAPE = "tensor-shape"
+RECTANGULAR = "rectangular"
+
 
 class SchemaError(ValueError):
-    """Data (or a schema spec) that does not match; ``problems`` lists each ``{"field", "error"}``."""
+    """Data (or a schema spec) that does not match; ``problems`` lists each ``{"field", "error"}``, plus the
+    ``"rule"`` it breaks when that is a rule spanning fields."""
 
     def __init__(self, problems: Iterable[Mapping[str, str]], summary: str | None = None) -> None:
-        self.problems: list[dict] = [{"field": str(p["field"]), "error": str(p["error"])} for p in problems]
+        self.problems: list[dict] = [problem(p["field"], p["error"], p.get("rule")) for p in problems]
         self.summary = summary or "The data does not match the schema"
         super().__init__(self._message())
 
@@ -42,8 +56,20 @@ class SchemaError(ValueError):
         return cls(d.get("problems", []))
 
 
+def problem(field: str, error: str, rule: str | None = None) -> dict:
+    """One problem: ``{"field", "error"}``, and ``"rule"`` when it breaks a rule spanning fields."""
+    out = {"field": str(field), "error": str(error)}
+    if rule is not None:
+        out["rule"] = str(rule)
+    return out
+
+
 class _Problem(Exception):
-    """One problem with one field, raised inside a converter."""
+    """One problem with one field, raised inside a converter; ``rule`` as in :func:`problem`."""
+
+    def __init__(self, error: str, rule: str | None = None) -> None:
+        super().__init__(error)
+        self.rule = rule
 
 
 def _spec_error(field_name: str, error: str) -> SchemaError:

@@ -3,6 +3,7 @@ to it, and :class:`TensorSchema` (the named tensors)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -10,9 +11,10 @@ import numpy as np
 
 from .base import Enforced, SchemaBase, _html
 from .dtypes import TENSOR_DTYPES, _int_range_error, _integral_values, _is_number, _is_present
-from .errors import SchemaError, _Problem, _short, _spec_error
+from .errors import (EVERY_TENSOR, RECTANGULAR, TENSOR_SHAPE, SchemaError, _Problem, _short, _spec_error,
+                     problem)
 
-__all__ = ["TensorSpec", "TensorSchema"]
+__all__ = ["TensorSpec", "TensorSchema", "json_array"]
 
 
 def _parse_tensor_dtype(name: str, value: Any) -> str:
@@ -106,25 +108,59 @@ def _tensor_from_objects(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
                     dtype=np.float64).reshape(arr.shape)
 
 
-def _convert_tensor(spec: TensorSpec, value: Any) -> tuple[np.ndarray, str | None, list[str]]:
+def _bools_among(values: list, arr: np.ndarray) -> bool:
+    """Whether nested lists that numpy read as the numeric ``arr`` held bools (numpy reads True as 1 and False
+    as 0, so only the values equal to 0 or 1 are looked at, each in place when they are few)."""
+    candidates = np.flatnonzero((arr == 0) | (arr == 1))
+    if not len(candidates):
+        return False
+    if arr.ndim == 1:
+        return any(type(values[i]) in (bool, np.bool_) for i in candidates.tolist())
+    if len(candidates) * arr.ndim > arr.size:
+        flat: Any = values
+        for _ in range(arr.ndim - 1):
+            flat = itertools.chain.from_iterable(flat)
+        return any(t in (bool, np.bool_) for t in set(map(type, flat)))
+    for index in zip(*np.unravel_index(candidates, arr.shape)):
+        value: Any = values
+        for i in index:
+            value = value[int(i)]
+        if type(value) in (bool, np.bool_):
+            return True
+    return False
+
+
+def json_array(values: Any, dtype: str) -> np.ndarray:
+    """An array of nested lists (raises ValueError when they are ragged). For a tensor of numbers (``dtype``
+    not bool) a list mixing bools with numbers stays an object array, so that the cast refuses the bools as it
+    refuses a list of bools alone: numpy alone would read True as 1."""
+    arr = np.asarray(values)
+    if (isinstance(values, list) and arr.dtype.kind in "iuf" and dtype not in ("bool", "string")
+            and _bools_among(values, arr)):
+        return np.array(values, dtype=object)
+    return arr
+
+
+def _convert_tensor(spec: TensorSpec, value: Any) -> tuple[np.ndarray, str | None, list[dict]]:
     """(array as declared, cast note, problems)."""
+    name = spec.name
     source = "list" if not isinstance(value, np.ndarray) else str(value.dtype)
     try:
-        arr = np.asarray(value)
+        arr = json_array(value, spec.dtype)
     except ValueError:
-        return value, None, [f"tensor '{spec.name}' is a ragged nested list; every row must have the "
-                             f"same length"]
-    errors = []
+        return value, None, [problem(name, f"tensor '{name}' is a ragged nested list; every row must have the "
+                                           f"same length", RECTANGULAR)]
+    problems = []
     if not _shape_matches(spec.shape, arr.shape):
-        errors.append(f"tensor '{spec.name}' has shape {_shape_text(arr.shape)} but the schema declares "
-                      f"{_shape_text(spec.shape)}")
+        problems.append(problem(name, f"tensor '{name}' has shape {_shape_text(arr.shape)} but the schema "
+                                      f"declares {_shape_text(spec.shape)}", TENSOR_SHAPE))
     try:
         out = _cast_tensor(spec, arr)
-    except _Problem as problem:
-        return arr, None, errors + [str(problem)]
-    if errors:
-        return arr, None, errors
-    note = f"{spec.name}: {source} -> {spec.dtype}" if source != out.dtype.name else None
+    except _Problem as found:
+        return arr, None, problems + [problem(name, str(found), found.rule)]
+    if problems:
+        return arr, None, problems
+    note = f"{name}: {source} -> {spec.dtype}" if source != out.dtype.name else None
     if spec.dtype == "string" and source in ("object",):
         note = None
     return out, note, []
@@ -156,8 +192,8 @@ def _cast_tensor(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
                                f"such as {_short(arr[bad].flat[0])}")
         return arr.astype(bool)
     if kind == "b":
-        raise _Problem(f"tensor '{name}' is declared {dtype} but holds bool values; convert them with "
-                       f".astype('{dtype}')")
+        raise _Problem(f"tensor '{name}' is declared {dtype} but holds bool values; send numbers (convert an "
+                       f"array with .astype('{dtype}'))")
     if target.kind in "iu":
         if kind == "f":
             if np.isnan(arr).any():
@@ -248,11 +284,10 @@ class TensorSchema(SchemaBase):
         out: dict[str, np.ndarray] = {}
         for spec in self.tensors:
             if spec.name not in tensors:
-                problems.append({"field": spec.name,
-                                 "error": f"missing tensor '{spec.name}' ({spec.describe()})"})
+                problems.append(problem(spec.name, f"missing tensor '{spec.name}' ({spec.describe()})", EVERY_TENSOR))
                 continue
             value, note, errors = _convert_tensor(spec, tensors[spec.name])
-            problems.extend({"field": spec.name, "error": e} for e in errors)
+            problems.extend(errors)
             if not errors:
                 out[spec.name] = value if value is not tensors[spec.name] else np.array(value, copy=True)
                 if note:

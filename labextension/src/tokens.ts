@@ -31,6 +31,8 @@ export interface IModelVersion {
   kind?: string | null;
   /** MLflow registered-model aliases pointing at this version, e.g. `champion` */
   aliases?: string[];
+  /** Where the image was last pushed, `REGISTRY/pyml/NAME:VERSION@DIGEST` (absent: never pushed) */
+  pushed_image?: string | null;
 }
 
 /** A registered model, versions newest first. */

@@ -23,7 +23,13 @@ import {
 export const DEFAULT_POLL_INTERVAL = 1000;
 
 /** The settings before the settings editor says otherwise (schema/plugin.json holds the same defaults). */
-export const DEFAULT_SETTINGS: ISettings = { registry: '', memory: '', pidsLimit: null, refreshInterval: 5000 };
+export const DEFAULT_SETTINGS: ISettings = {
+  registry: '',
+  memory: '',
+  pidsLimit: null,
+  workers: null,
+  refreshInterval: 5000
+};
 
 /** The state of an all-targets test of one version: its job, then the table (or why there is none). */
 export interface ITestState {
@@ -219,7 +225,7 @@ export class PymlModel implements IDisposable {
   }
 
   /** Start (or join) a deployment of `ref`; builds the image first when there is none. `options` (port,
-   * memory and pids limits, allowed hosts, token) go to the server as they are; it checks them. */
+   * memory and pids limits, workers, allowed hosts, token) go to the server as they are; it checks them. */
   deploy(ref: string, options: IDeployOptions = {}): Promise<IJob | null> {
     const body: { ref: string } & IDeployOptions = { ref };
     // the settings editor's default resources, unless the call says otherwise
@@ -228,6 +234,9 @@ export class PymlModel implements IDisposable {
     }
     if (this._settings.pidsLimit) {
       body.pids_limit = this._settings.pidsLimit;
+    }
+    if (this._settings.workers) {
+      body.workers = this._settings.workers;
     }
     for (const [key, value] of Object.entries(options)) {
       if (value !== undefined) {

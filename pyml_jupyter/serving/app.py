@@ -57,7 +57,7 @@ from starlette.routing import Route
 
 from . import scoring
 from .access import AccessGuard, AccessPolicy, document_access, policy_from_env
-from .batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Batcher
+from .batching import ARRIVAL_KEY, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Arrival, Batcher
 from .limits import DEFAULT_MAX_BODY_BYTES, Limits
 from .loader import LoadedModel, load_package
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -292,35 +292,42 @@ class ModelServer:
             return function(*args)
         return await asyncio.get_running_loop().run_in_executor(self._parse_executor, function, *args)
 
-    async def score_invocations(self, body: bytes, content_type: str | None, timings: dict[str, float]) -> Answer:
-        """An ``/invocations`` answer: parsed and validated alone, predicted through the batcher. Never raises."""
+    async def score_invocations(self, body: bytes, content_type: str | None, timings: dict[str, float],
+                                arrival: Arrival | None = None) -> Answer:
+        """An ``/invocations`` answer: parsed and validated alone, predicted through the batcher (``arrival``: the
+        request's place among those on their way to it). Never raises."""
         try:
+            if arrival is not None and len(body) > PARSE_THREAD_BYTES:
+                arrival.leave()  # parsed off the event loop: no batch should wait for it meanwhile
             if self.parse_process is not None and self.parse_process.takes(len(body)):
                 data = await self.parse_process.read_invocations(body, content_type, timings)
-                output = await self.batcher.predict(data, len(body), timings)
+                output = await self.batcher.predict(data, len(body), timings, arrival)
                 return Answer(200, await self.parse_process.write_invocations(output, timings))
             data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type,
                                     timings, self.limits)
-            output = await self.batcher.predict(data, len(body), timings)
+            output = await self.batcher.predict(data, len(body), timings, arrival)
             # a large answer is written on the parse thread too, so the event loop stays free meanwhile
             return Answer(200, await self.parse(len(body), scoring.write_invocations, output, timings))
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc), exc.error_code)
 
-    async def score_v2(self, body: bytes, timings: dict[str, float], json_length: str | None = None) -> Answer:
+    async def score_v2(self, body: bytes, timings: dict[str, float], json_length: str | None = None,
+                       arrival: Arrival | None = None) -> Answer:
         """A V2 ``infer`` answer, like :meth:`score_invocations`; ``json_length`` is the request's
         ``Inference-Header-Content-Length`` (binary inputs follow the JSON). Never raises."""
         try:
             length = header_length(json_length, len(body))
+            if arrival is not None and len(body) > PARSE_THREAD_BYTES:
+                arrival.leave()  # parsed off the event loop: no batch should wait for it meanwhile
             if self.parse_process is not None and self.parse_process.takes(len(body) if length is None else length):
                 data, request = await self.parse_process.read_v2(body, length, timings)
-                output = await self.batcher.predict(data, len(body), timings)
+                output = await self.batcher.predict(data, len(body), timings, arrival)
                 return await self.parse_process.write_v2(output, request, self.model_name, self.model_version,
                                                          timings)
             data, request = await self.parse(len(body), lambda: scoring.read_v2(self.model, body, timings,
                                                                                 json_length=length,
                                                                                 limits=self.limits))
-            output = await self.batcher.predict(data, len(body), timings)
+            output = await self.batcher.predict(data, len(body), timings, arrival)
             return await self.parse(len(body), lambda: scoring.write_v2(self.model, output, request,
                                                                         model_name=self.model_name,
                                                                         model_version=self.model_version,
@@ -356,7 +363,7 @@ class ModelServer:
         except ScoringError as exc:
             answer = Answer(exc.status, scoring.error_body(exc), exc.error_code)
         else:
-            answer = await self.score_invocations(body, content_type, timings)
+            answer = await self.score_invocations(body, content_type, timings, scope.get(ARRIVAL_KEY))
             self.metrics.observe_phases(route, timings)
         self.metrics.observe_request(route, "POST", answer.status)
         if answer.error_code is not None:
@@ -384,7 +391,7 @@ class ModelServer:
                                                            f"Content type {content_type!r} is not supported; "
                                                            f"send {' or '.join(accepted)}"), v2=True)
         timings: dict[str, float] = {}
-        answer = await self.score_v2(body, timings, json_length)
+        answer = await self.score_v2(body, timings, json_length, request.scope.get(ARRIVAL_KEY))
         self.metrics.observe_phases(route, timings)
         if answer.json_length is None:
             return self._respond(route, "POST", answer.status, answer.body, answer.error_code)

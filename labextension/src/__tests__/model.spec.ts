@@ -543,9 +543,9 @@ describe('PymlModel', () => {
         return job({});
       }
     });
-    m.setSettings({ memory: '1g', pidsLimit: 64 });
+    m.setSettings({ memory: '1g', pidsLimit: 64, workers: 3 });
     await m.deploy('churn/2');
-    expect(body).toEqual({ ref: 'churn/2', memory: '1g', pids_limit: 64 });
+    expect(body).toEqual({ ref: 'churn/2', memory: '1g', pids_limit: 64, workers: 3 });
   });
 
   it('the container log is fetched when opened, again at each refresh, and dropped when closed', async () => {

@@ -128,6 +128,8 @@ def _engine_state() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], A
 def list_models() -> list[RegisteredModel]:
     """Every registered model with its versions and their contract, image and deployment state (the image and
     container of that very version: its run in this store)."""
+    from .registry import TAG_PUSHED
+
     images, deps = _engine_state()
     store = tracking.store_id()
     out = []
@@ -147,6 +149,7 @@ def list_models() -> list[RegisteredModel]:
                 "kind": version.tags.get(tracking.TAG_KIND),
                 "uri": version.uri,
                 "aliases": aliases.get(version.version, []),
+                "pushed_image": version.tags.get(TAG_PUSHED),
                 "image": {"tag": image.tag, "id": image.image_id, "size_bytes": image.size_bytes} if image else None,
                 "deployment": {"url": dep.url, "status": dep.status, "container_id": dep.container_id} if dep else None,
             })

@@ -1,6 +1,7 @@
 """The sidebar in a real JupyterLab, driven in headless Chromium: two versions registered from a notebook in
 the lab's own kernel, Build v2 with its live log, Test on every target (one parity table), the container's log,
-Promote to champion, Push to a real registry (from the settings), Stop; light and dark screenshots.
+Promote to champion, Push to an unreachable registry (an error, nothing changed), then to a real registry (both
+set in the settings editor), Stop; light and dark screenshots.
 
 JupyterLab runs in a subprocess on loopback with a token, against a temporary sqlite MLflow store: its kernels
 inherit that environment, so what a notebook registers is what the panel lists. The built extension
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from pyml_jupyter import api
+from pyml_jupyter import api, tracking
+from pyml_jupyter.registry import TAG_PUSHED
 
 from conftest import IN_CI
 from registry_fixtures import serve_registry
@@ -268,6 +270,14 @@ def _shot(panel, name: str) -> None:
     panel.screenshot(path=str(ARTIFACTS / name))
 
 
+def _set_registry(page, registry: str) -> None:
+    """Type ``registry`` into the settings editor's "Image registry" field, as a user would; the panel takes it
+    up without a reload (its Push buttons name it)."""
+    page.evaluate("window.jupyterapp.commands.execute('settingeditor:open', {query: 'pyml'})")
+    page.locator('[id="jp-SettingsEditor-pyml_jupyter:plugin_registry"]').fill(registry)
+    page.locator(f'#pyml-panel .pyml-push[title$=" to {registry}"]').first.wait_for(timeout=30_000)
+
+
 def _register_in_a_notebook(page, name: str) -> None:
     """Open a new notebook in the lab, type the cells of ``NOTEBOOK_CELLS`` and run each (Shift+Enter) in its
     kernel; wait until the last one has printed (or a cell has failed: then say what its outputs show)."""
@@ -320,19 +330,23 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     assert model.locator(".pyml-mlflow-model-link").get_attribute("href").endswith(f"#/models/{lab['name']}")
     _shot(panel, "panel-1-models.png")
 
-    # Build v2: a job with a progress bar and the build log as it streams, then the image badge
+    # Build v2: a job with a progress bar, then the image badge
     version.locator(".pyml-build").click()
-    version.locator(".pyml-job").wait_for()
-    # the log grows as it streams (the element never holds still for a pointer click): open it by its event;
-    # a build whose layers are all cached can end before its first log line reaches the panel
-    version.locator(".pyml-job .pyml-log summary, .pyml-image-built").first.wait_for(timeout=60_000)
-    log = version.locator(".pyml-job .pyml-log summary")
-    if log.count():
-        log.first.dispatch_event("click", timeout=10_000)
+    version.locator('.pyml-job[data-kind="build"]').wait_for()
     _shot(panel, "panel-2-building.png")
     version.locator(".pyml-image-built, .pyml-job-failed, .pyml-error").first.wait_for(timeout=900_000)
     _no_error(version)
     version.locator(".pyml-image-built").wait_for()
+    # the build has ended, and its log stays under the version, folded, until the next build
+    built = version.locator('.pyml-job-succeeded[data-kind="build"]')
+    built.wait_for(timeout=60_000)
+    assert built.locator(".pyml-job-stage").inner_text() == "Build: done"
+    build_log = built.locator(".pyml-log")
+    assert build_log.get_attribute("open") is None
+    build_log.locator("summary").click()
+    assert "Built pyml/" in build_log.locator("pre").inner_text()
+    _shot(panel, "panel-2-built-log.png")
+    build_log.locator("summary").click()  # folded again: the row stays short
 
     # Test on every target (in a wider sidebar, as a user would drag it to read the table): the container is
     # deployed on the way, and the table has a column group per target with every row matching
@@ -375,25 +389,55 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     version.locator(".pyml-alias").wait_for(timeout=60_000)
     assert version.locator(".pyml-alias").inner_text() == "@champion"
 
-    # Push to the registry of the settings: the version tag and the alias tag
+    # Push to a registry that does not answer (a closed loopback port, typed into the settings editor): the
+    # one-paragraph error says what is wrong and what to do, and nothing changed: no tag on the engine, none
+    # recorded in MLflow, the version's badges as they were after the next refresh
+    closed = f"127.0.0.1:{_free_port()}"
+    badges = version.locator(".pyml-badges").inner_text()
+    _set_registry(page, closed)
     version.locator(".pyml-push").click()
+    refused = version.locator('.pyml-job-failed[data-kind="push"]')
+    refused.wait_for(timeout=120_000)
+    message = refused.locator(".pyml-error").inner_text()
+    assert f"The registry {closed} is not reachable" in message, message
+    assert "start it or check the address" in message and "Nothing was tagged or pushed" in message
+    assert "\n" not in message
+    with page.expect_response(lambda r: "/pyml/models" in r.url, timeout=30_000):
+        pass
+    page.wait_for_timeout(500)  # the refresh's other answers, and a render
+    assert version.locator(".pyml-badges").inner_text() == badges
+    assert version.locator(".pyml-image-pushed").count() == 0
+    assert TAG_PUSHED not in tracking.resolve_version(lab["name"], 2).tags
+    import docker
+
+    assert docker.from_env().images.list(name=f"{closed}/pyml/{lab['name']}") == []
+    _shot(panel, "panel-4-push-unreachable.png")
+
+    # Push to the registry of the settings, corrected: the version tag and the alias tag, recorded on the version
+    _set_registry(page, lab["registry"])
+    version.locator(".pyml-push").click()
+    version.locator(f'.pyml-job[data-job-id="{refused.get_attribute("data-job-id")}"]').wait_for(state="detached")
     version.locator(".pyml-pushed, .pyml-job-failed, .pyml-error").first.wait_for(timeout=600_000)
     _no_error(version)
     pushed = version.locator(".pyml-pushed").inner_text()
     assert f"{lab['registry']}/pyml/{lab['name']}:2" in pushed and ":champion" in pushed
-    _shot(panel, "panel-4-promoted-pushed.png")
+    version.locator(".pyml-image-pushed").wait_for(timeout=60_000)
+    assert version.locator(".pyml-image-pushed").get_attribute("title").startswith(
+        f"pushed as {lab['registry']}/pyml/{lab['name']}:2@sha256:")
+    assert built.count() == 1  # the build's log is still there: no build since
+    _shot(panel, "panel-5-promoted-pushed.png")
 
     # the same in the dark theme
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
     page.wait_for_timeout(500)
-    _shot(panel, "panel-5-pushed-dark.png")
+    _shot(panel, "panel-6-pushed-dark.png")
 
     # Stop: the container goes away
     version.locator(".pyml-stop").click()
     version.locator(".pyml-status-not-deployed").wait_for(timeout=120_000)
     assert version.locator(".pyml-container-log").count() == 0
-    _shot(panel, "panel-6-stopped-dark.png")
+    _shot(panel, "panel-7-stopped-dark.png")
     assert api.deployments() == [] or all(d.name != lab["name"] for d in api.deployments())
 
 

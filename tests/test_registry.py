@@ -49,6 +49,9 @@ def test_push_delete_pull_run_predict(store, image_registry, docker_engine):  # 
     assert pushed.repository == repo and pushed.tags == ["1", "champion"]
     assert pushed.digest.startswith("sha256:") and pushed.image == f"{repo}:1"
     assert tracking.resolve_version(store["name"], 1).tags[TAG_PUSHED] == f"{repo}:1@{pushed.digest}"
+    # the model list (what the panel shows) says where v1 was pushed, and that v2 never was
+    listed = {v["version"]: v for m in api.list_models() if m.name == store["name"] for v in m.versions}
+    assert listed[1]["pushed_image"] == f"{repo}:1@{pushed.digest}" and listed[2]["pushed_image"] is None
     # Another engine has only the registry: remove every local copy, pull, run, predict.
     docker_engine.images.remove(store["image"].image_id, force=True)
     with pytest.raises(Exception):

@@ -228,3 +228,48 @@ def test_the_fast_path_as_columns_builds_the_very_frame_it_returns_otherwise():
     # input the fast path does not take comes back as the exact path's DataFrame
     with_missing = {"columns": list(SCHEMA), "data": [ROW, [None if k == "t" else v for k, v in zip(SCHEMA, ROW)]]}
     assert isinstance(S.dataframe_from_json(with_missing, schema, as_columns=True), pd.DataFrame)
+
+
+ARRAY_SCHEMA = {"f": "float64", "g": "float32", "i": "int64", "u": "uint8", "b": "bool", "s": "string"}
+
+
+def array_columns(**changes) -> dict:
+    columns = {"f": np.array([0.5, 2.0]), "g": np.array([1.5, -3.0], dtype=np.float32), "i": np.array([3, -4]),
+               "u": np.array([200, 0], dtype=np.uint8), "b": np.array([True, False]),
+               "s": np.array(["paris", "x"], dtype=object), "extra": np.array([1, 2])}
+    columns.update(changes)
+    return {name: values for name, values in columns.items() if values is not None}
+
+
+ARRAYS = {  # numpy columns (raw tensor contents) -> whether they are taken as they are
+    "every column of its declared dtype": (array_columns(), True),
+    "ints in a float column": (array_columns(f=np.array([2, 3])), False),
+    "float64 in a float32 column": (array_columns(g=np.array([1.5, 2.5])), False),
+    "int32 in an int64 column": (array_columns(i=np.array([1, 2], dtype=np.int32)), False),
+    "NaN in a float column": (array_columns(f=np.array([np.nan, 1.0])), False),
+    "bytes in a string column": (array_columns(s=np.array([b"a", b"b"], dtype=object)), False),
+    "a column missing": (array_columns(i=None), False),
+    "columns of different lengths": (array_columns(f=np.array([1.0])), False),
+    "a two-dimensional column": (array_columns(f=np.array([[1.0], [2.0]])), False),
+    "no rows": ({name: values[:0] for name, values in array_columns().items()}, False),
+}
+
+
+@pytest.mark.parametrize("case", list(ARRAYS))
+def test_numpy_columns_of_the_declared_dtypes_are_taken_as_the_json_path_would_deliver_them(case):
+    columns, taken = ARRAYS[case]
+    schema = DataFrameSchema.from_spec(ARRAY_SCHEMA)
+    out = S.frame_columns_from_arrays(schema, columns)
+    if not taken:
+        assert out is None  # the caller validates the values as JSON, which alone decides what is an error
+        return
+    as_json = {name: values.tolist() for name, values in columns.items()}
+    assert list(out.arrays) == list(ARRAY_SCHEMA)  # schema order, the extra column dropped
+    assert_same(out.frame(), S.dataframe_from_json(as_json, schema))
+
+
+def test_numpy_columns_taken_as_they_are_share_no_memory_with_the_request():
+    raw = np.array([0.5, 2.0]).tobytes()
+    columns = {"f": np.frombuffer(raw, dtype="<f8")}  # read-only, over the request's bytes
+    out = S.frame_columns_from_arrays(DataFrameSchema.from_spec({"f": "float64"}), columns)
+    assert not np.shares_memory(out.arrays["f"], columns["f"]) and out.arrays["f"].flags.writeable

@@ -231,7 +231,8 @@ async def test_malformed_bodies_are_a_400_with_a_message(fetch_json, path, body)
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("memory", "lots"), ("pids_limit", "many"), ("allowed_hosts", ["bad host"]), ("token", "short")],
+    [("memory", "lots"), ("pids_limit", "many"), ("allowed_hosts", ["bad host"]), ("token", "short"), ("workers", 0),
+     ("workers", "two")],
 )
 async def test_bad_container_limits_are_a_400_naming_the_field_before_any_job(fetch_json, field, value):
     status, payload = await fetch_json("deployments", method="POST", body={"ref": "m/1", field: value})
@@ -397,7 +398,7 @@ async def _poll(fetch_json, job_id: str, timeout: float) -> dict:
 async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
     ref = f"{store['name']}/1"
     try:
-        status, job = await fetch_json("deployments", method="POST", body={"ref": ref})
+        status, job = await fetch_json("deployments", method="POST", body={"ref": ref, "workers": 2})
         assert status == 202
         assert job["kind"] == "deploy" and job["ref"] == ref
 
@@ -416,7 +417,11 @@ async def test_deploy_poll_test_and_stop(store, fetch_json, needs_docker):
 
         status, body = await fetch_json("deployments")
         assert status == 200
-        assert any(d["url"] == job["result"]["url"] for d in body["deployments"])
+        (deployed,) = [d for d in body["deployments"] if d["url"] == job["result"]["url"]]
+        import docker
+
+        env = docker.from_env().containers.get(deployed["container_id"]).attrs["Config"]["Env"]
+        assert "PYML_WORKERS=2" in env  # the panel's workers setting reaches the container
 
         _, body = await fetch_json("models")
         (model,) = [m for m in body["models"] if m["name"] == store["name"]]

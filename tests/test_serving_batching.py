@@ -174,6 +174,105 @@ def test_a_lone_request_on_a_free_model_is_predicted_without_waiting_for_more():
     assert time.perf_counter() - started < 1.0
 
 
+class _RecordingExecutor:
+    """A one-thread executor that records, per ``submit``, the rows of the batch handed to the predict thread."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.submitted: list[int] = []
+
+    def submit(self, fn, batch):
+        self.submitted.append(len(batch))
+        return self.pool.submit(fn, batch)
+
+
+def _counting_batcher():
+    from pyml_jupyter.serving.batching import Arrivals, Batcher
+
+    def predict(frame):
+        return frame.rename(columns={"x": "y"})
+
+    arrivals, executor = Arrivals(), _RecordingExecutor()
+    return Batcher(predict, predict, executor=executor, batching=True, arrivals=arrivals), arrivals, executor
+
+
+def test_a_lone_request_counted_by_the_server_starts_its_predict_in_its_own_step():
+    async def main():
+        batcher, arrivals, executor = _counting_batcher()
+        answer = asyncio.ensure_future(batcher.predict(pd.DataFrame({"x": [5]}), 10, arrival=arrivals.expect()))
+        await asyncio.sleep(0)  # one turn: the request's task runs up to awaiting its answer, and no further
+        assert executor.submitted == [1], "the predict should start without waiting a turn of the event loop"
+        assert int((await answer)["y"].iloc[0]) == 5
+        assert arrivals.count == 0
+
+    asyncio.run(main())
+
+
+def test_requests_the_server_read_together_share_one_predict_on_a_free_model():
+    async def main():
+        batcher, arrivals, executor = _counting_batcher()
+        # as the HTTP protocol does: every request read in one go is counted before the first task runs
+        counted = [arrivals.expect() for _ in range(6)]
+        outputs = await asyncio.gather(*(batcher.predict(pd.DataFrame({"x": [i]}), 10, arrival=arrival)
+                                         for i, arrival in enumerate(counted)))
+        assert executor.submitted == [6]
+        assert [int(out["y"].iloc[0]) for out in outputs] == list(range(6))
+
+    asyncio.run(main())
+
+
+def test_a_counted_request_answered_without_queueing_does_not_hold_its_batchmates():
+    async def main():
+        batcher, arrivals, executor = _counting_batcher()
+        refused, first, second = arrivals.expect(), arrivals.expect(), arrivals.expect()
+        answers = [asyncio.ensure_future(batcher.predict(pd.DataFrame({"x": [i]}), 10, arrival=arrival))
+                   for i, arrival in enumerate((first, second))]
+        await asyncio.sleep(0)
+        assert executor.submitted == [], "a third request is on its way: the batch waits for it"
+        refused.leave()  # e.g. it got its 4xx
+        outputs = await asyncio.gather(*answers)
+        assert executor.submitted == [2] and [int(out["y"].iloc[0]) for out in outputs] == [0, 1]
+
+    asyncio.run(main())
+
+
+def test_a_counted_request_that_never_queues_holds_a_batch_only_a_few_loop_turns():
+    async def main():
+        from pyml_jupyter.serving.batching import SETTLE_TURNS
+
+        batcher, arrivals, executor = _counting_batcher()
+        arrivals.expect()  # its body never comes
+        answer = asyncio.ensure_future(batcher.predict(pd.DataFrame({"x": [1]}), 10, arrival=arrivals.expect()))
+        for _ in range(SETTLE_TURNS + 2):
+            await asyncio.sleep(0)
+        assert executor.submitted == [1]
+        assert int((await answer)["y"].iloc[0]) == 1
+
+    asyncio.run(main())
+
+
+def test_the_http_protocol_counts_a_post_until_its_app_is_done_even_when_the_app_raises():
+    from pyml_jupyter.serving.batching import ARRIVAL_KEY, ARRIVALS
+    from pyml_jupyter.serving.server import _counted
+
+    async def failing_app(scope, receive, send):
+        assert ARRIVALS.count == before + 1 and scope[ARRIVAL_KEY] is not None
+        raise RuntimeError("refused")
+
+    async def main():
+        scope = {"method": "POST"}
+        app = _counted(failing_app, scope)
+        assert ARRIVALS.count == before + 1  # counted as the request's head is parsed, before its task runs
+        with pytest.raises(RuntimeError):
+            await app(scope, None, None)
+        assert ARRIVALS.count == before
+
+    before = ARRIVALS.count
+    asyncio.run(main())
+
+
 def test_split_gives_each_request_its_rows_with_its_own_index():
     a = pd.DataFrame({"x": [1, 2]}, index=[10, 11])
     b = pd.DataFrame({"x": [3]}, index=["k"])

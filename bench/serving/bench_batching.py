@@ -257,9 +257,14 @@ def measure(cell, servers: dict, args, work: Path) -> list[dict]:
              "rows_per_s": r["rps"] * mean_rows} for key, r in best.items()]
 
 
+def selected(cells: list, labels: list[str] | None) -> list:
+    return [c for c in cells if not labels or any(c[0].startswith(label) for label in labels)]
+
+
 def run(args, package: Path, mlflow_model: Path | None, work: Path) -> list[dict]:
     starters = {"ours": ours(package, "ours", grpc=True)}
     if not args.smoke:
+        wanted = {name for cell in selected(CELLS, args.cells) for name in cell[3]}
         starters.update({
             "ours, batching off": ours(package, "ours, batching off", env={"PYML_MAX_BATCH_ROWS": "0"}),
             "ours, predict on the event loop": ours(package, "ours, predict on the event loop",
@@ -268,6 +273,7 @@ def run(args, package: Path, mlflow_model: Path | None, work: Path) -> list[dict
             "mlflow": mlflow(mlflow_model, "mlflow"),
             "mlflow, 2 workers": mlflow(mlflow_model, "mlflow, 2 workers", workers=2),
         })
+        starters = {name: start for name, start in starters.items() if name == "ours" or name in wanted}
     from pyml_jupyter.serving.loader import load_package
 
     model = load_package(package)
@@ -278,7 +284,7 @@ def run(args, package: Path, mlflow_model: Path | None, work: Path) -> list[dict
         for server in servers.values():
             server.wait_ready()
             check_answers(server, expected)
-        for cell in (SMOKE_CELLS if args.smoke else CELLS):
+        for cell in (SMOKE_CELLS if args.smoke else selected(CELLS, args.cells)):
             results += measure(cell, servers, args, work)
             print(f"measured {cell[0]}", flush=True)
     finally:
@@ -358,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per cell and server; the best one counts")
     parser.add_argument("--smoke", action="store_true", help="ours only, one 1 s run per cell: checks that it runs")
     parser.add_argument("--write-readme", action="store_true", help="update bench/README.md's section")
+    parser.add_argument("--cells", nargs="+", metavar="LABEL", help="run only the cells whose label starts so "
+                        "(e.g. '1 row, c=1'); not with --write-readme")
     parser.add_argument("--load", nargs=5, metavar=("KIND", "TARGET", "BODY", "C", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.load:  # the Python load generator, in its own process
@@ -368,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.smoke:
         args.duration, args.repeat = 1, 1
+    if args.cells and args.write_readme:
+        parser.error("--write-readme records every cell: drop --cells")
     work = Path(tempfile.mkdtemp(prefix="pyml-bench-batching-"))
     try:
         package = make_package(work)

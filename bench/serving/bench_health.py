@@ -10,9 +10,15 @@
    the GIL), ``spin`` (pure-Python model code busy on the CPU) and ``gil`` (one native call that holds the GIL
    for the whole 3 s: ``sum(range(n))``), each with the predict thread (default) and with
    ``PYML_PREDICT_THREAD=0`` (predict on the event loop).
-2. **Single-request latency.** The example scikit-learn model (tests/conftest.py), 1-row ``dataframe_split``
-   requests sent one at a time on a keep-alive connection, to a server with the predict thread and one
-   without; both run side by side and take turns in rounds, so load bursts on a shared machine hit both.
+2. **Health during a big parse.** The example scikit-learn model (tests/conftest.py) gets large
+   ``dataframe_records`` bodies (2 MB: answered 200; 8 MB: 200k rows, parsed whole, then 413 for
+   ``PYML_MAX_ROWS``), three of each, one at a time; meanwhile ``/ping`` is asked every 10 ms on a new
+   connection. With the parse process (default: bodies over 256 KiB are parsed in a warm child process) and
+   with ``PYML_PARSE_PROCESS_BYTES=0`` (parsed in the server process, on a thread: the JSON parser holds the
+   GIL). Also the big requests' own time, both ways.
+3. **Single-request latency.** The example model, 1-row ``dataframe_split`` requests sent one at a time on a
+   keep-alive connection, to a default server, one without the predict thread and one without the parse
+   process; they run side by side and take turns in rounds, so load bursts on a shared machine hit all.
 
 ``--write-readme`` replaces the "Health during predictions" section of bench/README.md.
 """
@@ -154,6 +160,35 @@ def health_during(server: Server, mode: str) -> dict:
     return {"n": len(seconds), "p50_ms": statistics.median(seconds) * 1e3, "max_ms": seconds[-1] * 1e3}
 
 
+def big_body(rows: int) -> bytes:
+    row = {"x1": 0.25, "x2": -1.5, "city": "nice"}
+    return json.dumps({"dataframe_records": [row] * rows}).encode()
+
+
+def health_during_parse(server: Server, body: bytes, repeat: int = 3) -> dict:
+    """``/ping`` every 10 ms while ``body`` is sent ``repeat`` times; the pings' and the big requests' times."""
+    statuses, times = [], []
+
+    def big() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        for _ in range(repeat):
+            started = time.perf_counter()
+            statuses.append(post(connection, body))
+            times.append(time.perf_counter() - started)
+
+    thread = threading.Thread(target=big, daemon=True)
+    thread.start()
+    pings = []
+    while thread.is_alive():
+        status, elapsed = server.get("/ping")
+        assert status == 200
+        pings.append(elapsed)
+        time.sleep(0.01)
+    pings.sort()
+    return {"status": statuses[0], "n": len(pings), "p50_ms": statistics.median(pings) * 1e3,
+            "max_ms": pings[-1] * 1e3, "request_ms": statistics.median(times) * 1e3}
+
+
 def latency(servers: dict[str, Server], body: bytes, requests: int, rounds: int = 6) -> dict:
     samples: dict[str, list[float]] = {name: [] for name in servers}
     connections = {name: http.client.HTTPConnection("127.0.0.1", s.port, timeout=30) for name, s in servers.items()}
@@ -173,12 +208,19 @@ def latency(servers: dict[str, Server], body: bytes, requests: int, rounds: int 
     return out
 
 
-def render(health: dict, single: dict, requests: int) -> str:
+def render(health: dict, parse: dict, single: dict, requests: int) -> str:
     lines = ["", "", f"Health routes ({', '.join(HEALTH)}), each on a new connection every 50 ms while one "
              f"{SLOW_SECONDS} s predict runs; one worker, default settings unless said. Milliseconds.", "",
              "| slow predict | predict thread | health p50 | health max | samples |", "|---|---|---:|---:|---:|"]
     for (mode, thread), r in health.items():
         lines.append(f"| {mode} | {thread} | {r['p50_ms']:.1f} | {r['max_ms']:.1f} | {r['n']} |")
+    lines += ["", "`/ping` every 10 ms, each on a new connection, while the example model gets a large "
+              "`dataframe_records` body three times in a row (one worker; milliseconds):", "",
+              "| body | parsed | answer | /ping p50 | /ping max | pings | big request (median) |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for (size, where), r in parse.items():
+        lines.append(f"| {size} | {where} | {r['status']} | {r['p50_ms']:.1f} | {r['max_ms']:.1f} | {r['n']} | "
+                     f"{r['request_ms']:.0f} |")
     lines += ["", f"Single-request latency, example model, 1-row `dataframe_split`, {requests} sequential requests "
               "per server on one keep-alive connection (servers take turns):", "",
               "| server | p50 ms | p99 ms |", "|---|---:|---:|"]
@@ -188,8 +230,11 @@ def render(health: dict, single: dict, requests: int) -> str:
               f"at the end; Python {platform.python_version()}.", "",
               "The predict thread keeps health answering in milliseconds while model code waits or runs Python "
               "(the interpreter hands the GIL to the event loop every 5 ms); a native call that holds the GIL for "
-              "seconds still blocks everything in that worker process: run more workers, or a model library that "
-              "releases the GIL."]
+              "seconds still blocks everything in that worker process (the `gil` rows: health waits for the whole "
+              "call): run more workers, or a model library that releases the GIL. The JSON parser is such a call "
+              "(~0.1 s per MB here): bodies over `PYML_PARSE_PROCESS_BYTES` (256 KiB) are therefore parsed in a "
+              "warm child process, and smaller ones, whose parse holds the GIL for at most ~25 ms, stay in the "
+              "server process, so a small request pays no round trip."]
     return "\n".join(lines)
 
 
@@ -219,15 +264,27 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     example = write_example_package(work / "example")
+    parse = {}
+    places = (("child process (default)", {}), ("server process", {"PYML_PARSE_PROCESS_BYTES": "0"}))
+    for where, env in places:
+        server = Server(example, env)
+        try:
+            for size, rows in (("2 MB", 45_000),) if args.smoke else (("2 MB", 45_000), ("8 MB", 180_000)):
+                parse[(size, where)] = health_during_parse(server, big_body(rows), 1 if args.smoke else 3)
+                print(size, where, parse[(size, where)], flush=True)
+        finally:
+            server.stop()
+
     body = json.dumps({"dataframe_split": {"columns": ["x1", "x2", "city"], "data": [[0.5, -1.0, "paris"]]}}).encode()
-    servers = {"predict thread (default)": Server(example), "PYML_PREDICT_THREAD=0": Server(example,
-                                                                                      {"PYML_PREDICT_THREAD": "0"})}
+    servers = {"default (predict thread, parse process)": Server(example),
+               "PYML_PREDICT_THREAD=0": Server(example, {"PYML_PREDICT_THREAD": "0"}),
+               "PYML_PARSE_PROCESS_BYTES=0": Server(example, {"PYML_PARSE_PROCESS_BYTES": "0"})}
     try:
         single = latency(servers, body, args.requests)
     finally:
         for server in servers.values():
             server.stop()
-    table = render(health, single, args.requests)
+    table = render(health, parse, single, args.requests)
     print(table)
     if args.write_readme:
         write_section("Health during predictions", "bench/serving/bench_health.py", table)

@@ -94,10 +94,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     addRefCommand(CommandIDs.build, 'pyml: Build Model Image…', 'Build the image of which model version?', ref =>
       model.build(ref)
     );
-    // The deploy command's arguments may carry the container's limits: {memory, pids_limit, allowed_hosts, token}.
+    // The deploy command's arguments may carry the container's limits: {memory, pids_limit, workers, allowed_hosts, token}.
     addRefCommand(CommandIDs.deploy, 'pyml: Deploy Model…', 'Deploy which model version?', (ref, args) => {
-      const { memory, pids_limit, allowed_hosts, token } = args as IDeployOptions;
-      return model.deploy(ref, { memory, pids_limit, allowed_hosts, token });
+      const { memory, pids_limit, workers, allowed_hosts, token } = args as IDeployOptions;
+      return model.deploy(ref, { memory, pids_limit, workers, allowed_hosts, token });
     });
     addRefCommand(CommandIDs.test, 'pyml: Test Model on Every Target…', 'Test which model version?', ref =>
       model.test(ref)

@@ -23,7 +23,13 @@ import {
 export const DEFAULT_POLL_INTERVAL = 1000;
 
 /** The settings before the settings editor says otherwise (schema/plugin.json holds the same defaults). */
-export const DEFAULT_SETTINGS: ISettings = { registry: '', memory: '', pidsLimit: null, refreshInterval: 5000 };
+export const DEFAULT_SETTINGS: ISettings = {
+  registry: '',
+  memory: '',
+  pidsLimit: null,
+  workers: null,
+  refreshInterval: 5000
+};
 
 /** The state of an all-targets test of one version: its job, then the table (or why there is none). */
 export interface ITestState {
@@ -33,9 +39,9 @@ export interface ITestState {
   job: IJob | null;
 }
 
-/** Jobs are remembered per version and slot: a build or deployment (`work`), a test, a promotion, a push. */
+/** Jobs are remembered per version and kind: the last build, deployment, test, promotion and push of each. */
 function jobKey(kind: JobKind, ref: string): string {
-  return `${kind === 'build' || kind === 'deploy' ? 'work' : kind} ${ref}`;
+  return `${kind} ${ref}`;
 }
 
 /**
@@ -95,9 +101,18 @@ export class PymlModel implements IDisposable {
     return model.versions.find(v => v.version === wanted) ?? null;
   }
 
-  /** The latest build or deployment job (running or finished) started for `ref`. */
+  /** The latest build or deployment job (running or finished) started for `ref`: the running one, if any. */
   jobFor(ref: string): IJob | null {
-    return this._jobs.get(jobKey('build', ref)) ?? null;
+    const jobs = [this.actionFor(ref, 'build'), this.actionFor(ref, 'deploy')].filter((j): j is IJob => !!j);
+    return jobs.find(isActive) ?? jobs.sort((a, b) => b.created - a.created)[0] ?? null;
+  }
+
+  /**
+   * The last build of `ref`, running or finished (succeeded or failed), with its log: kept until the next
+   * build of that version starts.
+   */
+  lastBuild(ref: string): IJob | null {
+    return this.actionFor(ref, 'build');
   }
 
   /** True while a build or deployment of `ref` runs. */
@@ -210,7 +225,7 @@ export class PymlModel implements IDisposable {
   }
 
   /** Start (or join) a deployment of `ref`; builds the image first when there is none. `options` (port,
-   * memory and pids limits, allowed hosts, token) go to the server as they are; it checks them. */
+   * memory and pids limits, workers, allowed hosts, token) go to the server as they are; it checks them. */
   deploy(ref: string, options: IDeployOptions = {}): Promise<IJob | null> {
     const body: { ref: string } & IDeployOptions = { ref };
     // the settings editor's default resources, unless the call says otherwise
@@ -219,6 +234,9 @@ export class PymlModel implements IDisposable {
     }
     if (this._settings.pidsLimit) {
       body.pids_limit = this._settings.pidsLimit;
+    }
+    if (this._settings.workers) {
+      body.workers = this._settings.workers;
     }
     for (const [key, value] of Object.entries(options)) {
       if (value !== undefined) {
@@ -269,8 +287,8 @@ export class PymlModel implements IDisposable {
     return this._startJob(ref, 'pushes', { ref, registry }, 'push');
   }
 
-  /** The latest promotion or push job of `ref`. */
-  actionFor(ref: string, kind: 'promote' | 'push'): IJob | null {
+  /** The latest job of `kind` (build, deploy, test, promote, push) started for `ref`. */
+  actionFor(ref: string, kind: JobKind): IJob | null {
     return this._jobs.get(jobKey(kind, ref)) ?? null;
   }
 
@@ -342,16 +360,44 @@ export class PymlModel implements IDisposable {
   }
 
   private _adoptJobs(jobs: IJob[]): void {
-    // the server lists newest first; keep the newest job per ref
+    // the server lists newest first; keep the newest job per ref and kind
+    const truncated: string[] = [];
     for (const job of [...jobs].reverse()) {
       const key = jobKey(job.kind, job.ref);
       const known = this._jobs.get(key);
-      if (known && known.id === job.id && !isActive(known)) {
-        continue; // already final, with its full log (the list carries only a short tail)
+      if (known && known.id === job.id) {
+        // a job the panel follows: polling fetches it with its full log (the list carries only a short tail),
+        // and a final one is already complete
+        continue;
       }
       if (!known || known.created <= job.created) {
         this._jobs.set(key, job);
       }
+    }
+    for (const [key, job] of this._jobs) {
+      if (!isActive(job) && job.progress.log.length < job.progress.log_lines && !this._fetched.has(job.id)) {
+        truncated.push(key);
+      }
+    }
+    // a finished job met in the list (e.g. after a page reload) keeps only a tail: fetch its log once
+    truncated.forEach(key => void this._fetchFinished(key));
+  }
+
+  /** Replace the finished job under `key` by its full form (`GET jobs/ID`), once. */
+  private async _fetchFinished(key: string): Promise<void> {
+    const job = this._jobs.get(key);
+    if (!job) {
+      return;
+    }
+    this._fetched.add(job.id);
+    try {
+      const full = await requestAPI<IJob>(`jobs/${encodeURIComponent(job.id)}`);
+      if (this._jobs.get(key)?.id === job.id) {
+        this._jobs.set(key, full);
+        this._changed.emit();
+      }
+    } catch {
+      // forgotten or unreachable: the tail it has is what there is
     }
   }
 
@@ -418,6 +464,7 @@ export class PymlModel implements IDisposable {
   private _settings: ISettings = { ...DEFAULT_SETTINGS };
   private _refreshTimer: ReturnType<typeof setInterval> | null = null;
   private _stopping = new Set<string>();
+  private _fetched = new Set<string>();
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _pollInterval: number;
   private _isDisposed = false;

@@ -31,6 +31,8 @@ export interface IModelVersion {
   kind?: string | null;
   /** MLflow registered-model aliases pointing at this version, e.g. `champion` */
   aliases?: string[];
+  /** Where the image was last pushed, `REGISTRY/pyml/NAME:VERSION@DIGEST` (absent: never pushed) */
+  pushed_image?: string | null;
 }
 
 /** A registered model, versions newest first. */
@@ -76,6 +78,8 @@ export interface IDeployOptions {
   memory?: string;
   /** Processes and threads the container may run (default 1024). */
   pids_limit?: number;
+  /** Serving processes (default: one per CPU the container may use). */
+  workers?: number;
   /** Host names to serve besides loopback and the container's own. */
   allowed_hosts?: string[];
   /** true: require a random bearer token (the notebook's Deployment sends it). */
@@ -176,6 +180,7 @@ export interface ISettings {
   registry: string;
   memory: string;
   pidsLimit: number | null;
+  workers: number | null;
   refreshInterval: number;
 }
 

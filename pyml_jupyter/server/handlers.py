@@ -6,7 +6,7 @@ non-GET by ``APIHandler``)::
 
     GET    models                          registered models and their versions     -> {"models": [...]}
     POST   builds        {ref, base_image?}  build the image in a job                  -> 202 job
-    POST   deployments   {ref, port?, memory?, pids_limit?, allowed_hosts?, token?}
+    POST   deployments   {ref, port?, memory?, pids_limit?, allowed_hosts?, token?, workers?}
                                          build if needed, run the container (job)  -> 202 job
     GET    deployments                     running model containers                 -> {"deployments": [...]}
     DELETE deployments/NAME[/VERSION]      stop containers                          -> {"stopped": [...]}
@@ -172,9 +172,13 @@ class DeploymentsHandler(PymlHandler):
         ref, port = self.body_ref(body), body.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
             raise BadRequest(f"port must be an integer between 1 and 65535, not {port!r}.")
+        workers = body.get("workers")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise BadRequest(f"workers must be a positive integer, not {workers!r}.")
         limits = {key: body.get(key) for key in ("memory", "pids_limit", "allowed_hosts", "token")}
         ContainerSettings.build(**limits)  # a bad limit is a 400 now, not a failed job later
-        self.write_job(await self.submit("deploy", ref, lambda r, p: api.deploy(r, port=port, progress=p, **limits)))
+        self.write_job(await self.submit("deploy", ref, lambda r, p: api.deploy(r, port=port, progress=p,
+                                                                               workers=workers, **limits)))
 
 
 class DeploymentHandler(PymlHandler):

@@ -48,6 +48,10 @@ class ScoringError(Exception):
         self.extra = extra
         self.rule = rule  # the rule spanning fields (rules.py) the request breaks, named where it is found
 
+    def __reduce__(self) -> tuple:
+        """Pickled whole (a parse process sends its errors back): status, code, message, rule and extra fields."""
+        return _scoring_error, (self.status, self.error_code, self.message, self.rule, self.extra)
+
     def to_dict(self) -> dict:
         """The JSON body; an error that breaks a rule spanning fields (see rules.py) names it in ``rule`` (a 422
         names it on each of its ``problems``)."""
@@ -67,6 +71,10 @@ class ScoringError(Exception):
         ``dataframe_split`` row's values: typed by position, which the document cannot say)."""
         problems = [p if rule is None or "rule" in p else {**p, "rule": rule} for p in error.problems]
         return cls(422, "SCHEMA_ERROR", str(error), problems=problems)
+
+
+def _scoring_error(status: int, error_code: str, message: str, rule: str | None, extra: dict) -> ScoringError:
+    return ScoringError(status, error_code, message, rule=rule, **extra)
 
 
 def error_body(error: ScoringError, *, v2: bool = False) -> bytes:

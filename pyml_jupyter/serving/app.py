@@ -16,11 +16,13 @@ The package is loaded once, in the lifespan, before the first request is accepte
 environment: ``PYML_PACKAGE``, ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION``, ``PYML_RUN_ID``,
 the request limits ``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_MAX_ROWS``, ``PYML_MAX_COLUMNS`` and
 ``PYML_MAX_DEPTH`` (see limits.py), ``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_ROWS``,
-``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT``, ``PYML_GRPC_UDS``, ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``
-(see access.py: requests naming another ``Host`` get 400; with a token, all but the probes need it).
+``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT``, ``PYML_GRPC_UDS``, ``PYML_PARSE_PROCESS_BYTES`` (see
+parse_process.py), ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN`` (see access.py: requests naming another ``Host`` get 400; with a token, all but the probes need it).
 
 A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed, and their
-answers written, on a parse thread); its validated input then goes through the
+answers written, on a parse thread; bodies over ``PYML_PARSE_PROCESS_BYTES``, default 256 KiB, are parsed and
+validated, and their answers written, in the parse process, a warm child process, since the JSON parser and
+encoder hold the GIL for ~0.1 s per MB: see parse_process.py); its validated input then goes through the
 :class:`~pyml_jupyter.serving.batching.Batcher`, whose one predict thread runs the model, so ``/ping``, ``/health``, ``/v2/health/*`` and ``/metrics`` answer
 while a predict runs for seconds. Concurrent requests of a model whose contract check proved batch invariance
 are predicted together (see batching.py). ``PYML_PREDICT_THREAD=0`` predicts on the event loop instead (no
@@ -29,7 +31,7 @@ When a gRPC port or Unix socket is configured, the same server answers the Open 
 (see grpc_server.py), through the same batcher.
 
 A bad request never takes the server down: every failure is answered with a JSON error (400, 404, 405, 413,
-415, 422, 500) and counted in ``/metrics``. This module is part of the serving runtime: it imports only the
+415, 422, 500, 503) and counted in ``/metrics``. This module is part of the serving runtime: it imports only the
 standard library, numpy, pandas and starlette.
 """
 
@@ -55,12 +57,13 @@ from starlette.routing import Route
 
 from . import scoring
 from .access import AccessGuard, AccessPolicy, document_access, policy_from_env
-from .batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Batcher
+from .batching import ARRIVAL_KEY, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, Arrival, Batcher
 from .limits import DEFAULT_MAX_BODY_BYTES, Limits
 from .loader import LoadedModel, load_package
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .openapi import openapi_document
+from .parse_process import DEFAULT_PARSE_PROCESS_BYTES, ParseProcess, parse_process_bytes_from_env
 from .scoring import Answer, ScoringError, dumps, v2_datatype
 from .v2_binary import HEADER as BINARY_HEADER
 from .v2_binary import header_length
@@ -92,7 +95,8 @@ class ModelServer:
                  model_version: str | None = None, run_id: str | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = True,
                  max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-                 grpc_port: int | None = None, grpc_uds: str | None = None, limits: Limits | None = None) -> None:
+                 grpc_port: int | None = None, grpc_uds: str | None = None, limits: Limits | None = None,
+                 parse_process_bytes: int = DEFAULT_PARSE_PROCESS_BYTES) -> None:
         self.package_path = Path(package_path)
         self.configured_name = model_name
         self.model_version = None if model_version in (None, "") else str(model_version)
@@ -112,6 +116,8 @@ class ModelServer:
         self.metrics = Metrics()
         self._executor: ThreadPoolExecutor | None = None
         self._parse_executor: ThreadPoolExecutor | None = None
+        self.parse_process_bytes = int(parse_process_bytes)
+        self.parse_process: ParseProcess | None = None
         self._grpc: Any = None
         self._openapi: bytes | None = None
         self._static: dict[str, bytes] = {}
@@ -120,6 +126,9 @@ class ModelServer:
     def load(self) -> None:
         """Load the package (import model.py, load artifacts, construct the model) and precompute answers."""
         started = time.perf_counter()
+        if self.parse_process_bytes > 0:  # started first: it warms up while the model loads
+            self.parse_process = ParseProcess(self.package_path, self.limits, self.parse_process_bytes)
+            self.parse_process.start()
         model = load_package(self.package_path)
         info = model.info
         meta = info.metadata or {}
@@ -139,6 +148,7 @@ class ModelServer:
                                max_rows=self.max_batch_rows, max_bytes=self.max_batch_bytes,
                                observe=self.metrics.observe_batch)
         self._warm_up(model)
+        self._wait_parse_process()
         self.model = model
         self._static = {
             "metadata": dumps(self.metadata()),
@@ -151,6 +161,18 @@ class ModelServer:
         logger.info("serving %s version %s (%s model %s) from %s, loaded in %.2f s; %s", self.model_name,
                     self.model_version or "-", info.kind, info.class_name, self.package_path,
                     time.perf_counter() - started, batching)
+
+    def _wait_parse_process(self) -> None:
+        """Wait for the parse process to be warm; without one (it could not start), bodies are read here."""
+        if self.parse_process is None:
+            return
+        try:
+            self.parse_process.wait_ready()
+        except Exception:  # noqa: BLE001 - e.g. no /dev/shm for its queues: serving still starts
+            logger.warning("the parse process did not start: large bodies are parsed in the server process, and "
+                           "health checks wait for them", exc_info=True)
+            self.parse_process.close()
+            self.parse_process = None
 
     @staticmethod
     def _warm_up(model: LoadedModel) -> None:
@@ -165,6 +187,9 @@ class ModelServer:
             if executor is not None:
                 executor.shutdown(wait=True)
         self._executor = self._parse_executor = None
+        if self.parse_process is not None:
+            self.parse_process.close()
+            self.parse_process = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette):
@@ -267,26 +292,42 @@ class ModelServer:
             return function(*args)
         return await asyncio.get_running_loop().run_in_executor(self._parse_executor, function, *args)
 
-    async def score_invocations(self, body: bytes, content_type: str | None, timings: dict[str, float]) -> Answer:
-        """An ``/invocations`` answer: parsed and validated alone, predicted through the batcher. Never raises."""
+    async def score_invocations(self, body: bytes, content_type: str | None, timings: dict[str, float],
+                                arrival: Arrival | None = None) -> Answer:
+        """An ``/invocations`` answer: parsed and validated alone, predicted through the batcher (``arrival``: the
+        request's place among those on their way to it). Never raises."""
         try:
-            data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type, timings,
-                                    self.limits)
-            output = await self.batcher.predict(data, len(body), timings)
+            if arrival is not None and len(body) > PARSE_THREAD_BYTES:
+                arrival.leave()  # parsed off the event loop: no batch should wait for it meanwhile
+            if self.parse_process is not None and self.parse_process.takes(len(body)):
+                data = await self.parse_process.read_invocations(body, content_type, timings)
+                output = await self.batcher.predict(data, len(body), timings, arrival)
+                return Answer(200, await self.parse_process.write_invocations(output, timings))
+            data = await self.parse(len(body), scoring.read_invocations, self.model, body, content_type,
+                                    timings, self.limits)
+            output = await self.batcher.predict(data, len(body), timings, arrival)
             # a large answer is written on the parse thread too, so the event loop stays free meanwhile
             return Answer(200, await self.parse(len(body), scoring.write_invocations, output, timings))
         except ScoringError as exc:
             return Answer(exc.status, scoring.error_body(exc), exc.error_code)
 
-    async def score_v2(self, body: bytes, timings: dict[str, float], json_length: str | None = None) -> Answer:
+    async def score_v2(self, body: bytes, timings: dict[str, float], json_length: str | None = None,
+                       arrival: Arrival | None = None) -> Answer:
         """A V2 ``infer`` answer, like :meth:`score_invocations`; ``json_length`` is the request's
         ``Inference-Header-Content-Length`` (binary inputs follow the JSON). Never raises."""
         try:
             length = header_length(json_length, len(body))
+            if arrival is not None and len(body) > PARSE_THREAD_BYTES:
+                arrival.leave()  # parsed off the event loop: no batch should wait for it meanwhile
+            if self.parse_process is not None and self.parse_process.takes(len(body) if length is None else length):
+                data, request = await self.parse_process.read_v2(body, length, timings)
+                output = await self.batcher.predict(data, len(body), timings, arrival)
+                return await self.parse_process.write_v2(output, request, self.model_name, self.model_version,
+                                                         timings)
             data, request = await self.parse(len(body), lambda: scoring.read_v2(self.model, body, timings,
                                                                                 json_length=length,
                                                                                 limits=self.limits))
-            output = await self.batcher.predict(data, len(body), timings)
+            output = await self.batcher.predict(data, len(body), timings, arrival)
             return await self.parse(len(body), lambda: scoring.write_v2(self.model, output, request,
                                                                         model_name=self.model_name,
                                                                         model_version=self.model_version,
@@ -322,7 +363,7 @@ class ModelServer:
         except ScoringError as exc:
             answer = Answer(exc.status, scoring.error_body(exc), exc.error_code)
         else:
-            answer = await self.score_invocations(body, content_type, timings)
+            answer = await self.score_invocations(body, content_type, timings, scope.get(ARRIVAL_KEY))
             self.metrics.observe_phases(route, timings)
         self.metrics.observe_request(route, "POST", answer.status)
         if answer.error_code is not None:
@@ -350,7 +391,7 @@ class ModelServer:
                                                            f"Content type {content_type!r} is not supported; "
                                                            f"send {' or '.join(accepted)}"), v2=True)
         timings: dict[str, float] = {}
-        answer = await self.score_v2(body, timings, json_length)
+        answer = await self.score_v2(body, timings, json_length, request.scope.get(ARRIVAL_KEY))
         self.metrics.observe_phases(route, timings)
         if answer.json_length is None:
             return self._respond(route, "POST", answer.status, answer.body, answer.error_code)
@@ -443,7 +484,8 @@ def create_app(package_path: str | os.PathLike, *, model_name: str | None = None
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, predict_thread: bool = True,
                max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
                grpc_port: int | None = None, grpc_uds: str | None = None,
-               access: AccessPolicy | None = None, limits: Limits | None = None) -> Starlette:
+               access: AccessPolicy | None = None, limits: Limits | None = None,
+               parse_process_bytes: int = DEFAULT_PARSE_PROCESS_BYTES) -> Starlette:
     """The Starlette app serving the package at ``package_path``; the package loads when the app starts.
 
     ``model_name`` defaults to the package's metadata ``model_name`` or its class name; it is the ``{name}``
@@ -452,12 +494,14 @@ def create_app(package_path: str | os.PathLike, *, model_name: str | None = None
     batching). ``grpc_port`` / ``grpc_uds`` also serve gRPC while the app runs. ``access`` says which hosts
     and token are accepted (default: from ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``, see access.py).
     ``limits`` bounds rows, columns and nesting (default: :class:`~pyml_jupyter.serving.limits.Limits`'
-    defaults). ``app.state.server`` is the :class:`ModelServer`.
+    defaults). Bodies of more than ``parse_process_bytes`` are read in the parse process (0: never; see
+    parse_process.py). ``app.state.server`` is the :class:`ModelServer`.
     """
     server = ModelServer(package_path, model_name=model_name, model_version=model_version, run_id=run_id,
                          max_body_bytes=max_body_bytes, predict_thread=predict_thread,
                          max_batch_rows=max_batch_rows, max_batch_bytes=max_batch_bytes,
-                         grpc_port=grpc_port, grpc_uds=grpc_uds, limits=limits)
+                         grpc_port=grpc_port, grpc_uds=grpc_uds, limits=limits,
+                         parse_process_bytes=parse_process_bytes)
     server.access = access or policy_from_env()
     routes = [
         _TemplateRoute("/invocations", _AsgiEndpoint(server.invocations), methods=["POST"]),
@@ -511,5 +555,6 @@ def app_from_env() -> Starlette:
         max_batch_bytes=_env_int("PYML_MAX_BATCH_BYTES", DEFAULT_MAX_BATCH_BYTES),
         grpc_port=_env_int("PYML_GRPC_PORT", None),
         grpc_uds=os.environ.get("PYML_GRPC_UDS") or None,
+        parse_process_bytes=parse_process_bytes_from_env(),
     )
 

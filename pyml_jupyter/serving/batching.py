@@ -7,11 +7,19 @@ output, by row range. Nothing ever waits on a timer: when the model is free the 
 is predicted after one turn of the event loop (a single request adds microseconds); under load, batches form
 by themselves while the previous predict runs.
 
-When the model is free, a batch starts once the event loop has handled everything that was ready: the start
-goes to the end of the loop's ready callbacks, twice, and again while requests kept arriving in the last
-turn (at most ``SETTLE_TURNS`` turns, and never past the row budget). Requests that arrive together are predicted
-together; without it, the first request back after a batch would take the free model alone, and the others
-would wait for that 1-row predict (measured here: half the predict calls at c=16 were of one request).
+When the model is free, a batch starts as soon as no other request is known to be on its way to the queue.
+The HTTP server counts the scoring requests it has handed to the app (:class:`Arrivals`; uvicorn starts the
+tasks of all the requests it read in one go before any of them runs), and each leaves the count when it queues
+or is answered without queueing. A request that queues on a free model while others are on their way leaves the
+start to the last of them, which starts the batch as it queues; a lone request (c=1) starts its predict in its
+own step, with no added turn of the event loop. The count is exact for requests the server has read; nothing
+waits on a timer or on requests not yet read. Should a counted request never reach the queue (its body is slow
+to come), the batch starts anyway after ``SETTLE_TURNS`` turns of the event loop. Callers that do not count
+their arrivals (gRPC, the h11 protocol, in-process clients) keep the earlier rule: the start goes to the end of
+the loop's ready callbacks, twice, and again while requests kept arriving in the last turn (at most
+``SETTLE_TURNS`` turns, and never past the row budget). Without either, the first request back after a batch
+would take the free model alone, and the others would wait for that 1-row predict (measured here: half the
+predict calls at c=16 were of one request).
 
 Rules:
 
@@ -49,13 +57,46 @@ import pandas as pd
 
 from .schema import FrameColumns
 
-__all__ = ["Batcher", "DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_BATCH_BYTES", "row_count", "merge_inputs",
+__all__ = ["ARRIVALS", "ARRIVAL_KEY", "Arrival", "Arrivals", "Batcher", "DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_BATCH_BYTES", "row_count", "merge_inputs",
            "split_output"]
 
 DEFAULT_MAX_BATCH_ROWS = 256
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 SETTLE_TURNS = 16  # event loop turns a free model's next batch may be put off while requests keep arriving
 logger = logging.getLogger("pyml_jupyter.serving")
+
+
+class Arrival:
+    """One counted request on its way to the queue; :meth:`leave` (idempotent) takes it off the count."""
+
+    __slots__ = ("_arrivals",)
+
+    def __init__(self, arrivals: "Arrivals | None") -> None:
+        self._arrivals = arrivals
+
+    def leave(self) -> None:
+        arrivals, self._arrivals = self._arrivals, None
+        if arrivals is not None:
+            arrivals.count -= 1
+
+
+class Arrivals:
+    """How many scoring requests the HTTP server has started and the batcher has not queued yet (one per event
+    loop: touched from the loop's thread only)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def expect(self) -> Arrival:
+        """Count one more request on its way; the caller makes sure its :meth:`Arrival.leave` is called."""
+        self.count += 1
+        return Arrival(self)
+
+
+ARRIVALS = Arrivals()  # this process's: the HTTP protocol (server.py) counts into it, the app's batcher reads it
+ARRIVAL_KEY = "pyml.arrival"  # where a counted request's Arrival rides in its ASGI scope
 
 
 def row_count(data: Any) -> int | None:
@@ -160,12 +201,14 @@ class Batcher:
     ``predict_batch`` is the model's own call (anything it raises is retried one by one); ``predict_one``
     predicts one request and raises the error that request should get. ``observe`` (optional) receives
     ``(rows, requests)`` per predict call and ``wait`` seconds per request, on the event loop's thread.
+    ``arrivals`` counts the requests on their way to the queue (default: this process's :data:`ARRIVALS`).
     """
 
     def __init__(self, predict_batch: Callable[[Any], Any], predict_one: Callable[[Any], Any], *,
                  executor: Executor | None, batching: bool, max_rows: int = DEFAULT_MAX_BATCH_ROWS,
                  max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-                 observe: Callable[[int, int, list[float]], None] | None = None) -> None:
+                 observe: Callable[[int, int, list[float]], None] | None = None,
+                 arrivals: Arrivals | None = None) -> None:
         self.predict_batch = predict_batch
         self.predict_one = predict_one
         self.executor = executor
@@ -173,13 +216,19 @@ class Batcher:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.observe = observe
+        self.arrivals = ARRIVALS if arrivals is None else arrivals
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._busy = False
         self._settling = False
+        self._counted = False  # whether the last request queued came with an arrival (an HTTP request)
 
-    async def predict(self, data: Any, nbytes: int = 0, timings: dict[str, float] | None = None) -> Any:
-        """This request's output (raises what ``predict_one`` raises for it)."""
+    async def predict(self, data: Any, nbytes: int = 0, timings: dict[str, float] | None = None,
+                      arrival: Arrival | None = None) -> Any:
+        """This request's output (raises what ``predict_one`` raises for it). ``arrival``: the request's place in
+        :attr:`arrivals`, left as it queues (``None``: a caller that does not count its requests)."""
+        if arrival is not None:
+            arrival.leave()
         if self.executor is None:  # inline: the event loop itself predicts, one request at a time
             started = time.perf_counter()
             try:
@@ -192,8 +241,9 @@ class Batcher:
                            asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         self._queued_rows += pending.rows or 0
+        self._counted = arrival is not None
         if not self._busy:
-            self._settle()
+            self._next()
         try:
             return await pending.future
         finally:
@@ -244,6 +294,27 @@ class Batcher:
         self._settling = False
         self._start()
 
+    def _next(self) -> None:
+        """The model is free and the queue holds requests: start the next batch now, or once those on their way
+        have queued."""
+        if not self._counted:
+            self._settle()
+        elif not self.batching or self.arrivals.count <= 0 or self._queued_rows >= self.max_rows:
+            self._start()  # nobody else is on the way (or the budget is full): predict now
+        elif not self._settling:  # the last of those on the way starts it; a safety net if one never comes
+            self._settling = True
+            asyncio.get_running_loop().call_soon(self._start_when_arrived, SETTLE_TURNS)
+
+    def _start_when_arrived(self, turns: int) -> None:
+        if self._busy or not self._queue:
+            self._settling = False
+            return
+        if self.arrivals.count > 0 and turns > 1 and self._queued_rows < self.max_rows:
+            asyncio.get_running_loop().call_soon(self._start_when_arrived, turns - 1)
+            return
+        self._settling = False
+        self._start()
+
     def _start(self) -> None:
         batch = self._take()
         now = time.perf_counter()
@@ -258,7 +329,7 @@ class Batcher:
     def _finish(self, batch: list[_Pending], waits: list[float], done: asyncio.Future) -> None:
         self._busy = False
         if self._queue:  # keep the model busy first: the next batch starts before this one is answered
-            self._settle()
+            self._next()
         results = done.result() if not done.cancelled() and done.exception() is None else None
         if self.observe is not None:
             self.observe(sum(item.rows or row_count(item.data) or 0 for item in batch), len(batch), waits)

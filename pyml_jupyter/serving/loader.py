@@ -28,7 +28,7 @@ from typing import Any
 from .artifacts import load_artifacts
 from .schema import DataFrameSchema, TensorSchema, dataframe_from_json, schema_from_dict, tensors_from_json
 
-__all__ = ["CONTRACT_FILE", "PackageInfo", "LoadedModel", "read_package", "load_package", "package_digest"]
+__all__ = ["CONTRACT_FILE", "PackageInfo", "ModelContract", "LoadedModel", "read_package", "load_package", "package_digest"]
 
 CONTRACT_FILE = "pyml.json"
 FORMAT_VERSION = 1
@@ -93,15 +93,11 @@ def _import_model_module(info: PackageInfo):
     return module
 
 
-class LoadedModel:
-    """A model package loaded once, ready to predict many times."""
+class ModelContract:
+    """What reading a request needs of a model: its contract, without its code (a parse process holds one)."""
 
     def __init__(self, info: PackageInfo) -> None:
         self.info = info
-        module = _import_model_module(info)
-        model_class = getattr(module, info.class_name)
-        artifacts = load_artifacts(info.path / "artifacts", info.artifacts)
-        self.model = model_class(artifacts) if info.takes_artifacts else model_class()
 
     @property
     def kind(self) -> str:
@@ -110,6 +106,17 @@ class LoadedModel:
     def enforce(self, data: Any) -> Any:
         """The input as the model will see it: the input schema enforced (raises ``SchemaError``)."""
         return self.info.input_schema.enforce(data).data
+
+
+class LoadedModel(ModelContract):
+    """A model package loaded once, ready to predict many times."""
+
+    def __init__(self, info: PackageInfo) -> None:
+        super().__init__(info)
+        module = _import_model_module(info)
+        model_class = getattr(module, info.class_name)
+        artifacts = load_artifacts(info.path / "artifacts", info.artifacts)
+        self.model = model_class(artifacts) if info.takes_artifacts else model_class()
 
     def predict(self, data: Any) -> Any:
         """Enforce the input schema, then call the model's own ``predict``."""

@@ -4,7 +4,8 @@ Enough to see traffic, failures, where the time goes and how requests batch::
 
     pyml_requests_total{route, method, status}          counter
     pyml_errors_total{route, error_code}                counter
-    pyml_phase_seconds{route, phase}                    histogram: parse, validate, queue, predict, serialize
+    pyml_phase_seconds{route, phase}                    histogram: parse, validate, queue, predict, serialize,
+                                                        transfer (to and from the parse process)
     pyml_batch_rows                                     histogram: rows per predict call
     pyml_batch_requests                                 histogram: requests per predict call
     pyml_queue_wait_seconds                             histogram: time a request waited for the model
@@ -127,7 +128,8 @@ class Metrics:
                   "# TYPE pyml_errors_total counter"]
         for (route, code), n in sorted(self.errors.items()):
             lines.append(f"pyml_errors_total{_labels(('route', 'error_code'), (route, code))} {n}")
-        lines += ["# HELP pyml_phase_seconds Time spent per request phase (parse, validate, queue, predict, serialize).",
+        lines += ["# HELP pyml_phase_seconds Time spent per request phase (parse, validate, queue, predict, serialize, "
+                  "transfer).",
                   "# TYPE pyml_phase_seconds histogram"]
         for (route, phase), hist in sorted(self.phases.items()):
             names, values = ("route", "phase"), (route, phase)

@@ -6,6 +6,8 @@
   connections keep Nagle's algorithm on, and as uvicorn writes a response's head and body separately, each
   keep-alive response waits for the client's delayed ACK (~40 ms per request on Linux; uvloop sets the option
   itself, plain asyncio does not). The protocol classes below set it on every connection, whatever the loop.
+* The httptools protocol counts the POST requests it hands to the app (see batching.py's :class:`Arrivals`):
+  a free model's batcher starts a batch as soon as no other counted request is on its way to the queue.
 * ``workers="auto"`` starts one worker per CPU this process may use: the CPUs it may run on, capped by its
   cgroup's CPU quota (``docker run --cpus``), see :func:`available_cpus`. Each worker has its own model and
   batcher.
@@ -27,6 +29,8 @@ from pathlib import Path
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .batching import ARRIVAL_KEY, ARRIVALS
 
 __all__ = ["run", "H11NoDelayProtocol", "http_protocol", "event_loop", "available_cpus", "worker_count"]
 
@@ -50,6 +54,18 @@ class H11NoDelayProtocol(H11Protocol):
         super().connection_made(transport)
 
 
+def _counted(app, scope: dict):
+    """``app`` for one request counted in :data:`ARRIVALS` until the batcher queues it or it is answered."""
+    arrival = scope[ARRIVAL_KEY] = ARRIVALS.expect()
+
+    async def counted_app(scope, receive, send) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            arrival.leave()
+    return counted_app
+
+
 if _HAS_HTTPTOOLS:  # pragma: no branch - depends on the environment
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -57,6 +73,13 @@ if _HAS_HTTPTOOLS:  # pragma: no branch - depends on the environment
         def connection_made(self, transport) -> None:  # type: ignore[override]
             set_nodelay(transport)
             super().connection_made(transport)
+
+        def _start_asgi_task(self, cycle, app) -> None:  # type: ignore[override]
+            # Called as the request's head is parsed, before its task runs: the requests read in one go are
+            # all counted before the first of them reaches the batcher.
+            if cycle.scope["method"] == "POST":
+                app = _counted(app, cycle.scope)
+            super()._start_asgi_task(cycle, app)
 
     __all__.append("HttpToolsNoDelayProtocol")
 

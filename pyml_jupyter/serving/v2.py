@@ -17,8 +17,8 @@ from .jsonio import dumps
 from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
 from .rules import V2_DATA_COUNT, V2_ONCE, V2_SHAPE
-from .schema import (SchemaError, dataframe_from_json, dataframe_to_json, json_array, tensors_from_json,
-                     tensors_to_json)
+from .schema import (SchemaError, dataframe_from_json, dataframe_to_json, frame_columns_from_arrays, json_array,
+                     tensors_from_json, tensors_to_json)
 from .v2_binary import attach_binary_inputs, binary_outputs
 
 __all__ = ["infer_v2", "read_v2", "write_v2", "parse_v2", "v2_input", "v2_outputs", "requested_outputs", "v2_response",
@@ -140,8 +140,13 @@ def v2_input(model: LoadedModel, inputs: list[dict], limits: Limits = DEFAULT_LI
                     raise ScoringError.bad_request(f"input '{item['name']}' is a DataFrame column: its shape "
                                                    f"must be [n] or [n, 1], not {shape}", field=item["name"],
                                                    rule=V2_SHAPE)
-                flat = item["_flat"]
-                columns[item["name"]] = flat.tolist() if isinstance(flat, np.ndarray) else flat
+                columns[item["name"]] = item["_flat"]
+            # numpy columns (raw contents) already of the declared dtypes are taken as they are; anything else
+            # is validated as the JSON values would be
+            fast = frame_columns_from_arrays(model.info.input_schema, columns)
+            if fast is not None:
+                return fast
+            columns = {name: flat.tolist() if isinstance(flat, np.ndarray) else flat for name, flat in columns.items()}
             return dataframe_from_json(columns, model.info.input_schema, as_columns=True)
         tensors = {}
         specs = {spec.name: spec for spec in model.info.input_schema.tensors}

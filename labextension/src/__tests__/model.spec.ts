@@ -418,6 +418,68 @@ describe('PymlModel', () => {
     expect(m.isBusy('churn/2')).toBe(true);
   });
 
+  it('the last build stays, with its log, after it succeeded, a deployment ran and a refresh listed it', async () => {
+    const log = ['Step 1/3 : FROM python', ' ---> Using cache', 'Successfully built abc'];
+    const built = job({ kind: 'build', state: 'succeeded', finished: 200, progress: { ...job({}).progress, log, log_lines: 3 } });
+    serve({
+      'POST builds': () => job({ kind: 'build', progress: { ...job({}).progress, log: [], log_lines: 0 } }),
+      'GET jobs/j1': () => built,
+      'POST deployments': () => job({ id: 'd1', kind: 'deploy', created: 300 }),
+      'GET jobs/d1': () => job({ id: 'd1', kind: 'deploy', created: 300, state: 'succeeded' }),
+      'GET models': () => ({ models: MODELS }),
+      // the list carries only a short tail of the log
+      'GET jobs': () => ({ jobs: [{ ...built, progress: { ...built.progress, log: log.slice(-1) } }] }),
+      'GET config': () => CONFIG
+    });
+    await m.build('churn/2');
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.lastBuild('churn/2')?.state).toBe('succeeded');
+    expect(m.lastBuild('churn/2')?.progress.log).toEqual(log);
+    await m.deploy('churn/2');
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.jobFor('churn/2')?.id).toBe('d1');
+    expect(m.lastBuild('churn/2')?.progress.log).toEqual(log);
+    expect(m.isBusy('churn/2')).toBe(false);
+  });
+
+  it('the next build replaces the last one', async () => {
+    let id = 0;
+    serve({
+      'POST builds': () => job({ id: `b${++id}`, kind: 'build', created: 100 + id }),
+      'GET jobs/b1': () => job({ id: 'b1', kind: 'build', state: 'failed', error: { error: 'build_error', message: 'no' } }),
+      'GET jobs/b2': () => job({ id: 'b2', kind: 'build', created: 102 }),
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [] }),
+      'GET config': () => CONFIG
+    });
+    await m.build('churn/2');
+    jest.advanceTimersByTime(1000);
+    await settle();
+    expect(m.lastBuild('churn/2')?.state).toBe('failed');
+    await m.build('churn/2');
+    expect(m.lastBuild('churn/2')?.id).toBe('b2');
+    expect(m.isBusy('churn/2')).toBe(true);
+  });
+
+  it('a finished build met in the job list (after a page reload) is fetched once for its whole log', async () => {
+    const full = job({ id: 'b9', kind: 'build', state: 'succeeded', progress: { ...job({}).progress, log: ['a', 'b', 'c'], log_lines: 3 } });
+    const calls = serve({
+      'GET models': () => ({ models: MODELS }),
+      'GET jobs': () => ({ jobs: [{ ...full, progress: { ...full.progress, log: ['c'] } }] }),
+      'GET config': () => CONFIG,
+      'GET jobs/b9': () => full
+    });
+    await m.refresh();
+    await settle();
+    expect(m.lastBuild('churn/2')?.progress.log).toEqual(['a', 'b', 'c']);
+    await m.refresh();
+    await settle();
+    expect(m.lastBuild('churn/2')?.progress.log).toEqual(['a', 'b', 'c']);
+    expect(calls.filter(c => c === 'GET jobs/b9')).toHaveLength(1);
+  });
+
   it('promote posts the ref and alias to aliases and tracks the job apart from builds and tests', async () => {
     let body: any = null;
     serve({
@@ -481,9 +543,9 @@ describe('PymlModel', () => {
         return job({});
       }
     });
-    m.setSettings({ memory: '1g', pidsLimit: 64 });
+    m.setSettings({ memory: '1g', pidsLimit: 64, workers: 3 });
     await m.deploy('churn/2');
-    expect(body).toEqual({ ref: 'churn/2', memory: '1g', pids_limit: 64 });
+    expect(body).toEqual({ ref: 'churn/2', memory: '1g', pids_limit: 64, workers: 3 });
   });
 
   it('the container log is fetched when opened, again at each refresh, and dropped when closed', async () => {

@@ -38,7 +38,7 @@ export function JobProgress(props: { job: IJob }): JSX.Element {
   const title = TITLES[job.kind] ?? job.kind;
   const label = `${title}: ${active ? progress.stage : FINAL_LABELS[job.state] ?? job.state}`;
   return (
-    <div className={`pyml-job pyml-job-${job.state}`} data-job-id={job.id}>
+    <div className={`pyml-job pyml-job-${job.state}`} data-job-id={job.id} data-kind={job.kind}>
       <div className="pyml-job-header">
         <span className="pyml-job-stage">{label}</span>
         {active && percent !== null && <span className="pyml-job-percent">{percent}%</span>}

@@ -38,7 +38,7 @@ from .codec import dataframe_from_json, dataframe_to_json, dataframe_to_records,
 from .dataframe import ColumnSpec, DataFrameSchema
 from .dtypes import DATAFRAME_DTYPES, DTYPES, TENSOR_DTYPES
 from .errors import SchemaError
-from .fast import FrameColumns
+from .fast import FrameColumns, frame_columns_from_arrays
 from .kinds import Schema, schema_from_dict, schema_from_spec
 from .rows import row_shape_problem, tensors_from_rows, tensors_to_rows
 from .tensors import TensorSchema, TensorSpec, json_array
@@ -60,6 +60,7 @@ __all__ = [
     "dataframe_to_json",
     "dataframe_to_records",
     "dataframe_from_json",
+    "frame_columns_from_arrays",
     "tensors_to_json",
     "tensors_from_json",
     "json_array",

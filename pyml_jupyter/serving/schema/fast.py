@@ -142,6 +142,27 @@ def _fast_frame_from_json(schema: DataFrameSchema, columns: Mapping[Any, list], 
     return FrameColumns(arrays, n_rows)
 
 
+def frame_columns_from_arrays(schema: DataFrameSchema, columns: Mapping[str, np.ndarray]) -> FrameColumns | None:
+    """What ``schema.enforce`` makes of one-dimensional numpy columns (gRPC's raw tensor contents) when every
+    schema column is there, all of one length, already of exactly the delivered dtype with no missing value:
+    the columns copied, in schema order (extra columns are dropped, as enforce does); else None (the caller
+    validates the values as JSON would)."""
+    if not schema.columns:
+        return None
+    arrays = {}
+    rows = None
+    for spec in schema.columns:
+        values = columns.get(spec.name)
+        if not isinstance(values, np.ndarray) or values.ndim != 1 or not len(values):
+            return None
+        if rows is None:
+            rows = len(values)
+        if len(values) != rows or not _fast_column_ready(spec, values):
+            return None
+        arrays[spec.name] = values.copy()
+    return FrameColumns(arrays, rows)
+
+
 def _has_objects_of(values: np.ndarray, kind: type) -> bool:
     """Whether an object array holds only instances of exactly ``kind`` (no subclass, no missing value)."""
     return set(map(type, values.tolist())) == {kind}

@@ -182,3 +182,18 @@ def test_a_model_name_too_long_for_a_host_name_still_deploys_and_answers(built, 
         assert dep.metadata()["name"] == name
     finally:
         stop_deployment(name, "1", client=docker_engine)
+
+
+@pytest.mark.docker
+def test_the_confined_container_reads_large_bodies_in_its_parse_process(guarded, built):
+    # the parse process (a spawned child with its own queues) starts under a read-only root, no capabilities
+    # and the pids limit, and a body over 256 KiB goes through it
+    sample = load_package(built[0]).info.read_sample()
+    big = sample.sample(n=20_000, replace=True, random_state=0).reset_index(drop=True)
+    body = json.dumps({"dataframe_split": json.loads(big.to_json(orient="split", index=False))}).encode()
+    assert len(body) > 256 * 1024
+    request = urllib.request.Request(guarded.url + "/invocations", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert len(json.loads(response.read())["predictions"]) == len(big)
+        assert "transfer;dur=" in response.headers["Server-Timing"]  # the round trip to the parse process

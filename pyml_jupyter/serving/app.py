@@ -148,8 +148,7 @@ class ModelServer:
                                max_rows=self.max_batch_rows, max_bytes=self.max_batch_bytes,
                                observe=self.metrics.observe_batch)
         self._warm_up(model)
-        if self.parse_process is not None:
-            self.parse_process.wait_ready()
+        self._wait_parse_process()
         self.model = model
         self._static = {
             "metadata": dumps(self.metadata()),
@@ -162,6 +161,18 @@ class ModelServer:
         logger.info("serving %s version %s (%s model %s) from %s, loaded in %.2f s; %s", self.model_name,
                     self.model_version or "-", info.kind, info.class_name, self.package_path,
                     time.perf_counter() - started, batching)
+
+    def _wait_parse_process(self) -> None:
+        """Wait for the parse process to be warm; without one (it could not start), bodies are read here."""
+        if self.parse_process is None:
+            return
+        try:
+            self.parse_process.wait_ready()
+        except Exception:  # noqa: BLE001 - e.g. no /dev/shm for its queues: serving still starts
+            logger.warning("the parse process did not start: large bodies are parsed in the server process, and "
+                           "health checks wait for them", exc_info=True)
+            self.parse_process.close()
+            self.parse_process = None
 
     @staticmethod
     def _warm_up(model: LoadedModel) -> None:
@@ -233,7 +244,7 @@ class ModelServer:
                 except Exception:  # noqa: BLE001 - a package without a readable sample still gets its document
                     sample = None
             document = openapi_document(info, model_name=self.model_name, model_version=self.model_version,
-                                        sample=sample)
+                                        sample=sample, limits=self.limits)
             self._openapi = dumps(document_access(document, self.access))
         return self._openapi
 

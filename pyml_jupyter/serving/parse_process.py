@@ -126,7 +126,11 @@ class ParseProcess:
         """Spawn the child and begin its warm-up (imports, contract); :meth:`wait_ready` waits for it."""
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_child, initargs=(self.package_path, os.getpid()))
-        self._warm = self._pool.submit(_ready)
+        self._warm = Future()
+        try:
+            self._warm = self._pool.submit(_ready)
+        except Exception as exc:  # noqa: BLE001 - the child could not be spawned: wait_ready raises it
+            self._warm.set_exception(exc)
 
     def wait_ready(self, timeout: float = 120) -> int:
         """Wait until the child has started; its process id."""
@@ -195,5 +199,5 @@ class ParseProcess:
     def close(self) -> None:
         """Stop the child (after the requests it is reading)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._warm = None

@@ -6,9 +6,10 @@ the answers in-process (ASGI), for a DataFrame model and a TensorModel, with eve
 which JSON Schema (OpenAPI 3.0) cannot state: the lists of the ``{column: [values]}`` form have one length, a
 split row has one value per column typed by position, a V2 input's data has as many values as its shape says,
 a V2 request names every input once, a CSV body is CSV (serving/rules.py lists them; the document's
-descriptions state them). A schema-valid request the server refuses must get a 4xx whose body names one of
-those rules (``rule``, or on each of its ``problems``): a refusal of any other kind fails the test. The models
-here never raise, so any 5xx is the server's fault.
+descriptions state them), and up to the request limits the descriptions state. A schema-valid request the server
+refuses must get a 4xx whose body names one of those rules (``rule``, or on each of its ``problems``) or limits
+(``limit``): a refusal of any other kind fails the test. The models here never raise, so any 5xx is the
+server's fault.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pyml_jupyter.serving.rules import CROSS_FIELD_RULES  # noqa: E402
 from test_serving_batching import write_package  # noqa: E402
 
 RULES = {rule.id for rule in CROSS_FIELD_RULES}
+LIMITS = {"PYML_MAX_BODY_BYTES", "PYML_MAX_ROWS", "PYML_MAX_COLUMNS", "PYML_MAX_DEPTH"}  # stated in the descriptions
 NON_FINITE = re.compile(rb"[\[:,](-?Infinity|NaN)[\],}]")
 
 
@@ -57,8 +59,8 @@ def check_case(case, refusals: Counter) -> None:
     except FailureGroup:  # the one check run failed: a schema-valid request was refused
         body = response.json()
         assert 400 <= response.status_code < 500, (response.status_code, body, case.body)
-        named = rules_named(body)
-        assert set(named) <= RULES, f"refused for a reason that is no documented rule: {body} for {case.body!r}"
+        named = [body["limit"]] if body.get("limit") in LIMITS else rules_named(body)
+        assert set(named) <= RULES | LIMITS, f"refused for no documented rule or limit: {body} for {case.body!r}"
         refusals.update(named)
 
 
@@ -97,7 +99,9 @@ def test_the_documents_rules_are_named_in_its_descriptions(tmp_path):
     for path in ("/invocations", "/v2/models/example/infer"):
         description = doc["paths"][path]["post"]["description"]
         assert all(f"[{rule.id}] {rule.text}" in description for rule in CROSS_FIELD_RULES)
+        assert all(setting in description for setting in LIMITS) and "at most 100000 rows" in description
     assert set(doc["components"]["schemas"]["Error"]["properties"]["rule"]["enum"]) == RULES
+    assert set(doc["components"]["schemas"]["Error"]["properties"]["limit"]["enum"]) == LIMITS
 
 
 def test_a_dataframe_model_keeps_the_documents_promises(tmp_path):

@@ -259,3 +259,21 @@ def test_a_tensor_with_a_fixed_first_dimension_fixes_the_number_of_instances():
     scalar = openapi_document(package("tensor", TensorSchema({"x": ("int64", ())}), TENSOR_OUTPUTS),
                               model_name="m", model_version="1")
     assert not is_valid(scalar, {"instances": [1]})  # a tensor without dimensions has no examples
+
+
+def test_a_datetime_is_documented_within_the_years_a_nanosecond_timestamp_holds(frame_doc):
+    record = dataframe_to_records(dataframe_sample())[0]
+    assert is_valid(frame_doc, {**record, "c_datetime": "2261-12-31T23:59:59Z"}, "InputRow")
+    assert is_valid(frame_doc, {**record, "c_datetime": "1678-01-01T00:00:00Z"}, "InputRow")
+    assert not is_valid(frame_doc, {**record, "c_datetime": "2263-01-01T00:00:00Z"}, "InputRow")
+    assert not is_valid(frame_doc, {**record, "c_datetime": "0001-01-01T00:00:00Z"}, "InputRow")
+
+
+def test_the_descriptions_state_the_request_limits():
+    from pyml_jupyter.serving.limits import Limits
+
+    doc = openapi_document(package("dataframe", INPUTS, OUTPUTS), model_name="churn", model_version="3",
+                           limits=Limits(max_rows=7, max_columns=2))
+    description = doc["paths"]["/invocations"]["post"]["description"]
+    assert "at most 7 rows" in description and "PYML_MAX_ROWS" in description
+    assert f"at most {len(INPUTS)} columns" in description  # never fewer than the model's own

@@ -721,6 +721,12 @@ def test_json_booleans_in_a_numeric_column_are_refused_naming_it(values, dtype):
         dataframe_from_json({"x": values}, schema)
 
 
+def test_a_string_tensor_without_values_is_valid_whatever_its_dtype():
+    """JSON's [] reads as float64: no value of it is of a wrong type."""
+    schema = TensorSchema.from_spec({"tag": ("string", (-1,))})
+    assert schema.enforce({"tag": []}).data["tag"].shape == (0,)
+
+
 def test_tensor_enforce_accepts_any_size_in_variable_dimensions():
     schema = TensorSchema.from_spec({"x": ("float64", (None, None))})
     assert schema.enforce({"x": np.zeros((0, 5))}).data["x"].shape == (0, 5)

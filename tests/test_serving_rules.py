@@ -62,6 +62,7 @@ BROKEN = [
                                                 v2_input("city", [1], ["paris"], "BYTES")]}, 400),
     Broken("tensor-shape", "tensor", V2, {"inputs": [v2_input("x", [1, 2], [1.0, 2.0], "FP32")]}, 422),
     Broken("tensor-shape", "tensor", V2, {"inputs": [v2_input("x", [3], [1.0, 2.0, 3.0], "FP32")]}, 422),
+    Broken("tensor-shape", "tensor", V2, {"inputs": [v2_input("x", [0, 10**6, 10**6, 10**6], [], "FP32")]}, 422),
     Broken("rectangular", "ragged", "/invocations", {"inputs": {"x": [[1.0, 2.0], [3.0]]}}, 422),
 ]
 
@@ -147,3 +148,10 @@ def test_a_422_names_the_rule_on_each_problem_and_a_400_on_the_body(clients):
         ("city", "split-row-types"), ("x", "every-column")]
     twice = send(client, V2, BROKEN[13].body).json()
     assert twice["rule"] == "v2-once" and twice["error"] == twice["message"]  # the V2 error form, and ours
+
+
+def test_zero_rows_of_a_tensor_of_any_width_are_an_empty_list(clients):
+    client, doc = clients["ragged"]
+    assert valid_by_the_document(doc, "/invocations", {"inputs": {"x": []}})
+    response = send(client, "/invocations", {"inputs": {"x": []}})
+    assert response.status_code == 200 and response.json() == {"predictions": {"y": [], "total": []}}

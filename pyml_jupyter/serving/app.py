@@ -244,7 +244,7 @@ class ModelServer:
                 except Exception:  # noqa: BLE001 - a package without a readable sample still gets its document
                     sample = None
             document = openapi_document(info, model_name=self.model_name, model_version=self.model_version,
-                                        sample=sample)
+                                        sample=sample, limits=self.limits)
             self._openapi = dumps(document_access(document, self.access))
         return self._openapi
 

@@ -160,17 +160,18 @@ def _instances(value: Any, schema: TensorSchema, limits: Limits) -> dict[str, li
 
 
 def _empty_as_zero_rows(value: Any, schema: TensorSchema) -> Any:
-    """JSON's ``[]`` for a tensor of rank 2 or more whose other dimensions are fixed: zero rows of that
-    shape (``[]`` alone has shape ``(0,)``, so zero rows could not be sent otherwise)."""
+    """JSON's ``[]`` for a tensor: zero rows of its shape, a free dimension 0 (``[]`` alone has shape ``(0,)``
+    and reads as float64, so zero rows of a tensor of rank 2 or more, or of strings, could not be sent
+    otherwise)."""
     if not isinstance(value, Mapping):
         value = {schema.names[0]: value} if len(schema) == 1 else value
         if not isinstance(value, Mapping):
             return value
     out = dict(value)
     for spec in schema.tensors:
-        rest = spec.shape[1:]
-        if out.get(spec.name) == [] and rest and None not in rest:
-            out[spec.name] = np.zeros((0, *rest), dtype=object if spec.dtype == "string" else spec.dtype)
+        if out.get(spec.name) == [] and spec.shape:
+            out[spec.name] = np.zeros((0, *(d or 0 for d in spec.shape[1:])),
+                                      dtype=object if spec.dtype == "string" else spec.dtype)
     return out
 
 

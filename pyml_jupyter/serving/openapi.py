@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 from .schema import ColumnSpec, DataFrameSchema, TensorSchema, TensorSpec, dataframe_to_json, tensors_to_json
+from .limits import DEFAULT_LIMITS, Limits
 from .rules import CROSS_FIELD_RULES, rules_text
 from .v2 import V2_DATATYPES
 
@@ -44,7 +45,9 @@ JSON_TYPES: dict[str, dict[str, Any]] = {
     "float32": _number("float", 3.4028234663852886e38, rounds_up_from=3.4028235677973366e38),
     "float64": _number("double", 1.7976931348623157e308),
     "string": {"type": "string"},
-    "datetime": {"type": "string", "format": "date-time"},
+    # a datetime is held in nanoseconds: years 1678 to 2261 fit whole (pandas' range ends within 1677 and 2262)
+    "datetime": {"type": "string", "format": "date-time",
+                 "pattern": r"^(16(7[89]|[89]\d)|1[7-9]\d\d|2[01]\d\d|22[0-5]\d|226[01])-"},
     "binary": {"type": "string", "format": "byte", "description": "base64"},
     "object": {},  # any JSON value
 }
@@ -205,10 +208,15 @@ def _tensor_components(inputs: TensorSchema, outputs: TensorSchema, sample: Any)
 _ERROR = {
     "type": "object", "required": ["error_code", "message"],
     "properties": {
-        "error_code": {"type": "string", "enum": ["BAD_REQUEST", "SCHEMA_ERROR", "PAYLOAD_TOO_LARGE",
+        "error_code": {"type": "string", "enum": ["BAD_REQUEST", "SCHEMA_ERROR", "PAYLOAD_TOO_LARGE", "TOO_MANY_ROWS",
                                                   "UNSUPPORTED_MEDIA_TYPE", "PREDICT_ERROR", "SERIALIZE_ERROR",
                                                   "NOT_FOUND", "METHOD_NOT_ALLOWED"]},
         "message": {"type": "string"},
+        "error": {"type": "string", "description": "the message again (the V2 protocol's error form)"},
+        "field": {"type": "string", "description": "the input or field at fault"},
+        "limit": {"type": "string", "enum": ["PYML_MAX_BODY_BYTES", "PYML_MAX_ROWS", "PYML_MAX_COLUMNS",
+                                             "PYML_MAX_DEPTH"],
+                  "description": "the setting of the request limit the request is beyond (see the description)"},
         "problems": {"type": "array", "items": {"type": "object", "properties": {
             "field": {"type": "string"}, "error": {"type": "string"},
             "rule": {"type": "string", "enum": [r.id for r in CROSS_FIELD_RULES]}}}},
@@ -252,11 +260,22 @@ def _error_responses(*statuses: int) -> dict:
         "schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
 
 
-def openapi_document(info: Any, *, model_name: str, model_version: str | None, sample: Any = None) -> dict:
+def limits_text(limits: Limits, declared: int) -> str:
+    """The request limits as one sentence, for the document's descriptions."""
+    return (f"Limits (a request beyond one is refused naming the setting in 'limit'): a body of at most "
+            f"{limits.max_body_bytes} bytes (PYML_MAX_BODY_BYTES, 413); at most {limits.max_rows} rows: records, "
+            f"instances, CSV lines, a tensor's or V2 input's first dimension (PYML_MAX_ROWS, 413); at most "
+            f"{max(limits.max_columns, declared)} columns or keys in a record, a CSV header, 'dataframe_split', "
+            f"'inputs' (PYML_MAX_COLUMNS, 400); JSON nested at most {limits.max_depth} deep (PYML_MAX_DEPTH, 400).")
+
+
+def openapi_document(info: Any, *, model_name: str, model_version: str | None, sample: Any = None,
+                     limits: Limits = DEFAULT_LIMITS) -> dict:
     """The OpenAPI 3.0 document for a loaded package's :class:`~pyml_jupyter.serving.loader.PackageInfo`.
 
     The request examples are ``sample`` when given (the server passes the package's sample only with
-    ``PYML_OPENAPI_SAMPLE=1``: it is real data), else synthesized from the input schema."""
+    ``PYML_OPENAPI_SAMPLE=1``: it is real data), else synthesized from the input schema. The descriptions
+    state the rules spanning fields and the server's ``limits``."""
     if info.kind == "dataframe":
         parts = _dataframe_components(info.input_schema, info.output_schema, sample)
     else:
@@ -281,7 +300,7 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
         "paths": {
             "/invocations": {"post": {
                 "summary": "Predict (MLflow scoring protocol)",
-                "description": rules_text(),
+                "description": rules_text() + " " + limits_text(limits, len(info.input_schema)),
                 "operationId": "invocations",
                 "requestBody": {"required": True, "content": request_content},
                 "responses": {"200": {"description": "predictions", "content": {"application/json": {
@@ -294,7 +313,8 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
                                "parameters.binary_data_size instead of data) followed by the inputs' raw bytes, "
                                "its length in the Inference-Header-Content-Length header. Outputs come back in "
                                "binary when asked (parameters.binary_data_output, or an output's "
-                               "parameters.binary_data). " + rules_text(),
+                               "parameters.binary_data). " + rules_text() + " "
+                               + limits_text(limits, len(info.input_schema)),
                 "operationId": "infer",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/V2Request"}}}},

@@ -149,13 +149,17 @@ def v2_input(model: LoadedModel, inputs: list[dict], limits: Limits = DEFAULT_LI
             columns = {name: flat.tolist() if isinstance(flat, np.ndarray) else flat for name, flat in columns.items()}
             return dataframe_from_json(columns, model.info.input_schema, as_columns=True)
         tensors = {}
-        dtypes = {spec.name: spec.dtype for spec in model.info.input_schema.tensors}
+        specs = {spec.name: spec for spec in model.info.input_schema.tensors}
+        shape_problems = [p for item in inputs if (p := specs[item["name"]].shape_problem(item["shape"]))]
+        if shape_problems:  # before the data is shaped: a wrong shape may be too big for numpy to hold
+            raise SchemaError(shape_problems)
         for item in inputs:
             # The values keep their JSON types; the schema (not the declared datatype) decides the
             # casts, so INT64 data of 1.5 (or true) is refused rather than truncated (or read as 1).
             try:
                 flat = item["_flat"]
-                arr = _object_array(flat) if item["datatype"] == "BYTES" else json_array(flat, dtypes[item["name"]])
+                dtype = specs[item["name"]].dtype
+                arr = _object_array(flat) if item["datatype"] == "BYTES" else json_array(flat, dtype)
                 tensors[item["name"]] = arr.reshape(item["shape"])
             except (ValueError, TypeError, OverflowError) as exc:
                 raise SchemaError([{"field": item["name"], "error": f"input '{item['name']}' cannot be read "

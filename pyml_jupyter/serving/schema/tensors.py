@@ -78,6 +78,13 @@ class TensorSpec:
     def describe(self) -> str:
         return f"{self.dtype}, shape {_shape_text(self.shape)}"
 
+    def shape_problem(self, shape: tuple[int, ...]) -> dict | None:
+        """The problem of data of this ``shape`` (same rank, every fixed dimension equal), or None."""
+        if _shape_matches(self.shape, tuple(shape)):
+            return None
+        return problem(self.name, f"tensor '{self.name}' has shape {_shape_text(tuple(shape))} but the schema "
+                                  f"declares {_shape_text(self.shape)}", TENSOR_SHAPE)
+
 
 def _string_array(arr: np.ndarray) -> bool:
     return arr.dtype.kind == "U" or (arr.dtype == object and all(isinstance(v, str) for v in arr.flat))
@@ -150,10 +157,8 @@ def _convert_tensor(spec: TensorSpec, value: Any) -> tuple[np.ndarray, str | Non
     except ValueError:
         return value, None, [problem(name, f"tensor '{name}' is a ragged nested list; every row must have the "
                                            f"same length", RECTANGULAR)]
-    problems = []
-    if not _shape_matches(spec.shape, arr.shape):
-        problems.append(problem(name, f"tensor '{name}' has shape {_shape_text(arr.shape)} but the schema "
-                                      f"declares {_shape_text(spec.shape)}", TENSOR_SHAPE))
+    shape_problem = spec.shape_problem(arr.shape)
+    problems = [] if shape_problem is None else [shape_problem]
     try:
         out = _cast_tensor(spec, arr)
     except _Problem as found:
@@ -173,7 +178,7 @@ def _holds(arr: np.ndarray) -> str:
 def _cast_tensor(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
     name, dtype = spec.name, spec.dtype
     if dtype == "string":
-        if not _string_array(arr):
+        if arr.size and not _string_array(arr):  # no values (JSON's [] reads as float64): none of a wrong type
             raise _Problem(f"tensor '{name}' is declared string but holds {_holds(arr)} values; send strings")
         out = np.empty(arr.shape, dtype=object)
         out.flat[:] = [str(v) for v in arr.flat] if arr.size else []

@@ -233,6 +233,39 @@ CELLS = [  # (label, rows per request, concurrency, servers, how)
 SMOKE_CELLS = [("1 row, c=16", [1], 16, ["ours"], "wrk"), ("gRPC vs HTTP, 1 row, c=16", [1], 16, ["ours"], "python")]
 
 
+def server_cpu_seconds(server: Server) -> float:
+    """CPU time used so far by the server's processes (its session: uvicorn and its workers)."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[3] == str(server.process.pid):  # the session id: the server was started in a session of its own
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def batch_counts(server: Server) -> tuple[float, float]:
+    """(requests predicted, predict calls) so far, from the server's /metrics."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return tuple(float(re.search(rf"^pyml_batch_requests_{key} (\S+)", text, re.M).group(1))
+                 for key in ("sum", "count"))
+
+
+def observed(server: Server, load) -> dict:
+    """``load()``'s result with the server's requests per predict call and CPU ms per request during it."""
+    cpu, (requests, calls) = server_cpu_seconds(server), batch_counts(server)
+    result = load()
+    cpu, (requests2, calls2) = server_cpu_seconds(server) - cpu, batch_counts(server)
+    return {**result, "per_predict": (requests2 - requests) / max(1.0, calls2 - calls),
+            "cpu_ms": 1e3 * cpu / max(1.0, requests2 - requests)}
+
+
 def measure(cell, servers: dict, args, work: Path) -> list[dict]:
     label, sizes, concurrency, names, how = cell
     best: dict[str, dict] = {}
@@ -244,11 +277,12 @@ def measure(cell, servers: dict, args, work: Path) -> list[dict]:
                 runs = {name: wrk(server.url, [http_body(n) for n in sizes], concurrency, args.duration, work)}
             else:
                 body, port = grpc_body(1), server.port
-                runs = {"ours, gRPC over TCP": python_load("grpc", server.grpc, body, concurrency, args.duration, work),
-                        "ours, gRPC over a Unix socket": python_load("grpc", server.uds, body, concurrency,
-                                                                     args.duration, work),
-                        "ours, HTTP (same Python client)": python_load("http", str(port), http_body(1), concurrency,
-                                                                       args.duration, work)}
+                runs = {"ours, gRPC over TCP": observed(server, lambda: python_load(
+                            "grpc", server.grpc, body, concurrency, args.duration, work)),
+                        "ours, gRPC over a Unix socket": observed(server, lambda: python_load(
+                            "grpc", server.uds, body, concurrency, args.duration, work)),
+                        "ours, HTTP (same Python client)": observed(server, lambda: python_load(
+                            "http", str(port), http_body(1), concurrency, args.duration, work))}
             for key, r in runs.items():
                 if key not in best or r["rps"] > best[key]["rps"]:
                     best[key] = r
@@ -349,6 +383,11 @@ def render(results, args, load: tuple[str, str]) -> str:
     for r in results:
         lines.append(f"| {r['cell']} | {r['server']} | {r['workers']} | {r['rows']} | {r['concurrency']} | "
                      f"{r['rps']:.0f} | {r['rows_per_s']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} |")
+    seen = [r for r in results if "per_predict" in r]
+    if seen:
+        lines += ["", "Inside the server during those runs (" + "; ".join(
+            f"{r['server']}: {r['per_predict']:.1f} requests per predict call, {r['cpu_ms']:.2f} ms of server CPU "
+            "per request" for r in seen) + ")."]
     lines += ["", "| goal (batching issue) | measured | |", "|---|---:|---|"]
     lines += [f"| {g} | {v} | {m} |" for g, v, m in goals(results)]
     return "\n".join(lines)

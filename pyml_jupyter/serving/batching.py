@@ -15,9 +15,10 @@ start to the last of them, which starts the batch as it queues; a lone request (
 own step, with no added turn of the event loop. The count is exact for requests the server has read; nothing
 waits on a timer or on requests not yet read. Should a counted request never reach the queue (its body is slow
 to come), the batch starts anyway after ``SETTLE_TURNS`` turns of the event loop. Callers that do not count
-their arrivals (gRPC, the h11 protocol, in-process clients) keep the earlier rule: the start goes to the end of
-the loop's ready callbacks, twice, and again while requests kept arriving in the last turn (at most
-``SETTLE_TURNS`` turns, and never past the row budget). Without either, the first request back after a batch
+their requests as they queue (gRPC, the h11 protocol, in-process clients) keep the earlier rule: the start goes to
+the end of the loop's ready callbacks, twice, and again while requests kept arriving in the last turn or counted
+ones are still on their way (at most ``SETTLE_TURNS`` turns, and never past the row budget). gRPC counts a call
+while grpc reads its message (an interceptor, see grpc_server.py) and leaves the count just before it queues. Without either, the first request back after a batch
 would take the free model alone, and the others would wait for that 1-row predict (measured here: half the
 predict calls at c=16 were of one request).
 
@@ -287,8 +288,9 @@ class Batcher:
         if self._busy or not self._queue:
             self._settling = False
             return
-        if len(self._queue) != seen and turns > 1 and self._queued_rows < self.max_rows:
-            # requests arrived during the last turn: more may be ready; look once more after them
+        if (len(self._queue) != seen or self.arrivals.count > 0) and turns > 1 and self._queued_rows < self.max_rows:
+            # requests arrived during the last turn, or counted ones are on their way (a gRPC call whose message
+            # is being read): more may be ready; look once more after them
             asyncio.get_running_loop().call_soon(self._start_settled, len(self._queue), turns - 1)
             return
         self._settling = False

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI
+from processes import free_port
 
 SERVER_START_TIMEOUT = float(os.environ.get("PYML_TEST_MLFLOW_SERVER_TIMEOUT", "180"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _healthy(url: str) -> bool:
@@ -42,7 +36,7 @@ def _healthy(url: str) -> bool:
 def mlflow_server(tmp_path_factory):
     """The URL of a real ``mlflow server`` (SQLite backend, proxied artifacts), stopped at the end."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(root / "server.log", "wb")
     command = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,14 +20,9 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI
+from processes import free_port
 
 START_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(url: str) -> bool:
@@ -62,7 +56,7 @@ def serve_registry(root: Path, *, readonly: bool = False):
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
+    port = free_port()
     log = open(root / "registry.log", "wb")
     process = subprocess.Popen([command, "serve", str(_config(root, port, readonly))], stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)

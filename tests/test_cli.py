@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pyml_jupyter
 from conftest import example_frame
 from mlflow_fixtures import use_tracking_uri
 from pyml_jupyter import DataFrameModel
+from processes import free_port
 
 
 class Doubler(DataFrameModel):
@@ -30,12 +30,6 @@ class Doubler(DataFrameModel):
 class Identity(DataFrameModel):
     def predict(self, df):
         return df[["x"]].copy()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pyml(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -76,7 +70,7 @@ def test_serve_runs_a_package_folder_without_docker(example_package, tmp_path):
     from pyml_jupyter.serving.loader import load_package
 
     frame = example_frame(4, seed=5)
-    predictions = _serve_and_predict([str(example_package)], tmp_path, _free_port(), frame)
+    predictions = _serve_and_predict([str(example_package)], tmp_path, free_port(), frame)
     expected = load_package(example_package).predict(frame)
     assert [p["label"] for p in predictions] == expected["label"].tolist()
     assert [p["score"] for p in predictions] == expected["score"].tolist()
@@ -84,7 +78,7 @@ def test_serve_runs_a_package_folder_without_docker(example_package, tmp_path):
 
 def test_serve_runs_a_registered_version(store, tmp_path):
     pyml_jupyter.register(Doubler, "cli_doubler", pd.DataFrame({"x": np.arange(3, dtype=np.int64)}))
-    predictions = _serve_and_predict(["cli_doubler/1"], tmp_path, _free_port(), pd.DataFrame({"x": [5, 7]}))
+    predictions = _serve_and_predict(["cli_doubler/1"], tmp_path, free_port(), pd.DataFrame({"x": [5, 7]}))
     assert predictions == [{"twice": 10}, {"twice": 14}]
 
 

@@ -22,8 +22,9 @@ import pandas as pd
 import pytest
 
 from docker_fixtures import built, docker_engine, pyml_cache, session_package  # noqa: F401
-from mlflow_fixtures import _free_port, _healthy, use_tracking_uri
+from mlflow_fixtures import _healthy, use_tracking_uri
 from notebook_shell import ipython  # noqa: F401
+from processes import free_port
 from pyml_jupyter import DataFrameModel, api
 from pyml_jupyter.errors import PymlError
 
@@ -85,7 +86,7 @@ class MlflowServer:
     """A real ``mlflow server`` on a SQLite file, which a test may kill and start again on the same store."""
 
     def __init__(self, root: Path) -> None:
-        self.root, self.port = root, _free_port()
+        self.root, self.port = root, free_port()
         self.db, self.url, self.process = root / "mlflow.db", f"http://127.0.0.1:{self.port}", None
 
     def start(self) -> None:

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pyml_jupyter import api, tracking
 from pyml_jupyter.registry import TAG_PUSHED
 
 from conftest import IN_CI
+from processes import free_port
 from registry_fixtures import serve_registry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,12 +106,6 @@ def prerequisites():
         _missing("the playwright package is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_server(proc: subprocess.Popen, url: str, log: Path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -163,7 +157,7 @@ def lab(prerequisites, tmp_path_factory):
                                                                          "refreshInterval": 2000}))
         root = tmp  # the notebook's kernel starts in the same directory as the server
         token = uuid.uuid4().hex
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             **env_vars,
@@ -392,7 +386,7 @@ def test_build_test_every_target_and_stop_from_the_sidebar(lab, page):
     # Push to a registry that does not answer (a closed loopback port, typed into the settings editor): the
     # one-paragraph error says what is wrong and what to do, and nothing changed: no tag on the engine, none
     # recorded in MLflow, the version's badges as they were after the next refresh
-    closed = f"127.0.0.1:{_free_port()}"
+    closed = f"127.0.0.1:{free_port()}"
     badges = version.locator(".pyml-badges").inner_text()
     _set_registry(page, closed)
     version.locator(".pyml-push").click()

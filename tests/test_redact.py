@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from mlflow_fixtures import mlflow_server, use_tracking_uri  # noqa: F401
 from notebook_shell import ipython, run, shell  # noqa: F401
 from pyml_jupyter import DataFrameModel, api
 from pyml_jupyter.uris import redact
+from processes import free_port
 
 USER, PASSWORD, TOKEN, KEY = "alice-user-7f3", "pw-s3cr3t-91b", "tok-s3cr3t-c42", "key-s3cr3t-d17"
 SECRETS = (USER, PASSWORD, TOKEN, KEY)
@@ -49,12 +49,6 @@ def assert_no_secret(surface: str, text: str) -> None:
     assert not leaked, f"{surface} shows {leaked}:\n{text[:3000]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def good_uri(mlflow_server) -> str:
     """The real server, reached with a user and password in the URI."""
@@ -64,7 +58,7 @@ def good_uri(mlflow_server) -> str:
 @pytest.fixture(scope="module")
 def bad_uri() -> str:
     """The same credentials plus secret query parameters, pointing at a port where nothing listens."""
-    return f"http://{USER}:{PASSWORD}@127.0.0.1:{_free_port()}/?token={TOKEN}&api_key={KEY}"
+    return f"http://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/?token={TOKEN}&api_key={KEY}"
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +192,7 @@ def jupyter_server(uri: str, workdir: Path):
     config_dir.mkdir()
     (config_dir / "jupyter_server_config.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": {"pyml_jupyter": True}}}))
-    port, token = _free_port(), uuid.uuid4().hex
+    port, token = free_port(), uuid.uuid4().hex
     log = config_dir / "server.log"
     env = {**os.environ, **FAIL_FAST, "MLFLOW_TRACKING_URI": uri, "PYML_CACHE_DIR": str(workdir / "pyml-cache"),
            "JUPYTER_CONFIG_DIR": str(config_dir), "JUPYTER_RUNTIME_DIR": str(config_dir / "runtime")}

@@ -13,7 +13,8 @@ from pyml_jupyter.deployments import run_deployment, stop_deployment
 from pyml_jupyter.errors import NotFound, PymlError
 from pyml_jupyter.registry import TAG_PUSHED, PushError, validate_registry
 from pyml_jupyter.serving.contract import DataFrameModel
-from registry_fixtures import _free_port, image_registry, readonly_registry  # noqa: F401
+from processes import free_port
+from registry_fixtures import image_registry, readonly_registry  # noqa: F401
 
 pytestmark = pytest.mark.docker
 
@@ -79,7 +80,7 @@ def test_the_push_reports_layer_progress(store, image_registry):  # noqa: F811
 
 def test_an_unreachable_registry_fails_before_anything_is_tagged(store, docker_engine):  # noqa: F811
     api.build(f"{store['name']}/1")
-    registry = f"127.0.0.1:{_free_port()}"
+    registry = f"127.0.0.1:{free_port()}"
     with pytest.raises(PushError, match="is not reachable") as failed:
         api.push(f"{store['name']}/1", registry)
     assert "Nothing was tagged or pushed" in failed.value.message and "start it or check the address" in \

@@ -21,14 +21,9 @@ from pathlib import Path
 import pytest
 
 from pyml_jupyter import route_proxy
+from processes import free_port
 
 SCRIPT = Path(route_proxy.__file__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Upstream(threading.Thread):
@@ -84,7 +79,7 @@ class Upstream(threading.Thread):
 def proxy(tmp_path):
     """Start the forwarder on a free port; yields (url, set_target(port), read_state())."""
     target, state = tmp_path / "target", tmp_path / "state"
-    port = _free_port()
+    port = free_port()
     procs = []
 
     def set_target(upstream_port: int) -> None:
@@ -205,7 +200,7 @@ def test_a_request_the_server_read_is_not_sent_again(proxy):
 
 def test_a_refused_connection_is_retried_until_a_target_listens(proxy):
     start, set_target, _ = proxy
-    url = start(_free_port())  # nothing listens there
+    url = start(free_port())  # nothing listens there
     upstream = Upstream("answer", "late")
     threading.Timer(0.5, set_target, args=(upstream.port,)).start()
     assert _get(url) == "late"
@@ -278,7 +273,7 @@ def test_method_path_query_headers_and_body_pass_and_hop_by_hop_headers_do_not(p
 
 def test_a_target_that_never_answers_is_a_502_after_the_retry_window(proxy):
     start, _, _ = proxy
-    url = start(_free_port())
+    url = start(free_port())
     t0 = time.monotonic()
     assert _error_status(url) == 502 and 4.5 < time.monotonic() - t0 < 15
 

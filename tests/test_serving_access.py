@@ -8,8 +8,6 @@ import http.client
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from starlette.testclient import TestClient
 from pyml_jupyter.serving.access import AccessPolicy, host_name, policy_from_env
 from pyml_jupyter.serving.app import app_from_env, create_app
 
-from test_serving_app import _free_port, _wait_ready
+from processes import free_port, serving
 
 ROW = {"dataframe_records": [{"x1": 0.5, "x2": -1.0, "city": "nice"}]}
 PROBES = ("/ping", "/health", "/v2/health/live", "/v2/health/ready")
@@ -124,19 +122,11 @@ def test_the_policy_comes_from_the_environment(example_package, monkeypatch):
 
 @pytest.fixture
 def guarded(example_package: Path):
-    http_port, grpc_port = _free_port(), _free_port()
+    grpc_port = free_port()
     env = dict(os.environ, PYML_TOKEN="grpc-token", PYML_ALLOWED_HOSTS="")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(example_package), "--port", str(http_port),
-         "--grpc-port", str(grpc_port), "--model-name", "example", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    try:
-        _wait_ready(http_port, process)
-        yield http_port, grpc_port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(example_package, "--grpc-port", str(grpc_port), "--model-name", "example", "--log-level", "warning",
+                 env=env) as server:
+        yield server.port, grpc_port
 
 
 def _post(port: int, headers: dict) -> int:

@@ -8,10 +8,7 @@ import importlib.util
 import io
 import json
 import logging
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import textwrap
 import time
@@ -27,6 +24,7 @@ from pyml_jupyter.serving.app import app_from_env, create_app
 from pyml_jupyter.serving.loader import load_package
 
 from conftest import EXAMPLE_MODEL_SOURCE, write_example_package
+from processes import serving
 
 JSON = {"Content-Type": "application/json"}
 
@@ -526,41 +524,15 @@ def test_predictions_on_a_dedicated_thread(example_package, sample, expected):
 # --------------------------------------------------------------------------- a real uvicorn server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}: {process.stdout.read()}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/ping")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the server did not become ready")
-
-
 HTTP_PARSERS = ["h11"] + (["httptools"] if importlib.util.find_spec("httptools") else [])
 
 
 @pytest.mark.parametrize("parser", HTTP_PARSERS)
 def test_multi_worker_server_answers_with_tcp_nodelay(example_package, sample, expected, parser):
     # The asyncio loop is where the trap is (uvloop sets TCP_NODELAY itself); it is what runs wherever uvloop is not installed.
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(example_package), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", "--http", parser, "--loop", "asyncio", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
-    )
-    try:
-        _wait_ready(port, process)
+    with serving(example_package, "--host", "127.0.0.1", "--workers", "2", "--http", parser, "--loop", "asyncio",
+                 "--log-level", "warning") as server:
+        port = server.port
         body = json.dumps({"dataframe_split": split(sample.iloc[:1])})
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request("POST", "/invocations", body=b"{oops", headers=JSON)  # a bad request first
@@ -580,10 +552,3 @@ def test_multi_worker_server_answers_with_tcp_nodelay(example_package, sample, e
         # The median, not the mean: Nagle's delay hits every request, a loaded machine only some of them.
         median = statistics.median(durations)
         assert median < 0.020, f"keep-alive requests take {median * 1000:.1f} ms (median): is TCP_NODELAY off?"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import textwrap
 import threading
@@ -24,7 +23,7 @@ import pytest
 from pyml_jupyter.serving.app import create_app
 from pyml_jupyter.serving.batching import merge_inputs, split_output
 
-from test_serving_app import _free_port, _wait_ready
+from processes import serving
 
 # A DataFrame model whose answers are exact (no floating-point doubt about which row is which) and whose
 # predict takes a while, so that requests queue while it runs. It raises on x == -1 and sleeps x seconds
@@ -475,14 +474,8 @@ def _get(port: int, path: str) -> tuple[int, float]:
 
 def test_health_and_metrics_answer_at_once_while_a_slow_predict_runs(tmp_path):
     package = write_package(tmp_path / "echo")
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
-    )
-    try:
-        _wait_ready(port, process)
-        slow = {}
+    with serving(package, "--log-level", "warning") as server:
+        port, slow = server.port, {}
 
         def predict_slowly():
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -504,9 +497,6 @@ def test_health_and_metrics_answer_at_once_while_a_slow_predict_runs(tmp_path):
         thread.join(timeout=30)
         assert slow["status"] == 200 and slow["body"]["predictions"] == [{"y": 6, "tag": "sleep!"}]
         assert slow["seconds"] >= 3
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 # ------------------------------------------------------------------------------------------ worker count

@@ -6,9 +6,6 @@ from __future__ import annotations
 import importlib
 import http.client
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +18,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from conftest import example_frame  # noqa: E402
-from test_serving_app import _free_port, _wait_ready, write_tensor_package  # noqa: E402
+from processes import free_port, serving  # noqa: E402
+from test_serving_app import write_tensor_package  # noqa: E402
 from test_serving_batching import write_package  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
@@ -44,20 +42,10 @@ class Served:
 
 
 def serve(package: Path, tmp_path: Path, name: str, workers: int = 1):
-    http_port, grpc_port = _free_port(), _free_port()
-    uds = str(tmp_path / f"{name}.sock")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(http_port), "--grpc-port",
-         str(grpc_port), "--grpc-uds", uds, "--model-name", name, "--model-version", "2", "--workers", str(workers),
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
-    )
-    try:
-        _wait_ready(http_port, process)
-        yield Served(http_port, grpc_port, uds, name)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    grpc_port, uds = free_port(), str(tmp_path / f"{name}.sock")
+    with serving(package, "--grpc-port", str(grpc_port), "--grpc-uds", uds, "--model-name", name, "--model-version",
+                 "2", "--workers", str(workers), "--log-level", "warning") as server:
+        yield Served(server.port, grpc_port, uds, name)
 
 
 @pytest.fixture

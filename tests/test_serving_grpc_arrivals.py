@@ -16,7 +16,7 @@ from pyml_jupyter.serving.batching import Arrivals, Batcher
 from pyml_jupyter.serving.grpc_server import encode_tensor, start_grpc_server
 from pyml_jupyter.serving.proto import grpc_predict_v2_pb2 as pb
 from pyml_jupyter.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from test_serving_app import _free_port
+from processes import free_port
 from test_serving_batching import write_package
 
 
@@ -40,7 +40,7 @@ async def _calls(package: Path) -> tuple[list, int, list[int]]:
         return await predict(*args, **kwargs)
 
     server.batcher.predict = watched
-    port = _free_port()
+    port = free_port()
     grpc_server = await start_grpc_server(server, port=port)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -17,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_serving_app import _free_port, _wait_ready
+from processes import serving
 from test_serving_batching import write_package
 
 # The echo model of test_serving_batching, except that city "spin" busy-loops in pure Python for x seconds
@@ -49,20 +46,9 @@ def spin_package(directory: Path) -> Path:
 
 @pytest.fixture
 def server(tmp_path, request):
-    port = _free_port()
     workers = getattr(request, "param", 1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(spin_package(tmp_path / "spin")), "--port", str(port),
-         "--workers", str(workers), "--log-level", "info"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
-    )
-    try:
-        _wait_ready(port, process)
-        yield port, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with serving(spin_package(tmp_path / "spin"), "--workers", str(workers), "--log-level", "info") as running:
+        yield running.port, running.process
 
 
 class SlowRequest(threading.Thread):

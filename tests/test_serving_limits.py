@@ -346,18 +346,18 @@ def test_nan_and_infinities_answer_like_a_real_mlflow_models_serve(tmp_path):
     import subprocess
     import sys
 
-    from test_serving_app import _free_port, _wait_ready
+    from processes import free_port, wait_ready
 
     package = write_nonfinite_package(tmp_path / "nonfinite")
     model = save_pyfunc(package, tmp_path / "mlflow_model" / "model")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     process = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model), "--env-manager",
                                 "local", "--port", str(port), "--host", "127.0.0.1"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     body = json.dumps({"dataframe_records": NONFINITE_ROWS})
     try:
-        _wait_ready(port, process, timeout=120)
+        wait_ready(port, process, timeout=120)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
         response = connection.getresponse()

@@ -8,8 +8,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from starlette.testclient import TestClient
 
 from pyml_jupyter.serving.app import create_app
 from pyml_jupyter.serving.parse_process import DEFAULT_PARSE_PROCESS_BYTES, parse_process_bytes_from_env
-from test_serving_app import _free_port, _wait_ready
+from processes import serving
 
 ROW = {"x1": 0.25, "x2": -1.5, "city": "nice"}
 
@@ -40,16 +38,8 @@ def split_body(rows: int, last: list) -> bytes:
 
 @pytest.fixture
 def server(example_package: Path):
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(example_package), "--port", str(port),
-         "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    try:
-        _wait_ready(port, process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(example_package, "--log-level", "warning") as running:
+        yield running.port
 
 
 def post(port: int, body: bytes) -> tuple[int, dict]:

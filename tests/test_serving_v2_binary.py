@@ -7,10 +7,7 @@ from __future__ import annotations
 import importlib
 import http.client
 import json
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +17,13 @@ tritonclient_http = importlib.import_module("tritonclient.http")  # a test depen
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from conftest import example_frame  # noqa: E402
-from test_serving_app import _free_port, _wait_ready, write_tensor_package  # noqa: E402
+from processes import serving  # noqa: E402
+from test_serving_app import write_tensor_package  # noqa: E402
 
 
 def serve(package: Path, name: str):
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), "--model-name", name,
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
-    )
-    try:
-        _wait_ready(port, process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(package, "--model-name", name, "--log-level", "warning") as server:
+        yield server.port
 
 
 @pytest.fixture(scope="module")

@@ -113,13 +113,14 @@ def test_the_ui_link_is_the_server_or_the_configured_url(store, monkeypatch):
 
 
 def test_an_unreachable_registry_fails_before_anything_is_logged(notebook, monkeypatch):
-    from mlflow_fixtures import _free_port, registry_uri
+    from mlflow_fixtures import registry_uri
+    from processes import free_port
     from pyml_jupyter.errors import PymlError
 
     name = unique_name("unreachable")
     runs_before, models_before = len(all_runs()), logged_models()
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with registry_uri(f"http://127.0.0.1:{_free_port()}"):
+    with registry_uri(f"http://127.0.0.1:{free_port()}"):
         result = notebook.run_cell(REGISTER.format(name=name))
 
     error = result.error_in_exec

@@ -155,3 +155,20 @@ def test_zero_rows_of_a_tensor_of_any_width_are_an_empty_list(clients):
     assert valid_by_the_document(doc, "/invocations", {"inputs": {"x": []}})
     response = send(client, "/invocations", {"inputs": {"x": []}})
     assert response.status_code == 200 and response.json() == {"predictions": {"y": [], "total": []}}
+
+
+def test_a_csv_body_reads_as_a_json_body_does(tmp_path):
+    """A nullable column may be left out of the header, and a binary column's text is base64."""
+    package = write_package(tmp_path / "frame")
+    contract = json.loads((package / "pyml.json").read_text())
+    contract["input_schema"]["columns"] += [{"name": "note", "dtype": "string", "nullable": True},
+                                            {"name": "blob", "dtype": "binary", "nullable": False}]
+    (package / "pyml.json").write_text(json.dumps(contract))
+    (package / "sample.json").write_text(json.dumps({"columns": ["x", "city", "blob"], "data": [[1, "a", "AAE="]]}))
+    with TestClient(create_app(package, model_name="example", model_version="1")) as client:
+        answer = send(client, "/invocations", "x,city,blob\n1,paris,AAE=\n")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == send(client, "/invocations", {"dataframe_records": [
+            {"x": 1, "city": "paris", "blob": "AAE="}]}).json()
+        refused = send(client, "/invocations", "x,city,blob\n1,paris,not base64!\n")
+        assert refused.status_code == 422 and rules_named(refused.json()) == ["csv"], refused.text

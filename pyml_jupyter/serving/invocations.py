@@ -5,6 +5,7 @@ This module is part of the serving runtime: stdlib, numpy and pandas only (besid
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 from typing import Any, Mapping
@@ -66,6 +67,23 @@ def _parse_csv(body: bytes, schema: DataFrameSchema, limits: Limits) -> pd.DataF
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScoringError.bad_request(f"The body is not valid CSV with a header row: {exc}", rule=CSV) from None
     limits.check_rows(len(frame))
+    return _as_json_reads_it(frame, schema)
+
+
+def _as_json_reads_it(frame: pd.DataFrame, schema: DataFrameSchema) -> pd.DataFrame:
+    """A CSV body's columns as a JSON body's would be: a nullable column the header omits is all missing, a
+    binary column's text is base64 (a 422 naming the column when it is not)."""
+    for spec in schema.columns:
+        if spec.name not in frame.columns and spec.nullable:
+            frame[spec.name] = pd.Series([None] * len(frame), dtype=object, index=frame.index)
+        elif spec.dtype == "binary" and spec.name in frame.columns:
+            try:
+                frame[spec.name] = [base64.b64decode(v, validate=True) if isinstance(v, str) else v
+                                    for v in frame[spec.name]]
+            except ValueError:
+                raise ScoringError.from_schema_error(SchemaError([{
+                    "field": spec.name, "error": f"column '{spec.name}' is declared binary but holds strings that "
+                                                 f"are not base64"}]), rule=CSV) from None
     return frame
 
 

@@ -46,12 +46,16 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(package: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Run the serving runtime on ``package`` with command-line ``args`` on a free port, ready; stop it after."""
+def serving(package: Path, *args: str, env: dict[str, str] | None = None, new_session: bool = False) -> Iterator[Server]:
+    """Run the serving runtime on ``package`` with command-line ``args`` on a free port, ready; stop it after.
+
+    ``new_session`` puts the server in a process group of its own, for tests that signal the whole group.
+    """
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ) if env is None else env,
+        start_new_session=new_session,
     )
     try:
         wait_ready(port, process)

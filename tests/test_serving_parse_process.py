@@ -37,9 +37,15 @@ def split_body(rows: int, last: list) -> bytes:
 
 
 @pytest.fixture
-def server(example_package: Path):
-    with serving(example_package, "--log-level", "warning") as running:
-        yield running.port
+def served(example_package: Path):
+    """A server process (its own process group) and its port."""
+    with serving(example_package, "--log-level", "info", new_session=True) as running:
+        yield running.port, running.process
+
+
+@pytest.fixture
+def server(served):
+    return served[0]
 
 
 def post(port: int, body: bytes) -> tuple[int, dict]:
@@ -58,41 +64,37 @@ def ping(port: int) -> float:
     return time.perf_counter() - started
 
 
-def pings_while_posting(port: int, body: bytes) -> tuple[int, dict, list[float]]:
-    """Post ``body`` in a thread while ``/ping`` is asked every 10 ms: its answer, and the pings' seconds."""
+def pings_while_posting(port: int, body: bytes) -> tuple[int, dict, list[float], float]:
+    """Post ``body`` in a thread while ``/ping`` is asked every 10 ms: its answer, the pings' seconds, and the
+    post's."""
     answers: list[tuple[int, dict]] = []
     big = threading.Thread(target=lambda: answers.append(post(port, body)), daemon=True)
+    started = time.perf_counter()
     big.start()
     seconds = []
     while big.is_alive():
         seconds.append(ping(port))
         time.sleep(0.01)
-    return *answers[0], seconds
+    return *answers[0], seconds, time.perf_counter() - started
 
 
-def assert_milliseconds(seconds: list[float]) -> None:
-    """Pings answered in milliseconds. The bounds are generous for a machine shared with other work (at a load
-    average of 14 on 2 cores, the slowest ping took ~20 ms), yet far below what parsing in the server process
-    costs: ~0.8 s for 8 MB on that machine when idle, one ping waiting 1.4 s under that load."""
+def assert_milliseconds(seconds: list[float], elapsed: float) -> None:
+    """Pings answered in milliseconds while the big request took ``elapsed`` seconds. Parsed in the server
+    process, one ping waits for most of the parse (the GIL is held throughout): 0.3 s of a 0.34 s request at a
+    load average of 5, 1.4 s under 14. Parsed in the child, the slowest ping took ~20 ms at both loads: the
+    bounds leave room for a machine shared with other work, and grow with its slowness, which ``elapsed``
+    measures."""
     seconds = sorted(seconds)
-    assert seconds[len(seconds) // 2] < 0.05 and seconds[-1] < 0.25, seconds
+    assert seconds[len(seconds) // 2] < 0.05 and seconds[-1] < max(0.1, elapsed / 4), (elapsed, seconds)
 
 
 def test_ping_answers_within_milliseconds_while_a_multi_megabyte_body_is_parsed(server):
     # ~8 MB of JSON: 200k rows, parsed whole (~0.8 s inline on this machine, the GIL held all along), then
     # refused for its rows
-    status, answer, seconds = pings_while_posting(server, records_body(200_000))
+    status, answer, seconds, elapsed = pings_while_posting(server, records_body(200_000))
     assert status == 413 and answer["limit"] == "PYML_MAX_ROWS"
     assert len(seconds) >= 5, "the big body was answered too fast to tell"
-    assert_milliseconds(seconds)
-
-
-def test_ping_answers_within_milliseconds_while_a_big_answer_is_written(server):
-    # 4 MB in, ~3.6 MB out: the answer's JSON is written (the encoder holds the GIL too) in the child as well
-    status, answer, seconds = pings_while_posting(server, records_body(90_000))
-    assert status == 200 and len(answer["predictions"]) == 90_000
-    assert len(seconds) >= 5, "the big body was answered too fast to tell"
-    assert_milliseconds(seconds)
+    assert_milliseconds(seconds, elapsed)
 
 
 def test_a_bad_big_body_and_a_bad_small_body_get_the_same_answer(example_package: Path):
@@ -182,3 +184,17 @@ def test_the_threshold_comes_from_the_environment_and_zero_turns_the_process_off
         answer = client.post("/invocations", content=records_body(DEFAULT_PARSE_PROCESS_BYTES // 30 + 1_000),
                              headers={"Content-Type": "application/json"})
         assert answer.status_code == 200 and "transfer" not in answer.headers["server-timing"]
+
+
+def test_sigterm_to_the_process_group_drains_a_big_request_in_the_child_then_exits(served):
+    port, process = served
+    answers: list[tuple[int, dict]] = []
+    big = threading.Thread(target=lambda: answers.append(post(port, records_body(95_000))), daemon=True)
+    big.start()
+    time.sleep(0.2)  # the ~4 MB body is being parsed in the child
+    os.killpg(process.pid, signal.SIGTERM)  # as a terminal or a process manager signals the whole group
+    big.join(timeout=60)
+    assert answers and answers[0][0] == 200 and len(answers[0][1]["predictions"]) == 95_000
+    assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    log = process.stdout.read()
+    assert "Application shutdown complete" in log and "parse process died" not in log, log

@@ -210,7 +210,7 @@ _ERROR = {
     "properties": {
         "error_code": {"type": "string", "enum": ["BAD_REQUEST", "SCHEMA_ERROR", "PAYLOAD_TOO_LARGE", "TOO_MANY_ROWS",
                                                   "UNSUPPORTED_MEDIA_TYPE", "PREDICT_ERROR", "SERIALIZE_ERROR",
-                                                  "NOT_FOUND", "METHOD_NOT_ALLOWED"]},
+                                                  "PARSER_UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED"]},
         "message": {"type": "string"},
         "error": {"type": "string", "description": "the message again (the V2 protocol's error form)"},
         "field": {"type": "string", "description": "the input or field at fault"},
@@ -255,7 +255,8 @@ def _v2_request(info: Any) -> dict[str, Any]:
 
 def _error_responses(*statuses: int) -> dict:
     text = {400: "malformed request", 404: "unknown model", 413: "body too large", 415: "unsupported content type",
-            422: "the data does not match the input schema (see problems)", 500: "the model raised (see error_id)"}
+            422: "the data does not match the input schema (see problems)", 500: "the model raised (see error_id)",
+            503: "the process reading large requests stopped while reading this one: retry"}
     return {str(s): {"description": text[s], "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
 
@@ -305,7 +306,7 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
                 "requestBody": {"required": True, "content": request_content},
                 "responses": {"200": {"description": "predictions", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/InvocationsResponse"}}}},
-                    **_error_responses(400, 413, 415, 422, 500)},
+                    **_error_responses(400, 413, 415, 422, 500, 503)},
             }},
             f"{v2_path}/infer": {"post": {
                 "summary": "Predict (Open Inference Protocol, KServe V2)",
@@ -318,7 +319,7 @@ def openapi_document(info: Any, *, model_name: str, model_version: str | None, s
                 "operationId": "infer",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/V2Request"}}}},
-                "responses": {"200": {"description": "outputs"}, **_error_responses(400, 404, 413, 422, 500)},
+                "responses": {"200": {"description": "outputs"}, **_error_responses(400, 404, 413, 422, 500, 503)},
             }},
             v2_path: {"get": {"summary": "Model metadata (V2)", "operationId": "modelMetadata", "responses": simple}},
             f"{v2_path}/ready": {"get": {"summary": "Model ready (V2)", "operationId": "modelReady",

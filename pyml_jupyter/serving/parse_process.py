@@ -15,7 +15,8 @@ a round trip to the child costs ~1 ms.
 
 If the child dies (killed, out of memory), the requests it was reading are answered 503
 ``PARSER_UNAVAILABLE`` (retry) and a new child is started; the server never waits on a dead one. The child
-ignores SIGINT (the server decides when it stops) and exits when its parent is gone.
+ignores SIGINT and SIGTERM (the server stops it once its requests are drained) and exits when its parent is
+gone.
 
 This module is part of the serving runtime: stdlib only (besides the runtime's own modules).
 """
@@ -67,9 +68,11 @@ def parse_process_bytes_from_env(environ: dict | None = None) -> int:
 
 
 def _start_child(package_path: str, parent_pid: int) -> None:
-    """The child's initializer: the package's contract, no SIGINT, and an exit when the parent is gone."""
+    """The child's initializer: the package's contract, no SIGINT or SIGTERM (sent to a whole process group,
+    they would cut short the requests the server drains), and an exit when the parent is gone."""
     global _CONTRACT
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(format="%(levelname)s:     %(message)s")  # its warnings (error ids) reach the same log
     _CONTRACT = ModelContract(read_package(package_path))
 

@@ -30,6 +30,8 @@ model's input, with the input schema enforced by :mod:`~pyml_jupyter.serving.sch
     422 SCHEMA_ERROR            the data does not match the input schema; "problems" names each field
     500 PREDICT_ERROR           the model's own code raised on real rows; the message is generic and
                                 "error_id" finds the exception and traceback in the log
+    503 PARSER_UNAVAILABLE      the parse process (see parse_process.py) died while reading this request:
+                                retry (a new one is started)
 
 Zero rows are answered from the output schema without calling the model. Limits: :mod:`.limits`.
 

@@ -46,7 +46,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(package: Path, *args: str, env: dict[str, str] | None = None, new_session: bool = False) -> Iterator[Server]:
+def serving(package: Path, *args: str, env: dict[str, str] | None = None,
+            new_session: bool = False) -> Iterator[Server]:
     """Run the serving runtime on ``package`` with command-line ``args`` on a free port, ready; stop it after.
 
     ``new_session`` puts the server in a process group of its own, for tests that signal the whole group.

@@ -115,6 +115,8 @@ def test_a_bad_big_body_and_a_bad_small_body_get_the_same_answer(example_package
         csv_rows = "0.25,-1.5,nice\n"
         cases.append((("x1,x2,city\n" + csv_rows * small + "oops,1,nice\n").encode(),
                       ("x1,x2,city\n" + csv_rows * big + "oops,1,nice\n").encode()))
+        cases.append((("x1,x2,city\n" + csv_rows * small + "0.25,-1.5,nice,extra\n").encode(),  # a wide row
+                      ("x1,x2,city\n" + csv_rows * big + "0.25,-1.5,nice,extra\n").encode()))
         for small_body, big_body in cases:
             assert len(small_body) < DEFAULT_PARSE_PROCESS_BYTES < len(big_body)
             kind = "text/csv" if small_body.startswith(b"x1") else "application/json"

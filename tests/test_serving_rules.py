@@ -52,6 +52,7 @@ BROKEN = [
     Broken("csv", "frame", "/invocations", 'x,city\n1,"paris\n', 400),
     Broken("csv", "frame", "/invocations", "", 400),
     Broken("csv", "frame", "/invocations", "x,city\nparis,1\n", 422),
+    Broken("csv", "frame", "/invocations", "x,city\n1,paris\n2,lyon,extra\n", 400),
     Broken("split-row-types", "frame", "/invocations",
            {"dataframe_split": {"columns": ["x", "city"], "data": [["paris", 1]]}}, 422),
     Broken("v2-data-count", "frame", V2, {"inputs": [v2_input("x", [2], [1]),
@@ -146,7 +147,7 @@ def test_a_422_names_the_rule_on_each_problem_and_a_400_on_the_body(clients):
     assert "rule" not in problems
     assert sorted((p["field"], p["rule"]) for p in problems["problems"]) == [
         ("city", "split-row-types"), ("x", "every-column")]
-    twice = send(client, V2, BROKEN[13].body).json()
+    twice = send(client, V2, next(b for b in BROKEN if b.rule == "v2-once").body).json()
     assert twice["rule"] == "v2-once" and twice["error"] == twice["message"]  # the V2 error form, and ours
 
 
@@ -172,3 +173,22 @@ def test_a_csv_body_reads_as_a_json_body_does(tmp_path):
             {"x": 1, "city": "paris", "blob": "AAE="}]}).json()
         refused = send(client, "/invocations", "x,city,blob\n1,paris,not base64!\n")
         assert refused.status_code == 422 and rules_named(refused.json()) == ["csv"], refused.text
+
+
+def test_a_csv_row_wider_than_the_header_is_a_400_naming_its_line(clients):
+    """pandas, building only the model's columns, would drop the extra values; and read a body whose every row
+    has one more value than the header as one whose first column is the index."""
+    client, _ = clients["frame"]
+    for body, line in (("x,city\n1,paris\n2,lyon,extra\n", 3), ("x,city\n1,paris,a\n2,lyon,b\n", 2),
+                       ('x,city\n1,"paris,\nfrance"\n2,lyon,\n', 4)):
+        refused = send(client, "/invocations", body)
+        assert refused.status_code == 400 and refused.json()["rule"] == "csv", refused.text
+        assert f"line {line} has 3 values, more than the 2 columns of its header" in refused.json()["message"]
+
+
+def test_separators_and_line_ends_inside_quoted_csv_values_are_the_values_own(clients):
+    client, _ = clients["frame"]
+    answer = send(client, "/invocations", 'x,city\r\n1,"paris, france"\r\n2,"lyon\n(69), ""rhône"""\r\n')
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == send(client, "/invocations", {"dataframe_records": [
+        {"x": 1, "city": "paris, france"}, {"x": 2, "city": 'lyon\n(69), "rhône"'}]}).json()

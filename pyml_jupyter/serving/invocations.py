@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .answers import Answer, ScoringError, Timer, error_body, guard, parse_json, predict
+from .csv_rows import first_wide_row
 from .jsonio import dumps
 from .limits import DEFAULT_LIMITS, Limits
 from .loader import LoadedModel
@@ -54,12 +55,17 @@ def _media_type(content_type: str | None) -> str:
 
 def _parse_csv(body: bytes, schema: DataFrameSchema, limits: Limits) -> pd.DataFrame:
     """The schema's columns of a CSV body (the others are tokenized, never converted), at most
-    ``max_rows + 1`` rows read; the header's width and the row count are checked against the limits."""
+    ``max_rows + 1`` rows read; the header's width and the row count are checked against the limits, and a row
+    wider than the header is a 400 (the ``csv`` rule; ``mlflow models serve`` refuses it too)."""
     # Text-like columns are read as text, so "007" stays "007" and the schema decides what the rest mean.
     text_like = {c.name: object for c in schema.columns if c.dtype in ("string", "binary", "datetime", "object")}
     wanted = set(schema.names)
     try:
         limits.check_columns(_header_width(body), "the CSV header", len(schema))
+        wide = first_wide_row(body)
+        if wide is not None:  # pandas, building only the schema's columns, would drop the values past the header
+            raise ScoringError.bad_request(f"The CSV body's line {wide.line} has {wide.values} values, more than "
+                                           f"the {wide.header} columns of its header", rule=CSV)
         frame = pd.read_csv(io.BytesIO(body), dtype=text_like or None, usecols=lambda c: c in wanted,
                             nrows=limits.max_rows + 1)
     except pd.errors.EmptyDataError:

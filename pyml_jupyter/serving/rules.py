@@ -45,7 +45,8 @@ CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
     CrossFieldRule(EVERY_TENSOR, "A request names every input tensor of the model: a V2 request's inputs too."),
     CrossFieldRule(CSV, "A text/csv body is CSV: a header row naming the columns, then rows of one value per "
                         "column that read as their column's type (a body that is not CSV, or is empty, is a 400; "
-                        "values that do not fit, a 422; a row's values past the header's width are ignored)."),
+                        "values that do not fit, a 422); a row has no more values than the header has columns (a "
+                        "wider row is a 400 naming its line)."),
     CrossFieldRule(SPLIT_ROW_TYPES, "In 'dataframe_split' a row's values are typed by position: each has the "
                                     "type of its column."),
     CrossFieldRule(V2_DATA_COUNT, "A V2 input's 'data' holds as many values as the product of its 'shape'."),

@@ -252,6 +252,73 @@ def test_a_counted_request_that_never_queues_holds_a_batch_only_a_few_loop_turns
     asyncio.run(main())
 
 
+def _gated_batcher():
+    """A counting batcher whose predicts wait for ``gate`` (requests queue meanwhile); ``log`` records each predict
+    started (``"predict N"``, N requests) on the event loop, in order with what the test appends."""
+    gate, log = threading.Event(), []
+
+    def predict(frame):
+        gate.wait(10)
+        return frame.rename(columns={"x": "y"})
+
+    batcher, arrivals, executor = _counting_batcher()
+    batcher.predict_batch = batcher.predict_one = predict
+    submit = executor.submit
+
+    def logged_submit(fn, batch):
+        log.append(f"predict {len(batch)}")
+        return submit(fn, batch)
+
+    executor.submit = logged_submit
+    return batcher, arrivals, executor, gate, log
+
+
+def test_requests_queued_while_the_model_predicts_start_the_next_predict_before_that_batch_is_answered():
+    async def main():
+        batcher, arrivals, executor, gate, log = _gated_batcher()
+
+        async def client(x: int):
+            out = await batcher.predict(pd.DataFrame({"x": [x]}), 10, arrival=arrivals.expect())
+            log.append(f"answer {int(out['y'].iloc[0])}")
+
+        first = asyncio.ensure_future(client(0))
+        await asyncio.sleep(0)
+        queued = [asyncio.ensure_future(client(x)) for x in (1, 2)]
+        await asyncio.sleep(0)
+        straggler = arrivals.expect()  # a request read but not queued yet: the model does not idle for it
+        gate.set()
+        await asyncio.gather(first, *queued)
+        straggler.leave()
+        assert log == ["predict 1", "predict 2", "answer 0", "answer 1", "answer 2"]
+
+    asyncio.run(main())
+
+
+def test_fewer_requests_queued_than_a_batch_answers_wait_for_those_its_answers_bring_back():
+    # Closed-loop clients, as a load generator at c=16: each sends its next request once it has its answer. A
+    # predict of the one request that queued meanwhile would split the clients into two groups taking turns.
+    async def main():
+        batcher, arrivals, executor, gate, log = _gated_batcher()
+
+        async def client(x: int, arrival, again: bool):
+            await batcher.predict(pd.DataFrame({"x": [x]}), 10, arrival=arrival)
+            if again:
+                out = await batcher.predict(pd.DataFrame({"x": [x + 10]}), 10, arrival=arrivals.expect())
+                assert int(out["y"].iloc[0]) == x + 10
+
+        counted = [arrivals.expect() for _ in range(4)]  # read together: one batch of 4
+        clients = [asyncio.ensure_future(client(x, arrival, True)) for x, arrival in enumerate(counted)]
+        await asyncio.sleep(0)
+        late = asyncio.ensure_future(client(4, arrivals.expect(), False))
+        await asyncio.sleep(0)
+        assert executor.submitted == [4]
+        gate.set()
+        await asyncio.gather(*clients, late)
+        assert executor.submitted == [4, 5]
+
+    asyncio.run(main())
+
+
 def test_the_http_protocol_counts_a_post_until_its_app_is_done_even_when_the_app_raises():
     from pyml_jupyter.serving.batching import ARRIVAL_KEY, ARRIVALS
     from pyml_jupyter.serving.server import _counted

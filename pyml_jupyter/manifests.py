@@ -25,13 +25,15 @@ from .errors import HINT_PUSH, PymlError
 from .images.context import CONTAINER_PORT, USER_UID
 from .progress import Progress
 
-__all__ = ["FORMATS", "Export", "export", "measure_memory", "memory_resources", "TAG_MEMORY"]
+__all__ = ["FORMATS", "Export", "export", "measure_memory", "memory_resources", "PARSE_PROCESS_MIB", "TAG_MEMORY"]
 
 FORMATS = ("kserve", "kubernetes")
 TAG_MEMORY = "pyml.memory_bytes"
 """The MLflow version tag caching the measured peak memory of the model's process."""
 _MI = 1024 ** 2
 _HEADROOM = 1.5  # request = measured peak x 1.5 (the server, its workers' buffers, request payloads)
+PARSE_PROCESS_MIB = 128
+"""Added to the request for the worker's parse process (numpy, pandas and the contract: ~100 MiB resident)."""
 _WRITABLE = {"tmp": ("/tmp", "256Mi"), "home": ("/home/pyml", "64Mi")}
 
 
@@ -74,8 +76,9 @@ def measure_memory(name: str, version: int) -> int:
 
 
 def memory_resources(peak_bytes: int) -> tuple[str, str]:
-    """(request, limit) in MiB for a measured peak: ×1.5 rounded up to 64 MiB (at least 128 MiB), limit ×2."""
-    request = max(128, math.ceil(peak_bytes * _HEADROOM / _MI / 64) * 64)
+    """(request, limit) in MiB for a measured peak: ×1.5 plus the parse process, rounded up to 64 MiB (at least
+    128 MiB), limit ×2."""
+    request = max(128, math.ceil((peak_bytes * _HEADROOM / _MI + PARSE_PROCESS_MIB) / 64) * 64)
     return f"{request}Mi", f"{2 * request}Mi"
 
 

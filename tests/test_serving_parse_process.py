@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -200,3 +201,12 @@ def test_sigterm_to_the_process_group_drains_a_big_request_in_the_child_then_exi
     assert process.wait(timeout=30) in (0, -signal.SIGTERM)
     log = process.stdout.read()
     assert "Application shutdown complete" in log and "parse process died" not in log, log
+
+
+def test_the_parse_process_starts_under_an_interactive_shell_main(example_package: Path, monkeypatch):
+    class ShellMain:  # what IPython puts in sys.modules["__main__"]: no __spec__, no __file__
+        pass
+
+    monkeypatch.setitem(sys.modules, "__main__", ShellMain())
+    with TestClient(create_app(example_package)) as client:
+        assert client.app.state.server.parse_process.pid is not None

@@ -97,9 +97,9 @@ def slow_package(directory: Path) -> Path:
 
 class Server:
     def __init__(self, package: Path, env: dict | None = None) -> None:
-        from test_serving_app import _free_port
+        from processes import free_port
 
-        self.port = _free_port()
+        self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(self.port),
              "--log-level", "warning"], env={**os.environ, **(env or {})},

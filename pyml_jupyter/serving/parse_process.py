@@ -28,6 +28,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -127,6 +128,11 @@ class ParseProcess:
 
     def start(self) -> None:
         """Spawn the child and begin its warm-up (imports, contract); :meth:`wait_ready` waits for it."""
+        main = sys.modules.get("__main__")
+        if main is not None and not hasattr(main, "__spec__"):
+            # an interactive shell's stand-in for __main__ (IPython's DummyMod) has no __spec__, which spawn reads;
+            # None is what a script's __main__ has, and spawn then re-imports nothing of it
+            main.__spec__ = None
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_child, initargs=(self.package_path, os.getpid()))
         self._warm = Future()

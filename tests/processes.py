@@ -37,6 +37,17 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float = 90) -> Non
     raise AssertionError("the server did not become ready")
 
 
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Terminate ``process`` (if it still runs) and reap it; kill it if it outlives ``timeout``."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass(frozen=True)
 class Server:
     """A running ``python -m pyml_jupyter.serving``: its HTTP port and its process."""
@@ -46,26 +57,26 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(package: Path, *args: str, env: dict[str, str] | None = None,
+def running(command: list[str], port: int, *, env: dict[str, str] | None = None, cwd: Path | None = None,
             new_session: bool = False) -> Iterator[Server]:
-    """Run the serving runtime on ``package`` with command-line ``args`` on a free port, ready; stop it after.
+    """Run ``command``, a server that listens on ``port``, until ``GET /ping`` answers; stop it after.
 
     ``new_session`` puts the server in a process group of its own, for tests that signal the whole group.
     """
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ) if env is None else env,
-        start_new_session=new_session,
-    )
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                               env=dict(os.environ) if env is None else env, start_new_session=new_session)
     try:
         wait_ready(port, process)
         yield Server(port, process)
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+@contextlib.contextmanager
+def serving(package: Path, *args: str, env: dict[str, str] | None = None,
+            new_session: bool = False) -> Iterator[Server]:
+    """Run the serving runtime on ``package`` with command-line ``args`` on a free port (see :func:`running`)."""
+    port = free_port()
+    command = [sys.executable, "-m", "pyml_jupyter.serving", str(package), "--port", str(port), *args]
+    with running(command, port, env=env, new_session=new_session) as server:
+        yield server

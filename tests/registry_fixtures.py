@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI
-from processes import free_port
+from processes import free_port, stop
 
 START_TIMEOUT = 30.0
 
@@ -69,12 +69,7 @@ def serve_registry(root: Path, *, readonly: bool = False):
             time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=15)
         log.close()
 
 

@@ -12,15 +12,14 @@ import http.client
 import json
 import shutil
 import site
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import pyml_jupyter.serving
+from processes import free_port, running
 
 FORBIDDEN = ("mlflow", "IPython", "ipykernel", "ipywidgets", "jupyter_server", "jupyter_client", "jupyterlab",
              "tornado", "docker", "pyspark", "nbformat")
@@ -111,36 +110,12 @@ def test_runtime_serves_with_nothing_else_of_the_package(leaf: Path, example_pac
 
 
 def test_python_m_serving_runs_from_the_copy(leaf: Path, example_package: Path, tmp_path: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        _isolated(SERVE_WITH_UVICORN, leaf, str(example_package), "--port", str(port), "--log-level", "warning"),
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "the server did not become ready"
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/ping")
-                ping = connection.getresponse()
-                ping.read()
-                if ping.status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
+    port = free_port()
+    command = _isolated(SERVE_WITH_UVICORN, leaf, str(example_package), "--port", str(port), "--log-level", "warning")
+    with running(command, port, cwd=tmp_path):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         body = json.dumps({"dataframe_split": {"columns": ["x1", "x2", "city"], "data": [[0.5, -1.0, "paris"]]}})
         connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         assert response.status == 200
         assert len(json.loads(response.read())["predictions"]) == 1
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

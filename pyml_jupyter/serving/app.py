@@ -13,20 +13,22 @@ Endpoints (all answers are JSON unless said otherwise)::
 
 The package is loaded once, in the lifespan, before the first request is accepted. Configuration comes from
 :func:`create_app`'s arguments or, through :func:`app_from_env` (the factory uvicorn workers call), from the
-environment: ``PYML_PACKAGE``, ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION``, ``PYML_RUN_ID``,
-the request limits ``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_MAX_ROWS``, ``PYML_MAX_COLUMNS`` and
-``PYML_MAX_DEPTH`` (see limits.py), ``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_ROWS``,
-``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT``, ``PYML_GRPC_UDS``, ``PYML_PARSE_PROCESS_BYTES`` (see
-parse_process.py), ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN`` (see access.py: requests naming another ``Host`` get 400; with a token, all but the probes need it).
+environment: ``PYML_PACKAGE``, ``PYML_MODEL_NAME``, ``PYML_MODEL_VERSION``, ``PYML_RUN_ID``, the request limits
+``PYML_MAX_BODY_BYTES`` (default 20 MiB), ``PYML_MAX_ROWS``, ``PYML_MAX_COLUMNS`` and ``PYML_MAX_DEPTH`` (see
+limits.py), ``PYML_PREDICT_THREAD``, ``PYML_MAX_BATCH_ROWS``, ``PYML_MAX_BATCH_BYTES``, ``PYML_GRPC_PORT``,
+``PYML_GRPC_UDS``, ``PYML_PARSE_PROCESS_BYTES`` (see parse_process.py), ``PYML_ALLOWED_HOSTS`` and ``PYML_TOKEN``
+(see access.py: requests naming another ``Host`` get 400; with a token, all but the probes need it).
 
-A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed, and their
-answers written, on a parse thread; bodies over ``PYML_PARSE_PROCESS_BYTES``, default 256 KiB, are parsed and
-validated, and their answers written, in the parse process, a warm child process, since the JSON parser and
-encoder hold the GIL for ~0.1 s per MB: see parse_process.py); its validated input then goes through the
-:class:`~pyml_jupyter.serving.batching.Batcher`, whose one predict thread runs the model, so ``/ping``, ``/health``, ``/v2/health/*`` and ``/metrics`` answer
-while a predict runs for seconds. Concurrent requests of a model whose contract check proved batch invariance
-are predicted together (see batching.py). ``PYML_PREDICT_THREAD=0`` predicts on the event loop instead (no
-thread hop, no batching; health waits for predictions): it is there to measure the hop.
+A request is parsed, validated and serialized on the event loop (bodies over 64 KiB are parsed, and their answers
+written, on a parse thread; bodies over ``PYML_PARSE_PROCESS_BYTES``, default 256 KiB, are parsed and validated,
+and their answers written, in the parse process, a warm child process, since the JSON parser and encoder hold the
+GIL for ~0.1 s per MB: see parse_process.py); its validated input then goes through the
+:class:`~pyml_jupyter.serving.batching.Batcher`, whose one predict thread runs the model, so ``/ping``,
+``/health``, ``/v2/health/*`` and ``/metrics`` answer while a predict runs for seconds. Concurrent requests of a
+model whose contract check proved batch invariance are predicted together (see batching.py).
+``PYML_PREDICT_THREAD=0`` predicts on the event loop instead (no thread hop, no batching; health waits for
+predictions): it is there to measure the hop.
+
 When a gRPC port or Unix socket is configured, the same server answers the Open Inference Protocol over gRPC
 (see grpc_server.py), through the same batcher.
 

@@ -7,20 +7,20 @@ output, by row range. Nothing ever waits on a timer: when the model is free the 
 is predicted after one turn of the event loop (a single request adds microseconds); under load, batches form
 by themselves while the previous predict runs.
 
-When the model is free, a batch starts as soon as no other request is known to be on its way to the queue.
-The HTTP server counts the scoring requests it has handed to the app (:class:`Arrivals`; uvicorn starts the
-tasks of all the requests it read in one go before any of them runs), and each leaves the count when it queues
-or is answered without queueing. A request that queues on a free model while others are on their way leaves the
-start to the last of them, which starts the batch as it queues; a lone request (c=1) starts its predict in its
-own step, with no added turn of the event loop. The count is exact for requests the server has read; nothing
-waits on a timer or on requests not yet read. Should a counted request never reach the queue (its body is slow
-to come), the batch starts anyway after ``SETTLE_TURNS`` turns of the event loop. Callers that do not count
-their requests as they queue (gRPC, the h11 protocol, in-process clients) keep the earlier rule: the start goes to
-the end of the loop's ready callbacks, twice, and again while requests kept arriving in the last turn or counted
-ones are still on their way (at most ``SETTLE_TURNS`` turns, and never past the row budget). gRPC counts a call
-while grpc reads its message (an interceptor, see grpc_server.py) and leaves the count just before it queues. Without either, the first request back after a batch
-would take the free model alone, and the others would wait for that 1-row predict (measured here: half the
-predict calls at c=16 were of one request).
+When the model is free, a batch starts as soon as no other request is known to be on its way to the queue. The HTTP
+server counts the scoring requests it has handed to the app (:class:`Arrivals`; uvicorn starts the tasks of all the
+requests it read in one go before any of them runs), and each leaves the count when it queues or is answered
+without queueing. A request that queues on a free model while others are on their way leaves the start to the last
+of them, which starts the batch as it queues; a lone request (c=1) starts its predict in its own step, with no
+added turn of the event loop. The count is exact for requests the server has read; nothing waits on a timer or on
+requests not yet read. Should a counted request never reach the queue (its body is slow to come), the batch starts
+anyway after ``SETTLE_TURNS`` turns of the event loop. Callers that do not count their requests as they queue (the
+h11 protocol, in-process clients, and gRPC, which counts a call while grpc reads its message: an interceptor, see
+grpc_server.py) keep the earlier rule: the start goes to the end of the loop's ready callbacks, twice, and again
+while requests kept arriving in the last turn or counted ones are still on their way (at most ``SETTLE_TURNS``
+turns, and never past the row budget). Without either, the first request back after a batch would take the free
+model alone, and the others would wait for that 1-row predict (measured here: half the predict calls at c=16 were
+of one request).
 
 When a predict finishes and requests queued meanwhile, the model does not wait for the event loop to answer the
 batch it just predicted: if at least as many requests queued as the batch held, the next batch starts one turn of
@@ -66,8 +66,8 @@ import pandas as pd
 
 from .schema import FrameColumns
 
-__all__ = ["ARRIVALS", "ARRIVAL_KEY", "Arrival", "Arrivals", "Batcher", "DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_BATCH_BYTES", "row_count", "merge_inputs",
-           "split_output"]
+__all__ = ["ARRIVALS", "ARRIVAL_KEY", "Arrival", "Arrivals", "Batcher", "DEFAULT_MAX_BATCH_ROWS",
+           "DEFAULT_MAX_BATCH_BYTES", "row_count", "merge_inputs", "split_output"]
 
 DEFAULT_MAX_BATCH_ROWS = 256
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024

@@ -97,7 +97,7 @@ def build_mlflow_image(client, package: Path, mlflow_model: Path, name: str, wor
     # The base (Debian bookworm) runs Python 3.11 on glibc 2.36.
     wheels = ensure_wheelhouse(mlflow_requirements(mlflow_model), TargetPlatform.for_linux("3.11", libc_version="2.36"))
     shutil.copytree(wheels, context / "wheels", ignore=shutil.ignore_patterns("*.json"))
-    done = subprocess.run(["docker", "build", "-t", tag, "--label", f"{LABEL}={name}", str(context)],
+    done = subprocess.run(["docker", "build", "--force-rm", "-t", tag, "--label", f"{LABEL}={name}", str(context)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"MLflow's image did not build:\n{(done.stdout + done.stderr)[-4000:]}")
